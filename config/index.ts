@@ -1,0 +1,29 @@
+/** The config module's public surface; config/ imports nothing from the project but errors.ts. */
+export { ConfigError, type ConfigIssue } from './config-error.ts';
+export { resolveTarget, ENV_BINDINGS, type Env } from './env.ts';
+export { FLAG_BINDINGS, type ConfigOverrides } from './flags.ts';
+export {
+  AGENTS_FILE,
+  CONFIG_FILE,
+  STORED_SOURCE,
+  configForResume,
+  loadConfig,
+  type LoadConfigOptions,
+  type LoadedConfig,
+} from './loader.ts';
+export {
+  ALERT_CHANNELS,
+  DEFAULT_MODEL,
+  LOG_LEVELS,
+  MODEL_PROVIDERS,
+  agentDefinitionSchema,
+  agentsFileSchema,
+  configJsonSchema,
+  configSchema,
+  type AgentDefinition,
+  type AgentDefinitions,
+  type Config,
+  type LogLevel,
+  type ModelProvider,
+} from './schema.ts';
+export { REDACTED, childProcessEnv, readSecrets, redact, type Secrets } from './secrets.ts';

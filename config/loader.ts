@@ -1,0 +1,126 @@
+import path from 'node:path';
+import { ConfigError, type ConfigIssue } from './config-error.ts';
+import { envLayers, type Env } from './env.ts';
+import { flagLayers, type ConfigOverrides } from './flags.ts';
+import { describeFound, validate } from './issues.ts';
+import { isMapping, mergeLayers, type Layer } from './layers.ts';
+import { agentsFileSchema, configSchema, type AgentDefinitions, type Config } from './schema.ts';
+import { readSecrets, type Secrets } from './secrets.ts';
+import { readYamlFile } from './yaml-file.ts';
+
+export const CONFIG_FILE = 'duo-agent.config.yaml';
+export const AGENTS_FILE = 'agents.yaml';
+
+export interface LoadConfigOptions {
+  /** Absolute path of the target repository (see resolveTarget). */
+  target: string;
+  /** `--config`: must exist. Default: duo-agent.config.yaml in the target, if present. */
+  configPath?: string | undefined;
+  /** `--agents`: must exist. Default: agents.yaml in the target, if present. */
+  agentsPath?: string | undefined;
+  env: Env;
+  flags?: ConfigOverrides | undefined;
+  /** Settings between the defaults and the files, e.g. a demo's project settings. */
+  base?: { source: string; values: unknown } | undefined;
+  /** Resolves relative paths and shortens file names in messages. Default: process.cwd(). */
+  cwd?: string | undefined;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  agents: AgentDefinitions;
+  secrets: Secrets;
+  /** Absolute paths of the files actually read. */
+  files: string[];
+}
+
+/** defaults < base < files < environment < flags, validated once. Throws ConfigError. */
+export function loadConfig(options: LoadConfigOptions): LoadedConfig {
+  const cwd = options.cwd ?? process.cwd();
+  const files: string[] = [];
+  const layers: Layer[] = [
+    { source: 'defaults', values: { project: { name: path.basename(options.target) || 'project' } } },
+  ];
+
+  if (options.base !== undefined) {
+    const { source, values } = options.base;
+    if (!isMapping(values)) {
+      throw ConfigError.of(source, '', `expected a mapping of settings, found ${describeFound(values)}`);
+    }
+    layers.push({ source, values });
+  }
+
+  const configFile = locate(options.configPath, options.target, CONFIG_FILE, cwd);
+  const configLabel = labelOf(configFile, cwd);
+  const configValues = readYamlFile(configFile, configLabel, options.configPath === undefined ? undefined : '--config');
+  if (configValues !== undefined) {
+    files.push(configFile);
+    layers.push({ source: configLabel, values: withReplayFileResolved(configValues, path.dirname(configFile)) });
+  }
+
+  layers.push(...envLayers(options.env), ...flagLayers(options.flags, cwd));
+  const merged = mergeLayers(layers);
+  const config = validate(configSchema, merged.values, (at) => merged.sourceOf(at));
+
+  const agentsFile = locate(options.agentsPath, options.target, AGENTS_FILE, cwd);
+  const agentsLabel = labelOf(agentsFile, cwd);
+  const agentsValues = readYamlFile(agentsFile, agentsLabel, options.agentsPath === undefined ? undefined : '--agents');
+  let agents: AgentDefinitions = {};
+  if (agentsValues !== undefined) {
+    files.push(agentsFile);
+    agents = validate(agentsFileSchema, agentsValues, () => agentsLabel).agents;
+  }
+
+  return { config, agents, secrets: readSecrets(options.env), files };
+}
+
+export const STORED_SOURCE = 'stored settings';
+
+/**
+ * Settings for a resumed run: the settings it started with, then flags. Files and the
+ * environment are not read again (a run keeps its settings), except for the secrets,
+ * which are never stored.
+ */
+export function configForResume(
+  stored: unknown,
+  flags: ConfigOverrides | undefined,
+  env: Env,
+  cwd: string = process.cwd(),
+): { config: Config; secrets: Secrets } {
+  let settings: Config;
+  try {
+    settings = validate(configSchema, stored, () => STORED_SOURCE);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const first = error.issues[0];
+    const detail =
+      first === undefined ? error.message : [first.field, first.problem].filter((part) => part !== '').join(': ');
+    const issue: ConfigIssue = {
+      source: STORED_SOURCE,
+      field: first?.field ?? '',
+      problem: first?.problem ?? error.message,
+      message: `the run's stored settings are incompatible with this version of Moderator (${detail}); start a new run`,
+    };
+    throw new ConfigError([issue], { cause: error });
+  }
+  const merged = mergeLayers([{ source: STORED_SOURCE, values: settings }, ...flagLayers(flags, cwd)], STORED_SOURCE);
+  const config = validate(configSchema, merged.values, (at) => merged.sourceOf(at));
+  return { config, secrets: readSecrets(env) };
+}
+
+function locate(explicit: string | undefined, target: string, name: string, cwd: string): string {
+  return explicit === undefined ? path.join(target, name) : path.resolve(cwd, explicit);
+}
+
+/** The path relative to the current directory when the file is under it, else absolute. */
+function labelOf(file: string, cwd: string): string {
+  const relative = path.relative(cwd, file);
+  return relative === '' || relative.startsWith('..') || path.isAbsolute(relative) ? file : relative;
+}
+
+/** A replay file named in a settings file is relative to that file, like tsconfig paths. */
+function withReplayFileResolved(values: Record<string, unknown>, dir: string): Record<string, unknown> {
+  const model = values['model'];
+  if (!isMapping(model) || typeof model['replay_file'] !== 'string' || model['replay_file'] === '') return values;
+  return { ...values, model: { ...model, replay_file: path.resolve(dir, model['replay_file']) } };
+}

@@ -1,0 +1,69 @@
+import { envValue, type Env } from './env.ts';
+
+/** Credentials, kept apart from Config so that Config can be stored, logged and served. */
+export interface Secrets {
+  anthropicApiKey?: string;
+  openaiApiKey?: string;
+  gitToken?: string;
+}
+
+/** DUO_AGENT_* first (the seed's names), then the vendors' usual names as a fallback. */
+export function readSecrets(env: Env): Secrets {
+  const secrets: Secrets = {};
+  const anthropicApiKey = firstSet(env, 'DUO_AGENT_API_KEY', 'ANTHROPIC_API_KEY');
+  const openaiApiKey = firstSet(env, 'OPENAI_API_KEY');
+  const gitToken = firstSet(env, 'DUO_AGENT_GIT_TOKEN', 'GITHUB_TOKEN');
+  if (anthropicApiKey !== undefined) secrets.anthropicApiKey = anthropicApiKey;
+  if (openaiApiKey !== undefined) secrets.openaiApiKey = openaiApiKey;
+  if (gitToken !== undefined) secrets.gitToken = gitToken;
+  return secrets;
+}
+
+function firstSet(env: Env, ...names: string[]): string | undefined {
+  for (const name of names) {
+    // A key pasted with `$(cat key.txt)` carries a newline the APIs would reject.
+    const value = envValue(env, name)?.trim();
+    if (value !== undefined && value !== '') return value;
+  }
+  return undefined;
+}
+
+export const REDACTED = '[redacted]';
+
+/** `text` with every occurrence of every secret value replaced by "[redacted]". */
+export function redact(text: string, secrets: Secrets): string {
+  const values = [secrets.anthropicApiKey, secrets.openaiApiKey, secrets.gitToken]
+    .filter((value): value is string => value !== undefined && value !== '')
+    // Longest first, so a secret that contains another is not left half-visible.
+    .sort((a, b) => b.length - a.length);
+  let out = text;
+  for (const value of values) out = out.split(value).join(REDACTED);
+  return out;
+}
+
+const SECRET_NAMES = new Set([
+  'DUO_AGENT_API_KEY',
+  'DUO_AGENT_GIT_TOKEN',
+  'OPENAI_API_KEY',
+  'ANTHROPIC_API_KEY',
+  'GITHUB_TOKEN',
+  'ANTHROPIC_AUTH_TOKEN',
+]);
+const SECRET_SUFFIX = /_(?:API_KEY|TOKEN|SECRET|PASSWORD)$/i;
+/** A parent `node --test` or tsx loader must not leak into the target's own test run. */
+const NODE_RUNTIME = new Set(['NODE_OPTIONS', 'NODE_TEST_CONTEXT']);
+
+/**
+ * The environment for a target's test and setup commands: the target's code is not ours,
+ * so it gets no credential, and no Node runtime options of the Moderator process.
+ */
+export function childProcessEnv(env: Env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    const upper = name.toUpperCase();
+    if (SECRET_NAMES.has(upper) || SECRET_SUFFIX.test(name) || NODE_RUNTIME.has(upper)) continue;
+    out[name] = value;
+  }
+  return out;
+}
