@@ -1,0 +1,73 @@
+/**
+ * The typed vocabulary the agents speak. Every inter-agent event is namespaced (`task.assigned`)
+ * and journaled; payloads stay small (ids and counters): texts live in the store.
+ */
+
+export type Outcome = 'done' | 'budget_exhausted' | 'stuck' | 'needs_human' | 'failed' | 'cancelled';
+
+export type AgentId = 'moderator' | 'techlead' | 'monitor' | 'everThinker';
+
+/** A task as the orchestrator tracks it; its text is in the `tasks` table. */
+export interface TaskRef {
+  id: string;
+  type: string;
+  origin: 'plan' | 'improvement';
+  status: 'pending' | 'active' | 'merged' | 'rejected' | 'failed' | 'skipped';
+  /** Review round the task is in: 1 for the first implementation, +1 per revision. */
+  attempt: number;
+}
+
+export interface NewTaskRef {
+  id: string;
+  type: string;
+}
+
+// ---- orchestrator -> agents
+export type ClarifyRequested = { type: 'clarify.requested' };
+export type PlanRequested = { type: 'plan.requested' };
+export type TaskAssigned = { type: 'task.assigned'; taskId: string; taskType: string; attempt: number; correlationId: string };
+export type TaskFeedback = { type: 'task.feedback'; taskId: string; taskType: string; attempt: number; prNumber: number; correlationId: string };
+export type ReviewRequested = { type: 'review.requested'; taskId: string; prNumber: number; attempt: number; correlationId: string };
+export type ImproveRequested = { type: 'improve.requested'; cycle: number };
+export type AgentRetry = { type: 'agent.retry' };
+export type AgentReset = { type: 'agent.reset' };
+
+// ---- agents -> orchestrator
+export type ScopeClarified = { type: 'scope.clarified'; assumptions: number; questions: number };
+export type PlanReady = { type: 'plan.ready'; tasks: NewTaskRef[] };
+export type PrSubmitted = { type: 'pr.submitted'; taskId: string; prNumber: number; attempt: number; testsPassed: boolean; correlationId: string };
+export type ChangesRequested = { type: 'review.changes_requested'; taskId: string; prNumber: number; attempt: number; correlationId: string };
+export type PrRejected = { type: 'pr.rejected'; taskId: string; prNumber: number; attempt: number; correlationId: string };
+export type PrMerged = { type: 'pr.merged'; taskId: string; prNumber: number; correlationId: string };
+export type ImprovementsProposed = { type: 'improvements.proposed'; cycle: number; tasks: NewTaskRef[] };
+export type ImprovementsExhausted = { type: 'improvements.exhausted'; cycle: number; bestPriority: number | null };
+export type AgentFailed = { type: 'agent.failed'; agent: AgentId; taskId: string | null; code: string; message: string };
+export type AgentStalled = { type: 'agent.stalled'; agent: AgentId; taskId: string | null };
+
+// ---- monitor
+export type LimitReached = { type: 'monitor.limit_reached'; outcome: Outcome; reason: string };
+export type HealthAlert = { type: 'health.alert'; level: 'warning' | 'critical'; kind: string; message: string };
+export type AgentStagnant = { type: 'agent.stagnant'; idleMinutes: number };
+
+// ---- people (the CLI, later the monitoring server)
+export type HumanApproved = { type: 'human.approved' };
+export type HumanRejected = { type: 'human.rejected'; reason: string };
+export type RunAbort = { type: 'run.abort'; reason: string };
+
+/** Every namespaced event type, for journaling filters. */
+export const interAgentEventTypes = [
+  'clarify.requested', 'plan.requested', 'task.assigned', 'task.feedback', 'review.requested', 'improve.requested',
+  'agent.retry', 'agent.reset', 'scope.clarified', 'plan.ready', 'pr.submitted', 'review.changes_requested',
+  'pr.rejected', 'pr.merged', 'improvements.proposed', 'improvements.exhausted', 'agent.failed', 'agent.stalled',
+  'monitor.limit_reached', 'health.alert', 'agent.stagnant', 'human.approved', 'human.rejected', 'run.abort',
+] as const;
+
+/** What failed effects carry out of an actor: a code the orchestrator can act on. */
+export function errorCode(error: unknown): string {
+  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
+  return 'error';
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,92 @@
+import { assign, fromPromise, sendParent, setup } from 'xstate';
+import { errorCode, errorMessage, type AgentReset, type AgentRetry, type AgentStagnant, type ImproveRequested, type NewTaskRef } from './events.ts';
+
+export interface EverThinkerInput {
+  /** Proposals scoring below this (impact*2 - effort - risk) are not worth a task. */
+  minPriority: number;
+}
+
+export interface AnalyzeInput {
+  cycle: number;
+  minPriority: number;
+}
+
+export interface AnalyzeOutput {
+  /** Proposals at or above the threshold, already stored as tasks. */
+  accepted: NewTaskRef[];
+  considered: number;
+  bestPriority: number | null;
+}
+
+interface EverThinkerContext {
+  minPriority: number;
+  cycle: number;
+  last: AnalyzeOutput | null;
+}
+
+type EverThinkerEvent = ImproveRequested | AgentStagnant | AgentRetry | AgentReset;
+
+/**
+ * The Ever-Thinker: once the planned work is merged, looks at the result from six angles
+ * (performance, code quality, UX, testing, documentation, architecture), ranks what it finds
+ * and feeds the worthwhile ideas back as tasks, until returns diminish.
+ */
+export const everThinkerMachine = setup({
+  types: {
+    context: {} as EverThinkerContext,
+    events: {} as EverThinkerEvent,
+    input: {} as EverThinkerInput,
+  },
+  actors: {
+    analyze: fromPromise<AnalyzeOutput, AnalyzeInput>(() => Promise.reject(new Error('actor analyze is not provided'))),
+  },
+  actions: {
+    propose: sendParent(({ context }) => ({ type: 'improvements.proposed', cycle: context.cycle, tasks: context.last?.accepted ?? [] })),
+    giveUp: sendParent(({ context }) => ({ type: 'improvements.exhausted', cycle: context.cycle, bestPriority: context.last?.bestPriority ?? null })),
+    reportFailure: sendParent(({ event }) => ({
+      type: 'agent.failed',
+      agent: 'everThinker',
+      taskId: null,
+      code: errorCode((event as { error?: unknown }).error),
+      message: errorMessage((event as { error?: unknown }).error),
+    })),
+    reportStall: sendParent({ type: 'agent.stalled', agent: 'everThinker', taskId: null }),
+  },
+  guards: {
+    worthwhile: ({ context }) =>
+      (context.last?.accepted.length ?? 0) > 0 && (context.last?.bestPriority ?? Number.NEGATIVE_INFINITY) >= context.minPriority,
+  },
+}).createMachine({
+  id: 'everThinker',
+  description: 'Finds improvements after the planned work and stops on diminishing returns.',
+  context: ({ input }) => ({ minPriority: input.minPriority, cycle: 0, last: null }),
+  initial: 'idle',
+  states: {
+    idle: {
+      description: 'Waiting for the planned work to finish.',
+      on: { 'improve.requested': { target: 'analyzing', actions: assign({ cycle: ({ event }) => event.cycle }) } },
+    },
+    analyzing: {
+      description: 'Reviews the merged code from six angles and ranks proposals by impact, effort and risk.',
+      invoke: {
+        id: 'analyze',
+        src: 'analyze',
+        input: ({ context }) => ({ cycle: context.cycle, minPriority: context.minPriority }),
+        onDone: { target: 'proposing', actions: assign({ last: ({ event }) => event.output }) },
+        onError: { target: 'cooling_down', actions: 'reportFailure' },
+      },
+      on: { 'agent.stagnant': { target: 'cooling_down', actions: 'reportStall' } },
+    },
+    proposing: {
+      description: 'Feeds worthwhile proposals back as tasks, or reports diminishing returns.',
+      always: [{ guard: 'worthwhile', target: 'cooling_down', actions: 'propose' }, { target: 'cooling_down', actions: 'giveUp' }],
+    },
+    cooling_down: {
+      description: 'Waits until the proposed tasks are done before thinking again.',
+      on: {
+        'improve.requested': { target: 'analyzing', actions: assign({ cycle: ({ event }) => event.cycle }) },
+        'agent.retry': 'analyzing',
+      },
+    },
+  },
+});

@@ -1,0 +1,271 @@
+import { assign, enqueueActions, fromPromise, sendTo, setup } from 'xstate';
+import { everThinkerMachine } from './ever-thinker.machine.ts';
+import type {
+  AgentFailed, AgentId, AgentStalled, ChangesRequested, HealthAlert, HumanApproved, HumanRejected, ImprovementsExhausted,
+  ImprovementsProposed, LimitReached, NewTaskRef, Outcome, PlanReady, PrMerged, PrRejected, PrSubmitted, RunAbort, ScopeClarified, TaskRef,
+} from './events.ts';
+import { moderatorMachine } from './moderator.machine.ts';
+import { monitorMachine, type MonitorInput } from './monitor.machine.ts';
+import { techleadMachine } from './techlead.machine.ts';
+
+export interface OrchestratorInput {
+  /** Start implementing without asking a person to approve the plan (`-y`). */
+  autoApprove: boolean;
+  maxReviewAttempts: number;
+  maxImprovementCycles: number;
+  minPriority: number;
+  monitor: MonitorInput;
+}
+
+export interface OrchestratorOutput {
+  outcome: Outcome;
+  reason: string | null;
+}
+
+interface OrchestratorContext {
+  settings: OrchestratorInput;
+  tasks: TaskRef[];
+  currentTaskId: string | null;
+  improvementCycle: number;
+  /** Retries granted per stalled agent and task, so a stall is retried once, then skipped. */
+  stallRetries: Record<string, number>;
+  outcome: Outcome | null;
+  reason: string | null;
+}
+
+type OrchestratorEvent =
+  | ScopeClarified | PlanReady | PrSubmitted | ChangesRequested | PrRejected | PrMerged | ImprovementsProposed | ImprovementsExhausted
+  | AgentFailed | AgentStalled | LimitReached | HealthAlert | HumanApproved | HumanRejected | RunAbort;
+
+const stallKey = (event: AgentStalled) => `${event.agent}:${event.taskId ?? '-'}`;
+
+function withStatus(tasks: TaskRef[], id: string | null, status: TaskRef['status']): TaskRef[] {
+  return tasks.map((task) => (task.id === id ? { ...task, status } : task));
+}
+
+function newTasks(refs: NewTaskRef[], origin: TaskRef['origin'], existing: TaskRef[]): TaskRef[] {
+  const known = new Set(existing.map((task) => task.id));
+  return refs.filter((ref) => !known.has(ref.id)).map((ref) => ({ id: ref.id, type: ref.type, origin, status: 'pending', attempt: 1 }));
+}
+
+/** The outcome when the work ran out: done if everything merged, otherwise a person must look. */
+export function concludedOutcome(tasks: TaskRef[]): { outcome: Outcome; reason: string | null } {
+  const unfinished = tasks.filter((task) => task.status !== 'merged');
+  if (unfinished.length === 0) return { outcome: 'done', reason: null };
+  return {
+    outcome: 'needs_human',
+    reason: `${unfinished.length} task(s) not merged: ${unfinished.map((task) => `${task.id} ${task.status}`).join(', ')}`,
+  };
+}
+
+/**
+ * The root actor: owns the run's lifecycle and its outcome. Its children are the four agents,
+ * addressed by systemId; they only talk through events, which the checkpointer journals.
+ */
+export const orchestratorMachine = setup({
+  types: {
+    context: {} as OrchestratorContext,
+    events: {} as OrchestratorEvent,
+    input: {} as OrchestratorInput,
+    output: {} as OrchestratorOutput,
+  },
+  actors: {
+    moderator: moderatorMachine,
+    techlead: techleadMachine,
+    monitor: monitorMachine,
+    everThinker: everThinkerMachine,
+    askApproval: fromPromise<{ approved: boolean; reason?: string }>(() => Promise.reject(new Error('actor askApproval is not provided'))),
+  },
+  actions: {
+    requestScope: sendTo('moderator', { type: 'clarify.requested' }),
+    requestPlan: sendTo('moderator', { type: 'plan.requested' }),
+    addPlannedTasks: assign({
+      tasks: ({ context, event }) => [...context.tasks, ...newTasks((event as PlanReady).tasks, 'plan', context.tasks)],
+    }),
+    addImprovementTasks: assign({
+      tasks: ({ context, event }) => [...context.tasks, ...newTasks((event as ImprovementsProposed).tasks, 'improvement', context.tasks)],
+    }),
+    startNextTask: enqueueActions(({ context, enqueue }) => {
+      const next = context.tasks.find((task) => task.status === 'pending');
+      if (!next) return;
+      enqueue.assign({ currentTaskId: next.id, tasks: withStatus(context.tasks, next.id, 'active') });
+      enqueue.sendTo('techlead', {
+        type: 'task.assigned',
+        taskId: next.id,
+        taskType: next.type,
+        attempt: next.attempt,
+        correlationId: `${next.id}#${next.attempt}`,
+      });
+    }),
+    requestReview: sendTo('moderator', ({ event }) => {
+      const submitted = event as PrSubmitted;
+      return { type: 'review.requested', taskId: submitted.taskId, prNumber: submitted.prNumber, attempt: submitted.attempt, correlationId: submitted.correlationId };
+    }),
+    sendFeedback: enqueueActions(({ context, event, enqueue }) => {
+      const review = event as ChangesRequested;
+      const task = context.tasks.find((candidate) => candidate.id === review.taskId);
+      const attempt = review.attempt + 1;
+      enqueue.assign({ tasks: context.tasks.map((candidate) => (candidate.id === review.taskId ? { ...candidate, attempt } : candidate)) });
+      enqueue.sendTo('techlead', {
+        type: 'task.feedback',
+        taskId: review.taskId,
+        taskType: task?.type ?? 'feature',
+        attempt,
+        prNumber: review.prNumber,
+        correlationId: `${review.taskId}#${attempt}`,
+      });
+    }),
+    markCurrent: assign(({ context }, status: TaskRef['status']) => ({
+      tasks: withStatus(context.tasks, context.currentTaskId, status),
+      currentTaskId: null,
+    })),
+    markFailedTask: assign(({ context, event }) => ({
+      tasks: withStatus(context.tasks, (event as AgentFailed).taskId, 'failed'),
+      currentTaskId: null,
+    })),
+    startImprovementCycle: enqueueActions(({ context, enqueue }) => {
+      const cycle = context.improvementCycle + 1;
+      enqueue.assign({ improvementCycle: cycle });
+      enqueue.sendTo('everThinker', { type: 'improve.requested', cycle });
+    }),
+    conclude: assign(({ context }) => (context.outcome !== null ? {} : concludedOutcome(context.tasks))),
+    stopWith: assign((_, params: { outcome: Outcome; reason: string | null }) => params),
+    stopForLimit: assign(({ event }) => ({ outcome: (event as LimitReached).outcome, reason: (event as LimitReached).reason })),
+    stopForFailure: assign(({ event }) => {
+      const failure = event as AgentFailed;
+      const outcome: Outcome = failure.code === 'budget_exhausted' ? 'budget_exhausted' : 'failed';
+      return { outcome, reason: `${failure.agent}: ${failure.message}` };
+    }),
+    retryStalled: enqueueActions(({ context, event, enqueue }) => {
+      const stall = event as AgentStalled;
+      const key = stallKey(stall);
+      enqueue.assign({ stallRetries: { ...context.stallRetries, [key]: (context.stallRetries[key] ?? 0) + 1 } });
+      enqueue.sendTo(stall.agent, { type: 'agent.retry' });
+    }),
+    skipStalledTask: enqueueActions(({ context, event, enqueue }) => {
+      const stall = event as AgentStalled;
+      enqueue.assign({ tasks: withStatus(context.tasks, stall.taskId, 'skipped'), currentTaskId: null });
+      enqueue.sendTo(stall.agent, { type: 'agent.reset' });
+    }),
+  },
+  guards: {
+    planHasTasks: ({ event }) => (event as PlanReady).tasks.length > 0,
+    autoApprove: ({ context }) => context.settings.autoApprove,
+    hasPendingTask: ({ context }) => context.tasks.some((task) => task.status === 'pending'),
+    canImprove: ({ context }) =>
+      context.improvementCycle < context.settings.maxImprovementCycles && context.tasks.every((task) => task.status === 'merged'),
+    approved: ({ event }) => (event as unknown as { output: { approved: boolean } }).output.approved,
+    budgetFailure: ({ event }) => (event as AgentFailed).code === 'budget_exhausted',
+    taskFailure: ({ event }) => (event as AgentFailed).taskId !== null && (event as AgentFailed).code !== 'replay_mismatch',
+    improverFailure: ({ event }) => (event as AgentFailed).agent === 'everThinker',
+    mayRetryStall: ({ context, event }) => (context.stallRetries[stallKey(event as AgentStalled)] ?? 0) < 1,
+    stallHasTask: ({ event }) => (event as AgentStalled).taskId !== null,
+  },
+}).createMachine({
+  id: 'orchestrator',
+  description: 'Drives a run through clarifying, planning, implementing, reviewing and improving to an outcome.',
+  context: ({ input }) => ({
+    settings: input,
+    tasks: [],
+    currentTaskId: null,
+    improvementCycle: 0,
+    stallRetries: {},
+    outcome: null,
+    reason: null,
+  }),
+  invoke: [
+    { id: 'moderator', systemId: 'moderator', src: 'moderator', input: ({ context }) => ({ maxReviewAttempts: context.settings.maxReviewAttempts }) },
+    { id: 'techlead', systemId: 'techlead', src: 'techlead' },
+    { id: 'monitor', systemId: 'monitor', src: 'monitor', input: ({ context }) => context.settings.monitor },
+    { id: 'everThinker', systemId: 'everThinker', src: 'everThinker', input: ({ context }) => ({ minPriority: context.settings.minPriority }) },
+  ],
+  on: {
+    'monitor.limit_reached': { target: '.stopped', actions: 'stopForLimit' },
+    'run.abort': { target: '.stopped', actions: assign({ outcome: 'cancelled', reason: ({ event }) => event.reason }) },
+    'agent.failed': [
+      { guard: 'budgetFailure', target: '.stopped', actions: 'stopForFailure' },
+      { guard: 'improverFailure', target: '.stopped', actions: 'conclude' },
+      { guard: 'taskFailure', target: '.implementing', actions: 'markFailedTask' },
+      { target: '.stopped', actions: 'stopForFailure' },
+    ],
+    'agent.stalled': [
+      { guard: 'mayRetryStall', actions: 'retryStalled' },
+      { guard: 'stallHasTask', target: '.implementing', actions: 'skipStalledTask' },
+      { target: '.stopped', actions: assign({ outcome: 'stuck', reason: ({ event }) => `${event.agent} made no progress, even after a retry` }) },
+    ],
+  },
+  initial: 'clarifying',
+  states: {
+    clarifying: {
+      description: 'The Moderator turns the requirements into a scope.',
+      entry: 'requestScope',
+      on: { 'scope.clarified': 'planning' },
+    },
+    planning: {
+      description: 'The Moderator splits the scope into PR-sized tasks.',
+      entry: 'requestPlan',
+      on: {
+        'plan.ready': [
+          { guard: { type: 'planHasTasks' }, target: 'awaitingApproval', actions: 'addPlannedTasks' },
+          { target: 'stopped', actions: { type: 'stopWith', params: { outcome: 'failed', reason: 'the plan holds no tasks' } } },
+        ],
+      },
+    },
+    awaitingApproval: {
+      description: 'A person approves the plan, unless the run was started with -y.',
+      always: { guard: 'autoApprove', target: 'implementing' },
+      invoke: {
+        id: 'askApproval',
+        src: 'askApproval',
+        onDone: [
+          { guard: 'approved', target: 'implementing' },
+          { target: 'stopped', actions: { type: 'stopWith', params: { outcome: 'cancelled', reason: 'the plan was not approved' } } },
+        ],
+        onError: { target: 'stopped', actions: { type: 'stopWith', params: { outcome: 'needs_human', reason: 'the plan could not be approved' } } },
+      },
+      on: {
+        'human.approved': 'implementing',
+        'human.rejected': { target: 'stopped', actions: assign({ outcome: 'cancelled', reason: ({ event }) => event.reason }) },
+      },
+    },
+    implementing: {
+      description: 'The TechLead implements the next task on its own branch.',
+      initial: 'next',
+      states: {
+        next: {
+          always: [
+            { guard: 'hasPendingTask', target: 'working', actions: 'startNextTask' },
+            { guard: 'canImprove', target: '#orchestrator.improving' },
+            { target: '#orchestrator.stopped', actions: 'conclude' },
+          ],
+        },
+        working: { on: { 'pr.submitted': { target: '#orchestrator.reviewing', actions: 'requestReview' } } },
+        revising: { on: { 'pr.submitted': { target: '#orchestrator.reviewing', actions: 'requestReview' } } },
+      },
+    },
+    reviewing: {
+      description: 'The Moderator reviews the PR: merge, ask for changes, or reject after the last attempt.',
+      on: {
+        'pr.merged': { target: 'implementing', actions: { type: 'markCurrent', params: 'merged' } },
+        'review.changes_requested': { target: 'implementing.revising', actions: 'sendFeedback' },
+        'pr.rejected': { target: 'implementing', actions: { type: 'markCurrent', params: 'rejected' } },
+      },
+    },
+    improving: {
+      description: 'The Ever-Thinker looks for improvements worth another task.',
+      entry: 'startImprovementCycle',
+      on: {
+        'improvements.proposed': { target: 'implementing', actions: 'addImprovementTasks' },
+        'improvements.exhausted': { target: 'stopped', actions: 'conclude' },
+      },
+    },
+    stopped: {
+      description: 'The run is over; its outcome is kept and becomes the exit status.',
+      type: 'final',
+    },
+  },
+  output: ({ context }) => ({ outcome: context.outcome ?? 'failed', reason: context.reason }),
+});
+
+/** Which agent a systemId names, for logs and the journal. */
+export const agentIds: readonly AgentId[] = ['moderator', 'techlead', 'monitor', 'everThinker'];

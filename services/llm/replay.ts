@@ -1,0 +1,105 @@
+import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { ModelError } from './model-error.ts';
+import type { ModelProvider, ModelReply, ModelRequest } from './provider.ts';
+
+const usageSchema = z
+  .object({
+    input_tokens: z.number().int().nonnegative(),
+    output_tokens: z.number().int().nonnegative(),
+    cache_read_input_tokens: z.number().int().nonnegative().default(0),
+    cache_creation_input_tokens: z.number().int().nonnegative().default(0),
+  })
+  .strict();
+
+const callSchema = z
+  .object({
+    purpose: z.string().min(1),
+    task: z.string().optional(),
+    model: z.string().min(1),
+    reply: z.object({ text: z.string() }).strict(),
+    usage: usageSchema,
+    latency_ms: z.number().nonnegative().optional(),
+    cost_usd: z.number().nonnegative().optional(),
+  })
+  .strict();
+
+/** The replay format: what `--record` writes and `npm run demo` plays. */
+export const sessionSchema = z
+  .object({
+    format: z.literal('moderator-session/1'),
+    title: z.string().optional(),
+    requirements: z.string().min(1),
+    project: z.record(z.string(), z.unknown()).optional(),
+    calls: z.record(z.string(), z.array(callSchema)),
+  })
+  .strict();
+
+export type Session = z.output<typeof sessionSchema>;
+export type RecordedCall = z.output<typeof callSchema>;
+
+/** Reads and validates a session file; every problem is one line naming the file. */
+export function readSession(file: string): Session {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
+    throw new ModelError('model', `replay session ${file}: ${reason}`, { cause: error });
+  }
+  const parsed = sessionSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? issue.path.join('.') : '(root)';
+    throw new ModelError('model', `replay session ${file}: ${where}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * Plays a recorded session: the n-th call of an agent gets that agent's n-th recorded reply.
+ * A call the recording does not hold, or holds for another purpose or task, fails loudly:
+ * a replay that silently drifted from its recording would demonstrate nothing.
+ */
+export class ReplayProvider implements ModelProvider {
+  readonly name = 'replay';
+  readonly description: string;
+  private readonly session: Session;
+  private readonly delayMs: number;
+
+  constructor(options: { session: Session; file: string; delayMs?: number }) {
+    this.session = options.session;
+    this.delayMs = options.delayMs ?? 0;
+    this.description = `replay of ${options.file} (recorded model replies, no model is called)`;
+  }
+
+  async complete(request: ModelRequest, sequence: number): Promise<ModelReply> {
+    const recorded = this.session.calls[request.agent]?.[sequence];
+    const wanted = `${request.agent} call #${sequence + 1} (${request.purpose}${request.taskId ? ` ${request.taskId}` : ''})`;
+    if (!recorded) {
+      throw new ModelError('replay_mismatch', `the recording has no ${wanted}: it holds ${this.session.calls[request.agent]?.length ?? 0} ${request.agent} calls`);
+    }
+    if (recorded.purpose !== request.purpose || (recorded.task !== undefined && request.taskId !== undefined && recorded.task !== request.taskId)) {
+      throw new ModelError(
+        'replay_mismatch',
+        `the run asked for ${wanted} but the recording holds ${recorded.purpose}${recorded.task ? ` ${recorded.task}` : ''} there`,
+      );
+    }
+    const started = performance.now();
+    if (this.delayMs > 0) await sleep(this.delayMs, undefined, { signal: request.signal });
+    request.signal?.throwIfAborted();
+    return {
+      text: recorded.reply.text,
+      model: recorded.model,
+      usage: {
+        inputTokens: recorded.usage.input_tokens,
+        outputTokens: recorded.usage.output_tokens,
+        cacheReadTokens: recorded.usage.cache_read_input_tokens,
+        cacheWriteTokens: recorded.usage.cache_creation_input_tokens,
+      },
+      costUsd: recorded.cost_usd ?? 0,
+      latencyMs: Math.round(performance.now() - started),
+    };
+  }
+}

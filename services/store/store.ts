@@ -1,0 +1,558 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { migrations } from './migrations.ts';
+import { StoreError } from './store-error.ts';
+import { messageOf } from '../../errors.ts';
+import type {
+  AlertRecord, JournalMessage, ModelCallFinish, ModelCallRecord, ModelCallStart, NewRun, NewTask,
+  PullRequestRecord, ReviewRecord, RunRecord, RunStatus, RunTotals, TaskRecord, TaskStatus, TestRunRecord,
+} from './types.ts';
+
+export * from './types.ts';
+
+/** Where Moderator keeps everything for a target: `<target>/.duo-agent`. */
+export function stateDir(target: string): string {
+  return path.join(target, '.duo-agent');
+}
+
+export function databasePath(target: string): string {
+  return path.join(stateDir(target), 'moderator.db');
+}
+
+type Row = Record<string, unknown>;
+
+const now = (): string => new Date().toISOString();
+
+/**
+ * The SQLite store of one target repository. Synchronous (better-sqlite3): every write is
+ * durable when the call returns, which is what makes "journal, then act" reasoning hold.
+ */
+export class Store {
+  readonly db: Database.Database;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+  }
+
+  /** Opens (creating if needed) and migrates the database at `file`, or `:memory:`. */
+  static open(file: string): Store {
+    let db: Database.Database;
+    try {
+      if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+      db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      // NORMAL in WAL mode survives a process kill (only an OS crash may lose the last commits).
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 5000');
+    } catch (error) {
+      throw new StoreError(`cannot open the database ${file}: ${messageOf(error)}`, { cause: error });
+    }
+    const store = new Store(db);
+    store.migrate(file);
+    return store;
+  }
+
+  private migrate(file: string): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version > migrations.length) {
+      throw new StoreError(
+        `the database ${file} was written by a newer Moderator (schema ${version}, this one knows ${migrations.length}): upgrade Moderator`,
+      );
+    }
+    for (let index = version; index < migrations.length; index += 1) {
+      const migrate = this.db.transaction(() => {
+        this.db.exec(migrations[index] as string);
+        this.db.pragma(`user_version = ${index + 1}`);
+      });
+      migrate();
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  transaction<T>(work: () => T): T {
+    return this.db.transaction(work)();
+  }
+
+  // ---- runs ------------------------------------------------------------------------------
+
+  createRun(run: NewRun): void {
+    const at = now();
+    this.db
+      .prepare(
+        `INSERT INTO runs (id, target, requirements, status, phase, started_at, updated_at, settings_json,
+           snapshot_version, machine_fingerprint, pid, host)
+         VALUES (@id, @target, @requirements, 'running', 'starting', @at, @at, @settings, @version, @fingerprint, @pid, @host)`,
+      )
+      .run({
+        id: run.id,
+        target: run.target,
+        requirements: run.requirements,
+        at,
+        settings: JSON.stringify(run.settings),
+        version: run.snapshotVersion,
+        fingerprint: run.machineFingerprint,
+        pid: process.pid,
+        host: os.hostname(),
+      });
+  }
+
+  getRun(id: string): RunRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as Row | undefined;
+    return row ? toRun(row) : undefined;
+  }
+
+  listRuns(): RunRecord[] {
+    return (this.db.prepare('SELECT * FROM runs ORDER BY started_at, rowid').all() as Row[]).map(toRun);
+  }
+
+  /**
+   * Takes the run for this process. Refused while another live process on this host holds it,
+   * so two processes never drive the same actor tree.
+   */
+  claimRun(id: string, isAlive: (pid: number) => boolean): void {
+    const run = this.getRun(id);
+    if (!run) throw new StoreError(`unknown run ${id}`);
+    if (run.pid !== null && run.pid !== process.pid && run.host === os.hostname() && isAlive(run.pid)) {
+      throw new StoreError(`run ${id} is in use by process ${run.pid}; stop it first or wait for it to finish`);
+    }
+    this.db
+      .prepare(`UPDATE runs SET pid = ?, host = ?, status = CASE status WHEN 'finished' THEN status ELSE 'running' END,
+                 sessions = sessions + 1, updated_at = ? WHERE id = ?`)
+      .run(process.pid, os.hostname(), now(), id);
+  }
+
+  releaseRun(id: string, status: RunStatus): void {
+    this.db
+      .prepare(`UPDATE runs SET pid = NULL, status = CASE status WHEN 'finished' THEN status ELSE ? END, updated_at = ? WHERE id = ?`)
+      .run(status, now(), id);
+  }
+
+  setRunPhase(id: string, phase: string): void {
+    this.db.prepare('UPDATE runs SET phase = ?, updated_at = ? WHERE id = ?').run(phase, now(), id);
+  }
+
+  setRunScope(id: string, scope: unknown): void {
+    this.db.prepare('UPDATE runs SET scope_json = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(scope), now(), id);
+  }
+
+  updateRunSettings(id: string, settings: unknown): void {
+    this.db.prepare('UPDATE runs SET settings_json = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(settings), now(), id);
+  }
+
+  finishRun(id: string, outcome: string, reason: string | null): void {
+    this.db
+      .prepare(`UPDATE runs SET status = 'finished', phase = 'stopped', outcome = ?, reason = ?, finished_at = ?, updated_at = ?
+                WHERE id = ? AND status != 'finished'`)
+      .run(outcome, reason, now(), now(), id);
+  }
+
+  addActiveTime(id: string, ms: number): void {
+    this.db.prepare('UPDATE runs SET active_ms = active_ms + ? WHERE id = ?').run(Math.max(0, Math.round(ms)), id);
+  }
+
+  // ---- snapshots and the message journal --------------------------------------------------
+
+  /**
+   * Writes the latest snapshot of the actor tree together with the messages delivered since the
+   * previous checkpoint, in one transaction: the journal never runs ahead of the state nor behind.
+   */
+  saveCheckpoint(runId: string, snapshotJson: string, status: string, messages: JournalMessage[], phase: string | null): void {
+    const insert = this.db.prepare(
+      `INSERT OR IGNORE INTO messages (id, run_id, from_actor, to_actor, type, payload_json, correlation_id, at)
+       VALUES (@id, @runId, @from, @to, @type, @payload, @correlationId, @at)`,
+    );
+    const upsert = this.db.prepare(
+      `INSERT INTO snapshots (run_id, snapshot_json, status, saved_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (run_id) DO UPDATE SET snapshot_json = excluded.snapshot_json, status = excluded.status,
+         saved_at = excluded.saved_at, writes = writes + 1`,
+    );
+    this.transaction(() => {
+      for (const message of messages) {
+        insert.run({ ...message, runId, payload: JSON.stringify(message.payload ?? null) });
+      }
+      upsert.run(runId, snapshotJson, status, now());
+      if (phase !== null) this.setRunPhase(runId, phase);
+    });
+  }
+
+  loadSnapshot(runId: string): { json: string; status: string; writes: number } | undefined {
+    const row = this.db.prepare('SELECT snapshot_json, status, writes FROM snapshots WHERE run_id = ?').get(runId) as Row | undefined;
+    if (!row) return undefined;
+    return { json: String(row.snapshot_json), status: String(row.status), writes: Number(row.writes) };
+  }
+
+  listMessages(runId: string): JournalMessage[] {
+    const rows = this.db.prepare('SELECT * FROM messages WHERE run_id = ? ORDER BY seq').all(runId) as Row[];
+    return rows.map((row) => ({
+      id: String(row.id),
+      from: String(row.from_actor),
+      to: String(row.to_actor),
+      type: String(row.type),
+      payload: JSON.parse(String(row.payload_json)) as unknown,
+      correlationId: row.correlation_id === null ? null : String(row.correlation_id),
+      at: String(row.at),
+    }));
+  }
+
+  /** When each agent last sent a message: the monitor's measure of progress. */
+  lastMessageAt(runId: string): Record<string, string> {
+    const rows = this.db
+      .prepare('SELECT from_actor, MAX(at) AS at FROM messages WHERE run_id = ? GROUP BY from_actor')
+      .all(runId) as Row[];
+    return Object.fromEntries(rows.map((row) => [String(row.from_actor), String(row.at)]));
+  }
+
+  // ---- tasks -------------------------------------------------------------------------------
+
+  /** Inserts tasks that are not there yet; a re-run plan step changes nothing. */
+  addTasks(runId: string, tasks: NewTask[]): void {
+    const insert = this.db.prepare(
+      `INSERT OR IGNORE INTO tasks (run_id, id, title, type, description, acceptance_json, depends_json, origin, angle,
+         priority, status, created_at, updated_at)
+       VALUES (@runId, @id, @title, @type, @description, @acceptance, @depends, @origin, @angle, @priority, 'pending', @at, @at)`,
+    );
+    const at = now();
+    this.transaction(() => {
+      for (const task of tasks) {
+        insert.run({
+          runId,
+          id: task.id,
+          title: task.title,
+          type: task.type,
+          description: task.description,
+          acceptance: JSON.stringify(task.acceptanceCriteria),
+          depends: JSON.stringify(task.dependsOn),
+          origin: task.origin,
+          angle: task.angle ?? null,
+          priority: task.priority ?? null,
+          at,
+        });
+      }
+    });
+  }
+
+  getTask(runId: string, id: string): TaskRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM tasks WHERE run_id = ? AND id = ?').get(runId, id) as Row | undefined;
+    return row ? toTask(row) : undefined;
+  }
+
+  listTasks(runId: string): TaskRecord[] {
+    return (this.db.prepare('SELECT * FROM tasks WHERE run_id = ? ORDER BY created_at, rowid').all(runId) as Row[]).map(toTask);
+  }
+
+  updateTask(runId: string, id: string, change: { status?: TaskStatus; attempts?: number; branch?: string; prNumber?: number }): void {
+    const current = this.getTask(runId, id);
+    if (!current) throw new StoreError(`unknown task ${id} in run ${runId}`);
+    this.db
+      .prepare('UPDATE tasks SET status = ?, attempts = ?, branch = ?, pr_number = ?, updated_at = ? WHERE run_id = ? AND id = ?')
+      .run(
+        change.status ?? current.status,
+        change.attempts ?? current.attempts,
+        change.branch ?? current.branch,
+        change.prNumber ?? current.prNumber,
+        now(),
+        runId,
+        id,
+      );
+  }
+
+  // ---- pull requests, reviews, test runs -----------------------------------------------------
+
+  /** Opens the PR of a task, or returns the one already open (a re-run submit opens nothing new). */
+  openPullRequest(pr: Omit<PullRequestRecord, 'number' | 'status' | 'mergeSha' | 'revision' | 'createdAt' | 'updatedAt'>): PullRequestRecord {
+    const at = now();
+    this.db
+      .prepare(
+        `INSERT OR IGNORE INTO pull_requests (run_id, task_id, provider, branch, base, title, body, status, head_sha, created_at, updated_at)
+         VALUES (@runId, @taskId, @provider, @branch, @base, @title, @body, 'open', @headSha, @at, @at)`,
+      )
+      .run({ ...pr, at });
+    return this.getPullRequestForTask(pr.runId, pr.taskId) as PullRequestRecord;
+  }
+
+  updatePullRequestHead(number: number, headSha: string, revision: number): void {
+    this.db.prepare('UPDATE pull_requests SET head_sha = ?, revision = MAX(revision, ?), updated_at = ? WHERE number = ?').run(headSha, revision, now(), number);
+  }
+
+  markPullRequestMerged(number: number, mergeSha: string): void {
+    this.db.prepare(`UPDATE pull_requests SET status = 'merged', merge_sha = ?, updated_at = ? WHERE number = ?`).run(mergeSha, now(), number);
+  }
+
+  markPullRequestClosed(number: number): void {
+    this.db.prepare(`UPDATE pull_requests SET status = 'closed', updated_at = ? WHERE number = ? AND status = 'open'`).run(now(), number);
+  }
+
+  getPullRequestForTask(runId: string, taskId: string): PullRequestRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM pull_requests WHERE run_id = ? AND task_id = ?').get(runId, taskId) as Row | undefined;
+    return row ? toPullRequest(row) : undefined;
+  }
+
+  listPullRequests(runId: string): PullRequestRecord[] {
+    return (this.db.prepare('SELECT * FROM pull_requests WHERE run_id = ? ORDER BY number').all(runId) as Row[]).map(toPullRequest);
+  }
+
+  recordReview(review: ReviewRecord): void {
+    this.db
+      .prepare(
+        `INSERT OR REPLACE INTO reviews (run_id, task_id, pr_number, attempt, verdict, summary, comments_json, tests_passed, at)
+         VALUES (@runId, @taskId, @prNumber, @attempt, @verdict, @summary, @comments, @testsPassed, @at)`,
+      )
+      .run({ ...review, comments: JSON.stringify(review.comments), testsPassed: review.testsPassed ? 1 : 0, at: now() });
+  }
+
+  listReviews(runId: string): ReviewRecord[] {
+    const rows = this.db.prepare('SELECT * FROM reviews WHERE run_id = ? ORDER BY id').all(runId) as Row[];
+    return rows.map((row) => ({
+      runId: String(row.run_id),
+      taskId: String(row.task_id),
+      prNumber: Number(row.pr_number),
+      attempt: Number(row.attempt),
+      verdict: row.verdict === 'approve' ? 'approve' : 'request_changes',
+      summary: String(row.summary),
+      comments: JSON.parse(String(row.comments_json)) as string[],
+      testsPassed: row.tests_passed === 1,
+    }));
+  }
+
+  getReview(runId: string, taskId: string, attempt: number): ReviewRecord | undefined {
+    return this.listReviews(runId).find((review) => review.taskId === taskId && review.attempt === attempt);
+  }
+
+  recordTestRun(run: TestRunRecord): void {
+    this.db
+      .prepare(
+        `INSERT OR REPLACE INTO test_runs (run_id, task_id, attempt, command, passed, exit_code, timed_out, duration_ms, output, at)
+         VALUES (@runId, @taskId, @attempt, @command, @passed, @exitCode, @timedOut, @durationMs, @output, @at)`,
+      )
+      .run({ ...run, passed: run.passed ? 1 : 0, timedOut: run.timedOut ? 1 : 0, at: now() });
+  }
+
+  getTestRun(runId: string, taskId: string, attempt: number): TestRunRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM test_runs WHERE run_id = ? AND task_id = ? AND attempt = ?').get(runId, taskId, attempt) as
+      | Row
+      | undefined;
+    if (!row) return undefined;
+    return {
+      runId: String(row.run_id),
+      taskId: String(row.task_id),
+      attempt: Number(row.attempt),
+      command: String(row.command),
+      passed: row.passed === 1,
+      exitCode: row.exit_code === null ? null : Number(row.exit_code),
+      timedOut: row.timed_out === 1,
+      durationMs: Number(row.duration_ms),
+      output: String(row.output),
+    };
+  }
+
+  // ---- model calls ----------------------------------------------------------------------
+
+  /** Journals a call as sent before any byte goes out, so an interrupted call is still counted. */
+  beginModelCall(call: ModelCallStart): number {
+    const result = this.db
+      .prepare(
+        `INSERT INTO model_calls (run_id, call_key, agent, purpose, task_id, provider, model, status, started_at)
+         VALUES (@runId, @callKey, @agent, @purpose, @taskId, @provider, @model, 'sent', @at)`,
+      )
+      .run({ ...call, taskId: call.taskId ?? null, at: now() });
+    return Number(result.lastInsertRowid);
+  }
+
+  finishModelCall(id: number, finish: ModelCallFinish): void {
+    this.db
+      .prepare(
+        `UPDATE model_calls SET status = @status, model = COALESCE(@model, model), input_tokens = @inputTokens,
+           output_tokens = @outputTokens, cache_read_tokens = @cacheReadTokens, cache_write_tokens = @cacheWriteTokens,
+           cost_usd = @costUsd, latency_ms = @latencyMs, error = @error, reply_json = @reply, finished_at = @at
+         WHERE id = @id`,
+      )
+      .run({
+        id,
+        status: finish.status,
+        model: finish.model ?? null,
+        inputTokens: finish.usage?.inputTokens ?? 0,
+        outputTokens: finish.usage?.outputTokens ?? 0,
+        cacheReadTokens: finish.usage?.cacheReadTokens ?? 0,
+        cacheWriteTokens: finish.usage?.cacheWriteTokens ?? 0,
+        costUsd: finish.costUsd ?? 0,
+        latencyMs: finish.latencyMs ?? null,
+        error: finish.error ?? null,
+        reply: finish.reply === undefined ? null : JSON.stringify(finish.reply),
+        at: now(),
+      });
+  }
+
+  findCompletedCall(runId: string, callKey: string): ModelCallRecord | undefined {
+    const row = this.db.prepare(`SELECT * FROM model_calls WHERE run_id = ? AND call_key = ? AND status = 'ok'`).get(runId, callKey) as
+      | Row
+      | undefined;
+    return row ? toModelCall(row) : undefined;
+  }
+
+  countCompletedCalls(runId: string, agent: string): number {
+    const row = this.db.prepare(`SELECT COUNT(*) AS n FROM model_calls WHERE run_id = ? AND agent = ? AND status = 'ok'`).get(runId, agent) as Row;
+    return Number(row.n);
+  }
+
+  listModelCalls(runId: string): ModelCallRecord[] {
+    return (this.db.prepare('SELECT * FROM model_calls WHERE run_id = ? ORDER BY id').all(runId) as Row[]).map(toModelCall);
+  }
+
+  /** Tokens and cost of every call that got a reply, plus how many were sent and failed. */
+  totals(runId: string): RunTotals {
+    const row = this.db
+      .prepare(
+        `SELECT COUNT(*) AS sent,
+                SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors,
+                SUM(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens) AS tokens,
+                SUM(input_tokens) AS input, SUM(output_tokens) AS output, SUM(cost_usd) AS cost
+         FROM model_calls WHERE run_id = ?`,
+      )
+      .get(runId) as Row;
+    return {
+      callsSent: Number(row.sent ?? 0),
+      callErrors: Number(row.errors ?? 0),
+      tokensUsed: Number(row.tokens ?? 0),
+      inputTokens: Number(row.input ?? 0),
+      outputTokens: Number(row.output ?? 0),
+      costUsd: Number(row.cost ?? 0),
+    };
+  }
+
+  // ---- effects journal -------------------------------------------------------------------
+
+  getEffect(runId: string, stepKey: string): { status: 'started' | 'done'; result: unknown } | undefined {
+    const row = this.db.prepare('SELECT status, result_json FROM effects WHERE run_id = ? AND step_key = ?').get(runId, stepKey) as
+      | Row
+      | undefined;
+    if (!row) return undefined;
+    return {
+      status: row.status === 'done' ? 'done' : 'started',
+      result: row.result_json === null ? undefined : (JSON.parse(String(row.result_json)) as unknown),
+    };
+  }
+
+  startEffect(runId: string, stepKey: string): void {
+    this.db
+      .prepare(`INSERT OR IGNORE INTO effects (run_id, step_key, status, started_at) VALUES (?, ?, 'started', ?)`)
+      .run(runId, stepKey, now());
+  }
+
+  finishEffect(runId: string, stepKey: string, result: unknown): void {
+    this.db
+      .prepare(`UPDATE effects SET status = 'done', result_json = ?, finished_at = ? WHERE run_id = ? AND step_key = ?`)
+      .run(JSON.stringify(result ?? null), now(), runId, stepKey);
+  }
+
+  listEffects(runId: string): { stepKey: string; status: string }[] {
+    const rows = this.db.prepare('SELECT step_key, status FROM effects WHERE run_id = ? ORDER BY started_at, rowid').all(runId) as Row[];
+    return rows.map((row) => ({ stepKey: String(row.step_key), status: String(row.status) }));
+  }
+
+  // ---- alerts ----------------------------------------------------------------------------
+
+  addAlert(alert: AlertRecord): void {
+    this.db
+      .prepare('INSERT INTO alerts (run_id, level, kind, message, at) VALUES (@runId, @level, @kind, @message, @at)')
+      .run({ ...alert, at: now() });
+  }
+
+  listAlerts(runId: string): AlertRecord[] {
+    const rows = this.db.prepare('SELECT * FROM alerts WHERE run_id = ? ORDER BY id').all(runId) as Row[];
+    return rows.map((row) => ({
+      runId: String(row.run_id),
+      level: row.level === 'critical' ? 'critical' : row.level === 'warning' ? 'warning' : 'info',
+      kind: String(row.kind),
+      message: String(row.message),
+    }));
+  }
+}
+
+function toRun(row: Row): RunRecord {
+  return {
+    id: String(row.id),
+    target: String(row.target),
+    requirements: String(row.requirements),
+    status: row.status as RunStatus,
+    phase: String(row.phase),
+    outcome: row.outcome === null ? null : String(row.outcome),
+    reason: row.reason === null ? null : String(row.reason),
+    startedAt: String(row.started_at),
+    updatedAt: String(row.updated_at),
+    finishedAt: row.finished_at === null ? null : String(row.finished_at),
+    settings: JSON.parse(String(row.settings_json)) as unknown,
+    snapshotVersion: Number(row.snapshot_version),
+    machineFingerprint: String(row.machine_fingerprint),
+    pid: row.pid === null ? null : Number(row.pid),
+    host: row.host === null ? null : String(row.host),
+    activeMs: Number(row.active_ms),
+    sessions: Number(row.sessions),
+    scope: row.scope_json === null ? null : (JSON.parse(String(row.scope_json)) as unknown),
+  };
+}
+
+function toTask(row: Row): TaskRecord {
+  return {
+    runId: String(row.run_id),
+    id: String(row.id),
+    title: String(row.title),
+    type: String(row.type),
+    description: String(row.description),
+    acceptanceCriteria: JSON.parse(String(row.acceptance_json)) as string[],
+    dependsOn: JSON.parse(String(row.depends_json)) as string[],
+    origin: row.origin === 'improvement' ? 'improvement' : 'plan',
+    angle: row.angle === null ? null : String(row.angle),
+    priority: row.priority === null ? null : Number(row.priority),
+    status: row.status as TaskStatus,
+    attempts: Number(row.attempts),
+    branch: row.branch === null ? null : String(row.branch),
+    prNumber: row.pr_number === null ? null : Number(row.pr_number),
+  };
+}
+
+function toPullRequest(row: Row): PullRequestRecord {
+  return {
+    number: Number(row.number),
+    runId: String(row.run_id),
+    taskId: String(row.task_id),
+    provider: String(row.provider),
+    branch: String(row.branch),
+    base: String(row.base),
+    title: String(row.title),
+    body: String(row.body),
+    status: row.status as PullRequestRecord['status'],
+    headSha: row.head_sha === null ? null : String(row.head_sha),
+    mergeSha: row.merge_sha === null ? null : String(row.merge_sha),
+    revision: Number(row.revision),
+    createdAt: String(row.created_at),
+    updatedAt: String(row.updated_at),
+  };
+}
+
+function toModelCall(row: Row): ModelCallRecord {
+  return {
+    id: Number(row.id),
+    runId: String(row.run_id),
+    callKey: String(row.call_key),
+    agent: String(row.agent),
+    purpose: String(row.purpose),
+    taskId: row.task_id === null ? null : String(row.task_id),
+    provider: String(row.provider),
+    model: String(row.model),
+    status: row.status as ModelCallRecord['status'],
+    inputTokens: Number(row.input_tokens),
+    outputTokens: Number(row.output_tokens),
+    cacheReadTokens: Number(row.cache_read_tokens),
+    cacheWriteTokens: Number(row.cache_write_tokens),
+    costUsd: Number(row.cost_usd),
+    latencyMs: row.latency_ms === null ? null : Number(row.latency_ms),
+    error: row.error === null ? null : String(row.error),
+    reply: row.reply_json === null ? undefined : (JSON.parse(String(row.reply_json)) as unknown),
+  };
+}

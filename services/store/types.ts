@@ -1,0 +1,170 @@
+/** Rows of the store, as the rest of the program sees them (camelCase, parsed JSON). */
+
+export type RunStatus = 'running' | 'interrupted' | 'finished';
+
+export type TaskStatus = 'pending' | 'in_progress' | 'in_review' | 'merged' | 'rejected' | 'failed' | 'skipped';
+
+export interface NewRun {
+  id: string;
+  target: string;
+  requirements: string;
+  /** The resolved configuration the run started with, without secrets. */
+  settings: unknown;
+  snapshotVersion: number;
+  machineFingerprint: string;
+}
+
+export interface RunRecord {
+  id: string;
+  target: string;
+  requirements: string;
+  status: RunStatus;
+  phase: string;
+  outcome: string | null;
+  reason: string | null;
+  startedAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+  settings: unknown;
+  snapshotVersion: number;
+  machineFingerprint: string;
+  pid: number | null;
+  host: string | null;
+  /** Wall time the run was actually running, summed over every process that drove it. */
+  activeMs: number;
+  sessions: number;
+  scope: unknown;
+}
+
+/** One inter-agent event, as journaled. */
+export interface JournalMessage {
+  id: string;
+  from: string;
+  to: string;
+  type: string;
+  payload: unknown;
+  correlationId: string | null;
+  at: string;
+}
+
+export interface NewTask {
+  id: string;
+  title: string;
+  type: string;
+  description: string;
+  acceptanceCriteria: string[];
+  dependsOn: string[];
+  origin: 'plan' | 'improvement';
+  angle?: string | null;
+  priority?: number | null;
+}
+
+export interface TaskRecord extends Required<NewTask> {
+  runId: string;
+  status: TaskStatus;
+  attempts: number;
+  branch: string | null;
+  prNumber: number | null;
+  angle: string | null;
+  priority: number | null;
+}
+
+export interface PullRequestRecord {
+  number: number;
+  runId: string;
+  taskId: string;
+  provider: string;
+  branch: string;
+  base: string;
+  title: string;
+  body: string;
+  status: 'open' | 'merged' | 'closed';
+  headSha: string | null;
+  mergeSha: string | null;
+  revision: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ReviewRecord {
+  runId: string;
+  taskId: string;
+  prNumber: number;
+  attempt: number;
+  verdict: 'approve' | 'request_changes';
+  summary: string;
+  comments: string[];
+  testsPassed: boolean;
+}
+
+export interface TestRunRecord {
+  runId: string;
+  taskId: string;
+  attempt: number;
+  command: string;
+  passed: boolean;
+  exitCode: number | null;
+  timedOut: boolean;
+  durationMs: number;
+  output: string;
+}
+
+export interface TokenUsage {
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+}
+
+export interface ModelCallStart {
+  runId: string;
+  callKey: string;
+  agent: string;
+  purpose: string;
+  taskId?: string | null;
+  provider: string;
+  model: string;
+}
+
+export interface ModelCallFinish {
+  status: 'ok' | 'error';
+  model?: string;
+  usage?: TokenUsage;
+  costUsd?: number;
+  latencyMs?: number;
+  error?: string;
+  reply?: unknown;
+}
+
+export interface ModelCallRecord extends TokenUsage {
+  id: number;
+  runId: string;
+  callKey: string;
+  agent: string;
+  purpose: string;
+  taskId: string | null;
+  provider: string;
+  model: string;
+  status: 'sent' | 'ok' | 'error';
+  costUsd: number;
+  latencyMs: number | null;
+  error: string | null;
+  reply: unknown;
+}
+
+export interface RunTotals {
+  /** Every call that went out, over all sessions of the run, including failed and interrupted ones. */
+  callsSent: number;
+  callErrors: number;
+  tokensUsed: number;
+  inputTokens: number;
+  outputTokens: number;
+  costUsd: number;
+}
+
+export interface AlertRecord {
+  runId: string;
+  level: 'info' | 'warning' | 'critical';
+  kind: string;
+  message: string;
+}
