@@ -1,9 +1,9 @@
 import test from 'ava';
 import { createActor, fromCallback, fromPromise, setup, waitFor, type EventObject } from 'xstate';
 import { orchestratorMachine, type OrchestratorInput } from '../machines/orchestrator.machine.ts';
-import { moderatorMachine } from '../machines/moderator.machine.ts';
-import { techleadMachine } from '../machines/techlead.machine.ts';
-import { everThinkerMachine } from '../machines/ever-thinker.machine.ts';
+import { moderatorMachine, type ReviewInput } from '../machines/moderator.machine.ts';
+import { techleadMachine, type TaskStepInput } from '../machines/techlead.machine.ts';
+import { everThinkerMachine, type AnalyzeInput, type AnalyzeOutput } from '../machines/ever-thinker.machine.ts';
 import { monitorMachine, type MetricsSample, type MonitorLimits } from '../machines/monitor.machine.ts';
 
 const limits: MonitorLimits = {
@@ -44,7 +44,7 @@ function scripted(script: Script) {
         actors: {
           clarify: step('clarify', () => ({ assumptions: 2, questions: 0 })),
           plan: step('plan', () => ({ tasks: [{ id: 'T1', type: 'feature' }, { id: 'T2', type: 'feature' }] })),
-          review: step('review', (review: { taskId: string }) => {
+          review: step('review', (review: ReviewInput) => {
             const index = reviews.get(review.taskId) ?? 0;
             reviews.set(review.taskId, index + 1);
             return { verdict: script.verdicts?.[review.taskId]?.[index] ?? 'approve' };
@@ -55,19 +55,19 @@ function scripted(script: Script) {
       techlead: techleadMachine.provide({
         actors: {
           prepareWorkspace: step('prepare', () => ({ branch: 'b' })),
-          implement: fromPromise<{ files: number }, { taskId: string; attempt: number }>(async ({ input: task }) => {
+          implement: fromPromise<{ files: number }, TaskStepInput>(async ({ input: task }) => {
             log.push(`implement ${task.taskId}#${task.attempt}`);
             if (task.taskId === script.failImplement) throw Object.assign(new Error('model said nonsense'), { code: 'malformed_reply' });
             return { files: 1 };
           }),
           revise: step('revise', () => ({ files: 1 })),
-          runTests: step('test', () => ({ passed: true })),
+          runTests: step('test', (): { passed: boolean } => ({ passed: true })),
           submit: step('submit', () => ({ prNumber: 1 })),
         },
       }),
       everThinker: everThinkerMachine.provide({
         actors: {
-          analyze: step('analyze', (analysis: { cycle: number }) => {
+          analyze: step('analyze', (analysis: AnalyzeInput): AnalyzeOutput => {
             const cycle = script.cycles?.[analysis.cycle - 1] ?? { accepted: [], bestPriority: null };
             return { ...cycle, considered: cycle.accepted.length };
           }),
@@ -199,13 +199,13 @@ test('monitor: a working agent idle past stagnation_minutes goes stagnant; the o
       techlead: techleadMachine.provide({
         actors: {
           prepareWorkspace: fromPromise(async () => ({ branch: 'b' })),
-          implement: fromPromise<{ files: number }, { taskId: string }>(({ input: task, signal }) => {
+          implement: fromPromise<{ files: number }, TaskStepInput>(({ input: task, signal }) => {
             implementCalls += 1;
             if (task.taskId !== 'T1') return Promise.resolve({ files: 1 });
             return new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted'))));
           }),
           revise: fromPromise(async () => ({ files: 1 })),
-          runTests: fromPromise(async () => ({ passed: true })),
+          runTests: fromPromise(async (): Promise<{ passed: boolean }> => ({ passed: true })),
           submit: fromPromise(async () => ({ prNumber: 2 })),
         },
       }),

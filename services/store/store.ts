@@ -200,12 +200,21 @@ export class Store {
     }));
   }
 
-  /** When each agent last sent a message: the monitor's measure of progress. */
-  lastMessageAt(runId: string): Record<string, string> {
+  /**
+   * When each actor last showed progress: sent or received a message, or got a model reply.
+   * The monitor's measure of stagnation. Model calls are keyed by agent name (`ever-thinker`).
+   */
+  lastActivityAt(runId: string): Record<string, string> {
     const rows = this.db
-      .prepare('SELECT from_actor, MAX(at) AS at FROM messages WHERE run_id = ? GROUP BY from_actor')
-      .all(runId) as Row[];
-    return Object.fromEntries(rows.map((row) => [String(row.from_actor), String(row.at)]));
+      .prepare(
+        `SELECT actor, MAX(at) AS at FROM (
+           SELECT from_actor AS actor, at FROM messages WHERE run_id = @runId
+           UNION ALL SELECT to_actor AS actor, at FROM messages WHERE run_id = @runId
+           UNION ALL SELECT agent AS actor, COALESCE(finished_at, started_at) AS at FROM model_calls WHERE run_id = @runId
+         ) GROUP BY actor`,
+      )
+      .all({ runId }) as Row[];
+    return Object.fromEntries(rows.map((row) => [String(row.actor), String(row.at)]));
   }
 
   // ---- tasks -------------------------------------------------------------------------------
@@ -266,10 +275,13 @@ export class Store {
 
   /** Opens the PR of a task, or returns the one already open (a re-run submit opens nothing new). */
   openPullRequest(pr: Omit<PullRequestRecord, 'number' | 'status' | 'mergeSha' | 'revision' | 'createdAt' | 'updatedAt'>): PullRequestRecord {
+    // Look first: a conflicting INSERT OR IGNORE would still burn an AUTOINCREMENT number.
+    const existing = this.getPullRequestForTask(pr.runId, pr.taskId);
+    if (existing) return existing;
     const at = now();
     this.db
       .prepare(
-        `INSERT OR IGNORE INTO pull_requests (run_id, task_id, provider, branch, base, title, body, status, head_sha, created_at, updated_at)
+        `INSERT INTO pull_requests (run_id, task_id, provider, branch, base, title, body, status, head_sha, created_at, updated_at)
          VALUES (@runId, @taskId, @provider, @branch, @base, @title, @body, 'open', @headSha, @at, @at)`,
       )
       .run({ ...pr, at });

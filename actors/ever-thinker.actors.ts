@@ -1,0 +1,73 @@
+import { fromPromise } from 'xstate';
+import type { AnalyzeInput, AnalyzeOutput } from '../machines/ever-thinker.machine.ts';
+import { once } from '../services/effects.ts';
+import type { NewTask } from '../services/store/types.ts';
+import { formatFiles, readTree } from '../services/workspace.ts';
+import { ask } from './ask.ts';
+import { contracts, projectLine, systemPrompt } from './prompts.ts';
+import { analyzeReply, priorityOf } from './replies.ts';
+import type { RunServices } from './run-services.ts';
+
+const typeOfAngle: Record<string, string> = {
+  performance: 'perf',
+  code_quality: 'fix',
+  ux: 'feature',
+  testing: 'test',
+  documentation: 'docs',
+  architecture: 'refactor',
+};
+
+/** The Ever-Thinker's effect: one analysis of the merged code, its best proposals stored as tasks. */
+export function everThinkerActors(services: RunServices) {
+  const settings = services.config.agents.ever_thinker;
+
+  const analyze = fromPromise<AnalyzeOutput, AnalyzeInput>(async ({ input, signal }) => {
+    const stepKey = `ever-thinker:analyze:${input.cycle}`;
+    const result = await once(
+      services.store,
+      services.runId,
+      stepKey,
+      async () => {
+        const tasks = services.store.listTasks(services.runId);
+        const tree = readTree(services.target);
+        const reply = await ask(services, {
+          agent: 'ever-thinker',
+          purpose: 'analyze',
+          callKey: stepKey,
+          system: systemPrompt(services, 'ever_thinker', contracts.analyze),
+          prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nDone so far:\n${tasks.map((task) => `- ${task.id} ${task.title}: ${task.status}`).join('\n')}\n\nThe code on ${services.git.baseBranch}:\n${formatFiles(tree.files)}\n\nImprovement cycle ${input.cycle}: what is worth improving?`,
+          schema: analyzeReply,
+          settings,
+          signal,
+        });
+        const ranked = reply.proposals
+          .map((proposal) => ({ ...proposal, priority: priorityOf(proposal) }))
+          .sort((a, b) => b.priority - a.priority);
+        const accepted = ranked.filter((proposal) => proposal.priority >= input.minPriority).slice(0, settings.max_proposals_per_cycle);
+        // Ids continue the run's numbering; computed before the tasks are stored, in the same step.
+        const newTasks: NewTask[] = accepted.map((proposal, index) => ({
+          id: `T${tasks.length + index + 1}`,
+          title: proposal.title,
+          type: typeOfAngle[proposal.angle] ?? 'chore',
+          description: proposal.description,
+          acceptanceCriteria: proposal.acceptance_criteria,
+          dependsOn: [],
+          origin: 'improvement',
+          angle: proposal.angle,
+          priority: proposal.priority,
+        }));
+        return { newTasks, considered: ranked.map((proposal) => ({ title: proposal.title, angle: proposal.angle, priority: proposal.priority })) };
+      },
+      (outcome) => services.store.addTasks(services.runId, outcome.newTasks),
+    );
+    services.progress(`improvement cycle ${input.cycle}: ${result.considered.length} idea(s), ${result.newTasks.length} worth a task (priority >= ${input.minPriority})`);
+    for (const idea of result.considered) services.progress(`  ${idea.priority >= input.minPriority ? '+' : '-'} [${idea.angle}, priority ${idea.priority}] ${idea.title}`);
+    return {
+      accepted: result.newTasks.map((task) => ({ id: task.id, type: task.type })),
+      considered: result.considered.length,
+      bestPriority: result.considered[0]?.priority ?? null,
+    };
+  });
+
+  return { analyze };
+}

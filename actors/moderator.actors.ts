@@ -1,0 +1,132 @@
+import { fromPromise } from 'xstate';
+import type { NewTaskRef } from '../machines/events.ts';
+import type { ReviewInput, ReviewOutput } from '../machines/moderator.machine.ts';
+import { once } from '../services/effects.ts';
+import { ModeratorError } from '../errors.ts';
+import { ask } from './ask.ts';
+import { contracts, describeTask, projectLine, systemPrompt } from './prompts.ts';
+import { clarifyReply, planReply, reviewReply, type ClarifyReply } from './replies.ts';
+import { worktreePath, type RunServices } from './run-services.ts';
+import { readTree, formatFiles } from '../services/workspace.ts';
+import type { TaskRecord } from '../services/store/types.ts';
+
+export function taskOf(services: RunServices, taskId: string): TaskRecord {
+  const task = services.store.getTask(services.runId, taskId);
+  if (!task) throw new ModeratorError('store', `task ${taskId} is not in the store of run ${services.runId}`);
+  return task;
+}
+
+/** The Moderator's effects: scope, plan, review, merge. */
+export function moderatorActors(services: RunServices) {
+  const settings = services.config.agents.moderator;
+
+  const clarify = fromPromise<{ assumptions: number; questions: number }>(async ({ signal }) => {
+    const scope: ClarifyReply = await ask(services, {
+      agent: 'moderator',
+      purpose: 'clarify',
+      callKey: 'moderator:clarify',
+      system: systemPrompt(services, 'moderator', contracts.clarify),
+      prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nClarify the scope.`,
+      schema: clarifyReply,
+      settings,
+      signal,
+    });
+    services.store.setRunScope(services.runId, scope);
+    services.progress(`scope: ${scope.summary}`);
+    for (const assumption of scope.assumptions) services.progress(`  assumed: ${assumption}`);
+    return { assumptions: scope.assumptions.length, questions: scope.questions.length };
+  });
+
+  const plan = fromPromise<{ tasks: NewTaskRef[] }>(async ({ signal }) => {
+    const run = services.store.getRun(services.runId);
+    const planned = await once(
+      services.store,
+      services.runId,
+      'moderator:plan',
+      async () =>
+        ask(services, {
+          agent: 'moderator',
+          purpose: 'plan',
+          callKey: 'moderator:plan',
+          system: systemPrompt(services, 'moderator', contracts.plan),
+          prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nScope:\n${JSON.stringify(run?.scope ?? null, null, 2)}\n\nPlan the tasks.`,
+          schema: planReply,
+          settings,
+          signal,
+        }),
+      (reply) =>
+        services.store.addTasks(
+          services.runId,
+          reply.tasks.map((task) => ({
+            id: task.id,
+            title: task.title,
+            type: task.type,
+            description: task.description,
+            acceptanceCriteria: task.acceptance_criteria,
+            dependsOn: task.depends_on,
+            origin: 'plan' as const,
+          })),
+        ),
+    );
+    services.progress(`plan: ${planned.tasks.length} tasks`);
+    planned.tasks.forEach((task, index) => services.progress(`  ${index + 1}. ${task.id} ${task.type}: ${task.title}`));
+    return { tasks: planned.tasks.map((task) => ({ id: task.id, type: task.type })) };
+  });
+
+  const review = fromPromise<ReviewOutput, ReviewInput>(async ({ input, signal }) => {
+    const task = taskOf(services, input.taskId);
+    const pr = services.prs.get(input.prNumber);
+    if (!pr) throw new ModeratorError('pr', `pull request #${input.prNumber} does not exist`);
+    const tests = services.store.getTestRun(services.runId, input.taskId, input.attempt);
+    const diff = await services.git.diff(pr.branch);
+    const files = readTree(worktreePath(services, task.id), 40_000).files;
+    const testsLine = tests
+      ? `The TechLead ran \`${tests.command}\`: ${tests.passed ? 'passed' : `FAILED (exit ${tests.exitCode ?? 'none'}${tests.timedOut ? ', timed out' : ''})`}.\n${tests.passed ? '' : tests.output.slice(-4000)}`
+      : 'No test run was recorded.';
+    const verdict = await ask(services, {
+      agent: 'moderator',
+      purpose: 'review',
+      taskId: task.id,
+      callKey: `moderator:review:${task.id}:${input.attempt}`,
+      system: systemPrompt(services, 'moderator', contracts.review),
+      prompt: `${projectLine(services)}\n\n${describeTask(task)}\n\nPull request #${pr.number} (${pr.branch}), review round ${input.attempt}.\n${testsLine}\n\nDiff against ${pr.base}:\n${diff}\n\nFiles on the branch:\n${formatFiles(files)}\n\nReview it.`,
+      schema: reviewReply,
+      settings,
+      signal,
+    });
+    // Failing tests overrule an approving model: nothing red is merged.
+    const testsPassed = tests?.passed ?? false;
+    const final: ReviewOutput['verdict'] = testsPassed ? verdict.verdict : 'request_changes';
+    const comments = testsPassed ? verdict.comments : ['The tests fail: make them pass.', ...verdict.comments];
+    services.store.recordReview({
+      runId: services.runId,
+      taskId: task.id,
+      prNumber: pr.number,
+      attempt: input.attempt,
+      verdict: final,
+      summary: verdict.summary,
+      comments,
+      testsPassed,
+    });
+    const lastAttempt = input.attempt >= services.config.limits.max_review_attempts;
+    if (final === 'request_changes' && lastAttempt) {
+      await services.prs.close(pr.number);
+      services.store.updateTask(services.runId, task.id, { status: 'rejected' });
+    }
+    const label = final === 'approve' ? 'approved' : lastAttempt ? 'rejected (no review attempts left)' : 'changes requested';
+    services.progress(`review ${task.id} round ${input.attempt}: ${label}: ${verdict.summary}`);
+    for (const comment of final === 'approve' ? [] : comments) services.progress(`  - ${comment}`);
+    return { verdict: final };
+  });
+
+  const merge = fromPromise<{ mergeSha: string }, ReviewInput>(async ({ input }) => {
+    const task = taskOf(services, input.taskId);
+    const sha = await services.prs.merge(input.prNumber, `Merge PR #${input.prNumber}: ${task.type}(${task.id}): ${task.title}`);
+    services.store.updateTask(services.runId, task.id, { status: 'merged' });
+    await services.git.removeWorktree(worktreePath(services, task.id));
+    services.progress(`merged PR #${input.prNumber} (${task.id}) into ${services.git.baseBranch} at ${sha.slice(0, 8)}`);
+    return { mergeSha: sha };
+  });
+
+  return { clarify, plan, review, merge };
+}

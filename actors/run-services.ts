@@ -1,0 +1,29 @@
+import path from 'node:path';
+import type { AgentDefinitions, Config } from '../config/index.ts';
+import type { GitService } from '../services/git/git-service.ts';
+import type { ModelGateway } from '../services/llm/gateway.ts';
+import type { AgentLogs } from '../services/logger.ts';
+import type { PrProvider } from '../services/pr/pr-provider.ts';
+import { stateDir, type Store } from '../services/store/store.ts';
+
+/** What the effect actors of one run work with; built once by the composition root. */
+export interface RunServices {
+  runId: string;
+  target: string;
+  requirements: string;
+  config: Config;
+  agents: AgentDefinitions;
+  store: Store;
+  gateway: ModelGateway;
+  git: GitService;
+  prs: PrProvider;
+  /** Environment for the target's own commands: secrets removed. */
+  childEnv: Record<string, string>;
+  logs: AgentLogs;
+  /** A progress line for the person watching the terminal. */
+  progress: (line: string) => void;
+}
+
+export function worktreePath(services: RunServices, taskId: string): string {
+  return path.join(stateDir(services.target), 'worktrees', taskId);
+}

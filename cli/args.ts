@@ -1,0 +1,93 @@
+import { parseArgs } from 'node:util';
+import { UsageError } from '../errors.ts';
+
+export interface CliArgs {
+  command: 'run' | 'resume' | 'runs' | 'demo' | 'help' | 'version';
+  requirements?: string;
+  runId?: string;
+  target?: string;
+  yes: boolean;
+  json: boolean;
+  configPath?: string;
+  agentsPath?: string;
+  provider?: string;
+  replay?: string;
+  replayDelayMs?: string;
+  maxTokens?: string;
+  logLevel?: string;
+}
+
+const options = {
+  target: { type: 'string', short: 't' },
+  resume: { type: 'string', short: 'r' },
+  yes: { type: 'boolean', short: 'y', default: false },
+  json: { type: 'boolean', default: false },
+  config: { type: 'string' },
+  agents: { type: 'string' },
+  provider: { type: 'string' },
+  replay: { type: 'string' },
+  'replay-delay-ms': { type: 'string' },
+  'max-tokens': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+  version: { type: 'boolean', short: 'v', default: false },
+} as const;
+
+export const usage = `Usage:
+  moderator "<requirements>" [--target DIR] [-y]     start a run with the configured model provider
+  moderator --resume <runId> [--target DIR]           continue a run after a crash or Ctrl-C
+  moderator runs [--target DIR] [--json]              list the runs of a target
+  moderator demo [--target DIR] [--replay-delay-ms N] a whole run of the bundled offline scenario
+
+Options:
+  -t, --target DIR          the git repository to work on (default: $DUO_AGENT_WORKSPACE, then .)
+  -y, --yes                 start implementing without asking to approve the plan
+      --json                print the summary (or runs) as JSON lines on stdout
+      --config FILE         duo-agent.config.yaml to use (default: the target's)
+      --agents FILE         agents.yaml to use (default: the target's)
+      --provider NAME       model provider: anthropic, openai, claude-cli or replay
+      --replay FILE         recorded session for the replay provider
+      --replay-delay-ms N   wait N ms per replayed call
+      --max-tokens N        token budget of the run
+      --log-level LEVEL     trace, debug, info, warn, error
+  -h, --help                this text
+  -v, --version             the version`;
+
+/** Parses argv (without node and script); any problem is a UsageError (exit 2). */
+export function parseCli(argv: string[]): CliArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.split('\n')[0]} (see --help)`);
+  }
+  const { values, positionals } = parsed;
+  const common = {
+    target: values.target,
+    yes: values.yes,
+    json: values.json,
+    configPath: values.config,
+    agentsPath: values.agents,
+    provider: values.provider,
+    replay: values.replay,
+    replayDelayMs: values['replay-delay-ms'],
+    maxTokens: values['max-tokens'],
+    logLevel: values['log-level'],
+  };
+  if (values.help) return { ...common, command: 'help' };
+  if (values.version) return { ...common, command: 'version' };
+  const [first, ...rest] = positionals;
+  if (values.resume !== undefined) {
+    if (positionals.length > 0) throw new UsageError(`--resume continues a run; it takes no requirements (got "${positionals.join(' ')}")`);
+    if (values.resume.trim() === '') throw new UsageError('--resume needs a run id (see `moderator runs`)');
+    return { ...common, command: 'resume', runId: values.resume.trim() };
+  }
+  if (first === 'runs' || first === 'demo') {
+    if (rest.length > 0) throw new UsageError(`${first} takes no arguments (got "${rest.join(' ')}")`);
+    return { ...common, command: first };
+  }
+  if (positionals.length === 0) throw new UsageError('give the requirements in quotes, e.g. moderator "Build a TODO CLI" (see --help)');
+  const requirements = positionals.join(' ').trim();
+  if (requirements === '') throw new UsageError('the requirements are empty');
+  return { ...common, command: 'run', requirements };
+}

@@ -1,0 +1,25 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { stateDir, type Store } from '../services/store/store.ts';
+
+/**
+ * A human-readable copy of the run's latest checkpoint, written at phase changes:
+ * `.duo-agent/checkpoints/<runId>.json`. For people and tools; resume reads SQLite, never this.
+ */
+export function exportCheckpoint(target: string, runId: string, store: Store): void {
+  const run = store.getRun(runId);
+  const snapshot = store.loadSnapshot(runId);
+  if (!run || !snapshot) return;
+  const dir = path.join(stateDir(target), 'checkpoints');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${runId}.json`);
+  const body = {
+    run: { id: run.id, phase: run.phase, status: run.status, outcome: run.outcome, startedAt: run.startedAt, requirements: run.requirements },
+    tasks: store.listTasks(runId).map(({ id, type, title, status, attempts, prNumber }) => ({ id, type, title, status, attempts, prNumber })),
+    pullRequests: store.listPullRequests(runId).map(({ number, taskId, branch, status }) => ({ number, taskId, branch, status })),
+    snapshot: JSON.parse(snapshot.json) as unknown,
+  };
+  // Write then rename, so a reader never sees half a file.
+  fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(body, null, 2)}\n`);
+  fs.renameSync(`${file}.tmp`, file);
+}

@@ -1,0 +1,239 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Snapshot } from 'xstate';
+import {
+  agentsFileSchema, configForResume, loadConfig, resolveTarget,
+  type AgentDefinitions, type Config, type ConfigOverrides, type Env,
+} from '../config/index.ts';
+import { ModeratorError, UsageError } from '../errors.ts';
+import { GitService } from '../services/git/git-service.ts';
+import { readSession } from '../services/llm/replay.ts';
+import { Store, databasePath } from '../services/store/store.ts';
+import type { CliArgs } from './args.ts';
+import { exitCodeOf, exitCodes } from './exit-codes.ts';
+import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
+import { createProvider } from './providers.ts';
+import { Reporter } from './reporter.ts';
+import { runSession } from './run-session.ts';
+import { formatSummary, summarize, type RunSummary } from './summary.ts';
+
+export interface CliContext {
+  env: Env;
+  cwd: string;
+  stdout: (line: string) => void;
+  reporter: Reporter;
+  stdinIsTty: boolean;
+}
+
+/** What a run stores as its settings: the resolved config (no secrets) and the agent definitions. */
+interface StoredSettings {
+  config: Config;
+  agents: AgentDefinitions;
+}
+
+const demoSession = fileURLToPath(new URL('../demos/todo-cli/session.json', import.meta.url));
+
+function overridesOf(args: CliArgs): ConfigOverrides {
+  return {
+    provider: args.provider,
+    replayFile: args.replay,
+    replayDelayMs: args.replayDelayMs,
+    maxTokens: args.maxTokens,
+    logLevel: args.logLevel,
+  };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function newRunId(): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
+  return `${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+function finish(context: CliContext, args: CliArgs, store: Store, runId: string, interrupted: boolean): number {
+  const summary: RunSummary = summarize(store, runId);
+  if (args.json) context.stdout(JSON.stringify(summary));
+  else context.stdout(formatSummary(summary));
+  if (interrupted) {
+    context.reporter.line(`interrupted: continue with  npm start -- --resume ${runId} --target ${summary.target}`);
+    return exitCodes.interrupted;
+  }
+  return exitCodeOf(summary.outcome);
+}
+
+/** A new run: prepare the target, resolve the config, store the run, drive it to an outcome. */
+export async function startRun(
+  context: CliContext,
+  args: CliArgs,
+  start: { requirements: string; target: string; base?: { source: string; values: unknown }; overrides?: ConfigOverrides },
+): Promise<number> {
+  const loaded = loadConfig({
+    target: start.target,
+    configPath: args.configPath,
+    agentsPath: args.agentsPath,
+    env: context.env,
+    flags: { ...overridesOf(args), ...start.overrides },
+    ...(start.base ? { base: start.base } : {}),
+    cwd: context.cwd,
+  });
+  const { config } = loaded;
+  if (config.git.provider !== 'local') {
+    throw new UsageError(`git.provider "${config.git.provider}" is not available in this version yet; set git.provider: local`);
+  }
+  const provider = createProvider(config);
+  if (!args.yes && !context.stdinIsTty) {
+    throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
+  }
+  const identity = { name: config.git.author_name, email: config.git.author_email };
+  try {
+    // A target Moderator cannot safely work on is the user's input to fix, not a failed run.
+    await GitService.prepareTarget({ root: start.target, identity, baseBranch: config.git.base_branch });
+    await new GitService({ root: start.target, identity, baseBranch: config.git.base_branch }).assertClean();
+  } catch (error) {
+    throw error instanceof ModeratorError && error.code === 'git' ? new UsageError(error.message, { cause: error }) : error;
+  }
+
+  const store = Store.open(databasePath(start.target));
+  try {
+    const busy = store.listRuns().find((run) => run.status === 'running' && run.pid !== null && run.pid !== process.pid && isAlive(run.pid));
+    if (busy) throw new UsageError(`run ${busy.id} is still running on this target (process ${busy.pid}); wait for it or stop it first`);
+    const runId = newRunId();
+    const settings: StoredSettings = { config, agents: loaded.agents };
+    store.createRun({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() });
+    context.reporter.line(`run ${runId} on ${start.target}`);
+    context.reporter.line(`models: ${provider.description}`);
+    const result = await runSession({
+      store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, autoApprove: args.yes, reporter: context.reporter,
+    });
+    if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
+    store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
+    return finish(context, args, store, runId, result.kind === 'interrupted');
+  } catch (error) {
+    markInterrupted(store);
+    throw error;
+  } finally {
+    store.close();
+  }
+}
+
+/** Leaves any run this process holds resumable after an error. */
+function markInterrupted(store: Store): void {
+  for (const run of store.listRuns()) if (run.pid === process.pid) store.releaseRun(run.id, 'interrupted');
+}
+
+/** Continues a run from its last checkpoint, with the settings it started with unless flags override them. */
+export async function resumeRun(context: CliContext, args: CliArgs, runId: string): Promise<number> {
+  const target = resolveTarget(args.target, context.env, context.cwd);
+  const file = databasePath(target);
+  if (!fs.existsSync(file)) throw new UsageError(`no Moderator runs in ${target} (${file} does not exist); pass the run's --target`);
+  const store = Store.open(file);
+  try {
+    const run = store.getRun(runId);
+    if (!run) {
+      const known = store.listRuns().map((candidate) => candidate.id);
+      throw new UsageError(`unknown run ${runId} in ${target}${known.length ? `; runs there: ${known.slice(-5).join(', ')}` : ''}`);
+    }
+    if (run.snapshotVersion !== snapshotVersion || run.machineFingerprint !== machineFingerprint()) {
+      throw new UsageError(
+        `run ${runId} was written by an incompatible version of Moderator (snapshot v${run.snapshotVersion}, charts ${run.machineFingerprint}; this one: v${snapshotVersion}, ${machineFingerprint()}); it cannot be resumed, start a new run`,
+      );
+    }
+    const saved = store.loadSnapshot(runId);
+    const snapshot = saved ? (JSON.parse(saved.json) as Snapshot<unknown> & { status: string; output?: { outcome: string; reason: string | null } }) : undefined;
+    if (run.status === 'finished' || snapshot?.status === 'done') {
+      // Killed between the last checkpoint and recording the outcome: record it now.
+      if (run.status !== 'finished' && snapshot?.output) store.finishRun(runId, snapshot.output.outcome, snapshot.output.reason);
+      context.reporter.line(`run ${runId} has already finished; nothing to resume`);
+      return finish(context, args, store, runId, false);
+    }
+    const stored = run.settings as Partial<StoredSettings>;
+    const { config } = configForResume(stored.config, overridesOf(args), context.env, context.cwd);
+    const agents = agentsFileSchema.parse({ agents: stored.agents ?? {} }).agents;
+    const provider = createProvider(config);
+    try {
+      store.claimRun(runId, isAlive);
+    } catch (error) {
+      throw new UsageError((error as Error).message, { cause: error });
+    }
+    store.updateRunSettings(runId, { config, agents } satisfies StoredSettings);
+    const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch });
+    for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
+    context.reporter.line(`resuming run ${runId} (phase ${run.phase}, session ${run.sessions + 1})`);
+    context.reporter.line(`models: ${provider.description}`);
+    context.reporter.setTokens(store.totals(runId).tokensUsed);
+    const result = await runSession({
+      store, runId, target, requirements: run.requirements, config, agents, env: context.env, provider, autoApprove: true, reporter: context.reporter,
+      ...(snapshot ? { snapshot } : {}),
+    });
+    if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
+    store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
+    return finish(context, args, store, runId, result.kind === 'interrupted');
+  } catch (error) {
+    markInterrupted(store);
+    throw error;
+  } finally {
+    store.close();
+  }
+}
+
+/** The bundled offline scenario in a fresh temp repository (or --target), replayed. */
+export async function runDemo(context: CliContext, args: CliArgs): Promise<number> {
+  const sessionFile = args.replay ? path.resolve(context.cwd, args.replay) : demoSession;
+  let session;
+  try {
+    session = readSession(sessionFile);
+  } catch (error) {
+    throw new UsageError((error as Error).message, { cause: error });
+  }
+  const target = args.target ? path.resolve(context.cwd, args.target) : fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-demo-'));
+  context.reporter.line(`demo: "${session.title ?? session.requirements}", replayed from ${path.relative(context.cwd, sessionFile) || sessionFile}`);
+  const code = await startRun(context, { ...args, yes: true }, {
+    requirements: session.requirements,
+    target,
+    base: { source: 'the demo session', values: session.project ? { project: session.project } : {} },
+    overrides: { provider: args.provider ?? 'replay', replayFile: sessionFile },
+  });
+  context.reporter.line(`look at the result:  cd ${target} && git log --oneline --graph && node --test test/`);
+  return code;
+}
+
+/** Lists the runs of a target: a table, or one JSON line per run with --json. */
+export function listRuns(context: CliContext, args: CliArgs): number {
+  const target = resolveTarget(args.target, context.env, context.cwd);
+  const file = databasePath(target);
+  if (!fs.existsSync(file)) {
+    context.reporter.line(`no runs in ${target}`);
+    return 0;
+  }
+  const store = Store.open(file);
+  try {
+    const runs = store.listRuns();
+    if (args.json) {
+      for (const run of runs) context.stdout(JSON.stringify({ ...summarize(store, run.id), startedAt: run.startedAt, status: run.status }));
+      return 0;
+    }
+    if (runs.length === 0) context.stdout(`no runs in ${target}`);
+    else context.stdout(['RUN ID                  STARTED                   STATUS       PHASE            OUTCOME', ...runs.map((run) =>
+      `${run.id.padEnd(23)} ${run.startedAt.padEnd(25)} ${run.status.padEnd(12)} ${run.phase.padEnd(16)} ${run.outcome ?? '-'}`)].join('\n'));
+    return 0;
+  } finally {
+    store.close();
+  }
+}
+
+/** Exit status for an error that escaped a command. */
+export function exitCodeForError(error: unknown): number {
+  if (error instanceof UsageError) return exitCodes.usage;
+  if (error instanceof ModeratorError && (error.code === 'config' || error.code === 'usage')) return exitCodes.usage;
+  return exitCodes.failed;
+}

@@ -1,0 +1,56 @@
+import type { CallReport } from '../services/llm/gateway.ts';
+import type { JournalMessage } from '../services/store/types.ts';
+
+/**
+ * Progress lines for the person at the terminal, on stderr, so stdout stays free for `--json`.
+ * Each line starts with the run's elapsed time in this process.
+ */
+export class Reporter {
+  private readonly started = Date.now();
+  private tokens = 0;
+
+  constructor(private readonly write: (line: string) => void = (line) => process.stderr.write(`${line}\n`)) {}
+
+  line(text: string): void {
+    const seconds = Math.floor((Date.now() - this.started) / 1000);
+    const stamp = `${String(Math.floor(seconds / 60)).padStart(2, '0')}:${String(seconds % 60).padStart(2, '0')}`;
+    this.write(`[${stamp}] ${text}`);
+  }
+
+  /** Starts the token count from what earlier sessions of the run used. */
+  setTokens(tokens: number): void {
+    this.tokens = tokens;
+  }
+
+  phase(phase: string): void {
+    this.line(`phase: ${phase}`);
+  }
+
+  modelCall(report: CallReport): void {
+    const what = `${report.agent} ${report.purpose}${report.taskId ? ` ${report.taskId}` : ''}`;
+    if (report.error) {
+      this.line(`  model ${what}: failed: ${report.error}`);
+      return;
+    }
+    const usage = report.reply?.usage;
+    if (!usage) return;
+    if (report.fromJournal) {
+      this.line(`  model ${what}: reply taken from the journal, not sent again`);
+      return;
+    }
+    this.tokens += usage.inputTokens + usage.outputTokens + usage.cacheReadTokens + usage.cacheWriteTokens;
+    this.line(`  model ${what}: ${usage.inputTokens} in / ${usage.outputTokens} out tokens (run total ${this.tokens.toLocaleString('en-US')})`);
+  }
+
+  messages(messages: JournalMessage[]): void {
+    for (const message of messages) {
+      const payload = message.payload as Record<string, unknown>;
+      if (message.type === 'health.alert') this.line(`alert (${String(payload.level)}): ${String(payload.message)}`);
+      if (message.type === 'monitor.limit_reached') this.line(`limit reached: ${String(payload.reason)}`);
+      if (message.type === 'agent.failed') {
+        this.line(`error: ${String(payload.agent)}${payload.taskId ? ` ${String(payload.taskId)}` : ''}: ${String(payload.message)}`);
+      }
+      if (message.type === 'agent.stalled') this.line(`${String(payload.agent)} made no progress for too long; the orchestrator decides`);
+    }
+  }
+}

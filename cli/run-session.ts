@@ -1,0 +1,196 @@
+import path from 'node:path';
+import readline from 'node:readline/promises';
+import { createActor, type Snapshot } from 'xstate';
+import { provideRun, type AskApproval } from '../actors/provide.ts';
+import type { RunServices } from '../actors/run-services.ts';
+import { childProcessEnv, type AgentDefinitions, type Config, type Env } from '../config/index.ts';
+import { messageOf } from '../errors.ts';
+import { interAgentEventTypes } from '../machines/events.ts';
+import type { OrchestratorInput, OrchestratorOutput } from '../machines/orchestrator.machine.ts';
+import { GitService } from '../services/git/git-service.ts';
+import { ModelGateway } from '../services/llm/gateway.ts';
+import type { ModelProvider } from '../services/llm/provider.ts';
+import { AgentLogs } from '../services/logger.ts';
+import { LocalPrProvider } from '../services/pr/local-pr-provider.ts';
+import { RunClock } from '../services/run-clock.ts';
+import { Checkpointer } from '../services/store/checkpointer.ts';
+import { stateDir, type Store } from '../services/store/store.ts';
+import { exportCheckpoint } from './checkpoint-export.ts';
+import type { Reporter } from './reporter.ts';
+
+export interface SessionOptions {
+  store: Store;
+  runId: string;
+  target: string;
+  requirements: string;
+  config: Config;
+  agents: AgentDefinitions;
+  env: Env;
+  provider: ModelProvider;
+  autoApprove: boolean;
+  reporter: Reporter;
+  /** The persisted actor tree to continue from; absent for a new run. */
+  snapshot?: Snapshot<unknown>;
+}
+
+export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
+
+export function orchestratorInput(config: Config, autoApprove: boolean): OrchestratorInput {
+  const limits = config.limits;
+  return {
+    autoApprove,
+    maxReviewAttempts: limits.max_review_attempts,
+    maxImprovementCycles: limits.max_improvement_cycles,
+    minPriority: config.agents.ever_thinker.min_priority,
+    monitor: {
+      intervalMs: Math.round(config.agents.monitor.check_interval_seconds * 1000),
+      limits: {
+        maxTokensTotal: limits.max_tokens_total,
+        maxCostUsd: limits.max_cost_usd ?? null,
+        maxRuntimeMs: Math.round(limits.max_runtime_hours * 3_600_000),
+        maxErrorRate: limits.max_error_rate,
+        stagnationMs: Math.round(limits.stagnation_minutes * 60_000),
+        maxContextTokens: limits.max_context_tokens,
+      },
+    },
+  };
+}
+
+/** Log files are named like the model-call agents: `ever-thinker`, not the actor id `everThinker`. */
+const logName = (actor: string): string => (actor === 'everThinker' ? 'ever-thinker' : actor);
+
+/** Asks the person at the terminal to approve the plan (only used without -y, on a terminal). */
+const askOnTerminal: AskApproval = async () => {
+  const prompt = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = (await prompt.question('Implement this plan? [y/N] ')).trim().toLowerCase();
+    return answer === 'y' || answer === 'yes' ? { approved: true } : { approved: false, reason: 'the plan was declined at the prompt' };
+  } finally {
+    prompt.close();
+  }
+};
+
+/**
+ * Drives one process's share of a run: wires the services into the statecharts, starts (or
+ * restores) the actor tree with the checkpointer watching, and waits for the outcome or a signal.
+ */
+export async function runSession(options: SessionOptions): Promise<SessionResult> {
+  const { store, runId, config, reporter } = options;
+  const logs = new AgentLogs({ dir: path.join(stateDir(options.target), 'logs'), runId, level: config.logging.level });
+  const gateway = new ModelGateway({
+    store,
+    runId,
+    provider: options.provider,
+    budget: { maxTokensTotal: config.limits.max_tokens_total, maxCostUsd: config.limits.max_cost_usd },
+    onCall: (report) => {
+      reporter.modelCall(report);
+      const usage = report.reply?.usage;
+      logs.for(report.agent).info({ callKey: report.callKey, purpose: report.purpose, taskId: report.taskId, fromJournal: report.fromJournal, usage, error: report.error }, 'model call');
+    },
+  });
+  const childEnv = childProcessEnv(options.env);
+  const git = new GitService({
+    root: options.target,
+    identity: { name: config.git.author_name, email: config.git.author_email },
+    baseBranch: config.git.base_branch,
+    env: childEnv,
+    log: (line) => logs.for('git').info(line),
+  });
+  const services: RunServices = {
+    runId,
+    target: options.target,
+    requirements: options.requirements,
+    config,
+    agents: options.agents,
+    store,
+    gateway,
+    git,
+    prs: new LocalPrProvider({ store, git, runId }),
+    childEnv,
+    logs,
+    progress: (line) => reporter.line(line),
+  };
+  const clock = new RunClock(store, runId);
+  const machine = provideRun(services, clock, askOnTerminal);
+
+  let failure: unknown;
+  let exportedPhase = '';
+  const checkpointer = new Checkpointer({
+    store,
+    runId,
+    journaled: new Set(interAgentEventTypes),
+    onFlush: (messages, phase) => {
+      for (const message of messages) {
+        logs.for(logName(message.from)).info({ type: message.type, to: message.to, payload: message.payload, correlationId: message.correlationId }, 'message');
+      }
+      reporter.messages(messages);
+      if (phase !== exportedPhase) {
+        exportedPhase = phase;
+        exportCheckpoint(options.target, runId, store);
+      }
+    },
+    onPhase: (phase) => {
+      reporter.phase(phase);
+      logs.for('orchestrator').info({ phase }, 'phase');
+    },
+    onError: (error) => {
+      failure = error;
+    },
+  });
+
+  const actor = createActor(machine, {
+    id: 'orchestrator',
+    systemId: 'orchestrator',
+    input: orchestratorInput(config, options.autoApprove),
+    inspect: checkpointer.observe,
+    ...(options.snapshot ? { snapshot: options.snapshot } : {}),
+  });
+  checkpointer.attach(actor);
+
+  const result = await new Promise<SessionResult>((resolve, reject) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      // Keep what is journaled, tear nothing down into the checkpoint: the run resumes from here.
+      checkpointer.flush();
+      checkpointer.stop();
+      actor.stop();
+      resolve({ kind: 'interrupted', signal });
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const cleanup = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    };
+    actor.subscribe({
+      next: (snapshot) => {
+        if (failure) {
+          cleanup();
+          checkpointer.stop();
+          actor.stop();
+          reject(failure);
+        } else if (snapshot.status === 'done') {
+          cleanup();
+          checkpointer.flush();
+          checkpointer.stop();
+          resolve({ kind: 'finished', output: snapshot.output as OrchestratorOutput });
+        }
+      },
+      // A bug in a chart or an action: keep the last good checkpoint, stop every child (rule 6).
+      error: (error) => {
+        cleanup();
+        checkpointer.stop();
+        actor.stop();
+        reject(new Error(`the actor tree failed: ${messageOf(error)}`, { cause: error }));
+      },
+    });
+    try {
+      actor.start();
+    } catch (error) {
+      cleanup();
+      checkpointer.stop();
+      reject(error);
+    }
+  });
+  clock.flush();
+  return result;
+}

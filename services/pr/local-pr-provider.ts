@@ -1,0 +1,48 @@
+import type { GitService } from '../git/git-service.ts';
+import type { Store } from '../store/store.ts';
+import type { PullRequestRecord } from '../store/types.ts';
+import { ModeratorError } from '../../errors.ts';
+import type { OpenPullRequest, PrProvider } from './pr-provider.ts';
+
+/** The embedded PR provider: PR records in SQLite, branches in the target, `git merge --no-ff`. */
+export class LocalPrProvider implements PrProvider {
+  readonly name = 'local';
+
+  constructor(private readonly options: { store: Store; git: GitService; runId: string }) {}
+
+  async open(pr: OpenPullRequest): Promise<PullRequestRecord> {
+    return this.options.store.openPullRequest({
+      runId: this.options.runId,
+      taskId: pr.taskId,
+      provider: this.name,
+      branch: pr.branch,
+      base: this.options.git.baseBranch,
+      title: pr.title,
+      body: pr.body,
+      headSha: pr.headSha,
+    });
+  }
+
+  async update(number: number, headSha: string, revision: number): Promise<void> {
+    this.options.store.updatePullRequestHead(number, headSha, revision);
+  }
+
+  async merge(number: number, message: string): Promise<string> {
+    const pr = this.get(number);
+    if (!pr) throw new ModeratorError('pr', `pull request #${number} does not exist`);
+    if (pr.status === 'merged' && pr.mergeSha) return pr.mergeSha;
+    if (pr.status === 'closed') throw new ModeratorError('pr', `pull request #${number} is closed and cannot be merged`);
+    // The step key makes the merge findable in git if we die between merging and recording it.
+    const sha = await this.options.git.mergeNoFf(pr.branch, message, `merge:${pr.taskId}`);
+    this.options.store.markPullRequestMerged(number, sha);
+    return sha;
+  }
+
+  async close(number: number): Promise<void> {
+    this.options.store.markPullRequestClosed(number);
+  }
+
+  get(number: number): PullRequestRecord | undefined {
+    return this.options.store.listPullRequests(this.options.runId).find((pr) => pr.number === number);
+  }
+}
