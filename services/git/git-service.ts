@@ -1,0 +1,671 @@
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { messageOf } from '../../errors.ts';
+import {
+  branchName, checkStepKey, commitMessage, hasStepTrailer, stepTrailerLine, withStepTrailer, type CommitTask,
+} from './commit-message.ts';
+import { GitError } from './git-error.ts';
+import { GitRunner } from './git-runner.ts';
+import { resolveInside } from './safe-path.ts';
+import { findLockFiles, removeStaleLock } from './stale-locks.ts';
+
+/** Moderator's own folder in the target; kept out of git through `.git/info/exclude`. */
+const STATE_DIR = '.duo-agent';
+const INITIAL_COMMIT_MESSAGE = 'Initial commit (created by Moderator)';
+/** How many of a merged task branch's newest commits are searched for a step's commit. */
+const MERGED_SEARCH_DEPTH = 500;
+
+export interface GitIdentity {
+  name: string;
+  email: string;
+}
+
+export interface GitServiceOptions {
+  /** The target repository's top directory (made absolute). */
+  root: string;
+  /** Author and committer of every commit Moderator makes; the user's own identity is never used. */
+  identity: GitIdentity;
+  /** The branch tasks start from and merge into. */
+  baseBranch: string;
+  log?: (msg: string) => void;
+  /**
+   * Environment of the git processes. Default: this process's environment as simple-git passes
+   * it (it drops GIT_* and editor/pager variables). The composition root should pass a minimal
+   * one (PATH, HOME), since only `config/` reads process.env. GIT_*, EDITOR, VISUAL, PAGER and
+   * SSH_ASKPASS keys are dropped: they would redirect git (GIT_DIR, GIT_INDEX_FILE, ...), and
+   * simple-git refuses to spawn with them anyway.
+   */
+  env?: Record<string, string>;
+  /**
+   * Run the target's git hooks (pre-commit, commit-msg, post-checkout, ...) on Moderator's own
+   * commits, merges and worktrees. Default false: an unattended run cannot answer a hook that
+   * fails for lack of installed tooling in a fresh worktree, and the target's tests are run
+   * separately by the test runner.
+   */
+  runHooks?: boolean;
+}
+
+export interface CommitInfo {
+  sha: string;
+  subject: string;
+  body: string;
+}
+
+export interface RecoverOptions {
+  /**
+   * How long a lock file younger than this is given to disappear before it is deleted, in ms
+   * (default 15000). Measured: after `kill -9` of the node process, a `git worktree add` it had
+   * spawned went on for seconds holding `index.lock`; deleting a live lock corrupts the index.
+   */
+  lockWaitMs?: number;
+}
+
+interface WorktreeEntry {
+  path: string;
+  branch: string | null;
+  locked: string | null;
+}
+
+function isErrno(error: unknown, code: string): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === code;
+}
+
+async function realOrResolved(file: string): Promise<string> {
+  try {
+    return await fs.realpath(file);
+  } catch {
+    return path.resolve(file);
+  }
+}
+
+function isWithin(parent: string, child: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+}
+
+/** Cuts UTF-8 text to at most `maxBytes`, at a line end when one is near, with a marker line. */
+function truncateBytes(text: string, maxBytes: number, what: string): string {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return text;
+  let end = Math.max(0, maxBytes);
+  // Never split a multi-byte character: step back over continuation bytes.
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
+  const lastNewline = bytes.lastIndexOf(0x0a, end - 1);
+  if (lastNewline >= end / 2) end = lastNewline + 1;
+  const head = bytes.subarray(0, end).toString('utf8');
+  return `${head}${head.endsWith('\n') || head === '' ? '' : '\n'}[… ${what} truncated: ${end} of ${bytes.length} bytes shown]\n`;
+}
+
+/**
+ * Git on one target repository and its task worktrees. Every mutating method may be called
+ * again after the process was killed at any point (DESIGN, checkpoint rule 2): each one looks
+ * at the real repository first and completes or skips the work, never duplicating a branch,
+ * commit or merge.
+ */
+export class GitService {
+  readonly root: string;
+  readonly baseBranch: string;
+  private readonly runner: GitRunner;
+  private readonly logLine: (msg: string) => void;
+  /** Operations on the main work tree (merges, recovery) run one at a time: they share one index. */
+  private mainQueue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: GitServiceOptions) {
+    this.root = path.resolve(options.root);
+    this.baseBranch = options.baseBranch;
+    this.logLine = options.log ?? (() => {});
+    for (const [field, value] of [['identity.name', options.identity.name], ['identity.email', options.identity.email]] as const) {
+      if (value.trim() === '' || /[\n\r<>]/.test(value)) throw new GitError(`invalid git ${field} ${JSON.stringify(value)}`);
+    }
+    if (!/^[A-Za-z0-9._/-]+$/.test(this.baseBranch) || /(^[-/.]|\.\.|\/\/|\/$|\.lock$|\.$)/.test(this.baseBranch)) {
+      throw new GitError(`invalid base branch name ${JSON.stringify(this.baseBranch)}`);
+    }
+    this.runner = new GitRunner({ identity: options.identity, env: options.env, runHooks: options.runHooks ?? false });
+  }
+
+  // ---------------------------------------------------------------- static helpers
+
+  static branchName(prefix: string, type: string, taskId: string): string {
+    return branchName(prefix, type, taskId);
+  }
+
+  static commitMessage(task: CommitTask, summary?: string): string {
+    return commitMessage(task, summary);
+  }
+
+  /**
+   * Makes `root` a repository Moderator can work in: creates the folder, initialises an empty
+   * one (never a non-empty folder that is not a repository: that would sweep the user's files
+   * into Moderator's first commit), gives a repository without commits an empty first commit,
+   * and excludes `.duo-agent/`. `initialised` is true when this call created the repository or
+   * its first commit.
+   */
+  static async prepareTarget(options: GitServiceOptions): Promise<{ initialised: boolean }> {
+    const service = new GitService(options);
+    try {
+      await fs.mkdir(service.root, { recursive: true });
+    } catch (error) {
+      throw new GitError(`cannot create the target folder ${service.root}: ${messageOf(error)}`, { cause: error });
+    }
+    return service.prepare();
+  }
+
+  private async prepare(): Promise<{ initialised: boolean }> {
+    let initialised = false;
+    // A `.git` entry marks the folder as a repository of its own; a folder that merely sits
+    // inside another repository is not one, and gets its own repository if it is empty.
+    if (!existsSync(path.join(this.root, '.git'))) {
+      const entries = (await fs.readdir(this.root)).filter((name) => name !== STATE_DIR);
+      if (entries.length > 0) {
+        throw new GitError(`${this.root} is not a git repository and not empty: run \`git init\` there (and commit) first, or choose an empty --target`);
+      }
+      await this.git(this.root, ['init', '--quiet', `--initial-branch=${this.baseBranch}`]);
+      this.logLine(`initialised a git repository in ${this.root}`);
+      initialised = true;
+    }
+    if ((await this.localBranches()).length === 0) {
+      await this.createInitialCommit();
+      initialised = true;
+    }
+    await this.ensureExcluded();
+    return { initialised };
+  }
+
+  /**
+   * The first commit is built with plumbing rather than `git commit --allow-empty`, which would
+   * also commit whatever the user had staged in a repository without commits.
+   */
+  private async createInitialCommit(): Promise<void> {
+    const emptyTree = (await this.git(this.root, ['hash-object', '-t', 'tree', '-w', '/dev/null'])).trim();
+    const sha = (await this.git(this.root, ['commit-tree', emptyTree, '-m', INITIAL_COMMIT_MESSAGE])).trim();
+    // HEAD first: killed between the two, the repository still has no commits and this reruns.
+    await this.git(this.root, ['symbolic-ref', 'HEAD', `refs/heads/${this.baseBranch}`]);
+    // The empty old value makes git refuse if the branch appeared meanwhile.
+    await this.git(this.root, ['update-ref', '-m', 'moderator: initial commit', `refs/heads/${this.baseBranch}`, sha, '']);
+    this.logLine(`created the initial empty commit ${sha.slice(0, 12)} on ${this.baseBranch}`);
+  }
+
+  private async ensureExcluded(): Promise<void> {
+    const file = (await this.git(this.root, ['rev-parse', '--path-format=absolute', '--git-path', 'info/exclude'])).trim();
+    let text = '';
+    try {
+      text = await fs.readFile(file, 'utf8');
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT')) throw new GitError(`cannot read ${file}: ${messageOf(error)}`, { cause: error });
+    }
+    const present = text.split(/\r?\n/).some((line) => ['.duo-agent', '.duo-agent/', '/.duo-agent', '/.duo-agent/'].includes(line.trim()));
+    if (present) return;
+    const separator = text === '' || text.endsWith('\n') ? '' : '\n';
+    // Written whole and renamed, so a kill mid-write never leaves half a line to be appended to.
+    const temporary = `${file}.moderator-tmp`;
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.writeFile(temporary, `${text}${separator}# Moderator's state folder\n${STATE_DIR}/\n`);
+      await fs.rename(temporary, file);
+    } catch (error) {
+      throw new GitError(`cannot update ${file}: ${messageOf(error)}`, { cause: error });
+    }
+    this.logLine(`added ${STATE_DIR}/ to ${file}`);
+  }
+
+  // ---------------------------------------------------------------- checks and recovery
+
+  /** Refuses to start on a work tree with the user's uncommitted work or on another branch. */
+  async assertClean(): Promise<void> {
+    const branches = await this.localBranches();
+    if (branches.length === 0) throw new GitError(`the repository at ${this.root} has no commits yet: prepare the target first`);
+    if (!branches.includes(this.baseBranch)) {
+      const listed = branches.length > 10 ? `${branches.slice(0, 10).join(', ')}, …` : branches.join(', ');
+      throw new GitError(`base branch ${this.baseBranch} does not exist in ${this.root} (branches: ${listed})`);
+    }
+    const current = await this.currentBranch(this.root);
+    if (current !== this.baseBranch) {
+      const where = current === null ? 'has a detached HEAD' : `is on branch ${current}`;
+      throw new GitError(`the work tree of ${this.root} ${where}, not the base branch ${this.baseBranch}: run \`git checkout ${this.baseBranch}\` there first`);
+    }
+    const dirty = await this.dirtyPaths(this.root);
+    if (dirty.length > 0) {
+      const shown = dirty.slice(0, 5).join(', ') + (dirty.length > 5 ? ` and ${dirty.length - 5} more` : '');
+      throw new GitError(`the work tree of ${this.root} has uncommitted changes (${shown}): commit or stash them first`);
+    }
+  }
+
+  /**
+   * Puts the repository back into a state the idempotent methods can continue from after a
+   * crash: stale lock files removed, an unfinished merge in the main work tree (or a worktree)
+   * aborted, registrations of deleted worktrees pruned. Returns what it fixed, for the log.
+   */
+  async recoverAfterCrash(options: RecoverOptions = {}): Promise<string[]> {
+    return this.onMainTree(async () => {
+      const lockWaitMs = options.lockWaitMs ?? 15_000;
+      const fixed: string[] = [];
+      const gitDir = (await this.git(this.root, ['rev-parse', '--absolute-git-dir'])).trim();
+      const commonDir = await this.commonDir();
+      const admins = await this.worktreeAdminDirs(commonDir);
+
+      // Locks first: `merge --abort` itself needs the index lock.
+      const locks: string[] = [];
+      for (const dir of [gitDir, ...admins.keys()]) {
+        locks.push(path.join(dir, 'index.lock'), path.join(dir, 'HEAD.lock'), path.join(dir, 'ORIG_HEAD.lock'));
+      }
+      locks.push(path.join(commonDir, 'packed-refs.lock'), path.join(commonDir, 'config.lock'));
+      locks.push(...(await findLockFiles(path.join(commonDir, 'refs'))));
+      for (const lock of locks) {
+        if (await removeStaleLock(lock, lockWaitMs)) fixed.push(`removed the stale lock ${path.relative(this.root, lock)}`);
+      }
+
+      const merging: { tree: string; mergeHead: string }[] = [{ tree: this.root, mergeHead: path.join(gitDir, 'MERGE_HEAD') }];
+      for (const [admin, tree] of admins) merging.push({ tree, mergeHead: path.join(admin, 'MERGE_HEAD') });
+      for (const { tree, mergeHead } of merging) {
+        if (existsSync(mergeHead) && existsSync(tree)) {
+          await this.git(tree, ['merge', '--abort']);
+          fixed.push(`aborted an unfinished merge in ${tree}`);
+        }
+      }
+
+      const before = new Set(admins.keys());
+      await this.git(this.root, ['worktree', 'prune']);
+      const after = new Set((await this.worktreeAdminDirs(commonDir)).keys());
+      for (const admin of before) {
+        if (!after.has(admin)) fixed.push(`pruned the registration of the deleted worktree ${admins.get(admin) ?? admin}`);
+      }
+      for (const line of fixed) this.logLine(line);
+      return fixed;
+    });
+  }
+
+  // ---------------------------------------------------------------- worktrees
+
+  /**
+   * A worktree at `worktreePath` with `branch` checked out, the branch created from the base
+   * branch's tip when missing. Repairs the half states a kill leaves: a branch without its
+   * worktree, a folder that is not (or only half) registered as a worktree.
+   */
+  async ensureWorktree(branch: string, worktreePath: string): Promise<void> {
+    await this.checkBranchName(branch);
+    const target = await realOrResolved(path.resolve(this.root, worktreePath));
+    await this.git(this.root, ['worktree', 'prune']);
+    const worktrees = await this.listWorktrees();
+
+    const here = worktrees.find((entry) => entry.path === target);
+    if (here !== undefined) {
+      const half = await this.isHalfCreated(here);
+      if (!half && here.branch === branch) return;
+      if (!half) {
+        throw new GitError(`${target} is already a worktree of ${here.branch ?? 'a detached HEAD'}, not of ${branch}`);
+      }
+      this.logLine(`removing the half-created worktree ${target}`);
+      await this.dropWorktree(target);
+    }
+    const elsewhere = worktrees.find((entry) => entry.branch === branch && entry.path !== target);
+    if (elsewhere !== undefined) throw new GitError(`branch ${branch} is already checked out in the worktree ${elsewhere.path}`);
+
+    if (existsSync(target)) {
+      if (!(await this.isDisposable(target))) {
+        throw new GitError(`${target} exists and is not a worktree: refusing to delete a folder outside ${path.join(this.root, STATE_DIR)}`);
+      }
+      this.logLine(`removing ${target}: a folder left without a worktree registration`);
+      await fs.rm(target, { recursive: true, force: true });
+    }
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    if (await this.branchExists(branch)) {
+      await this.git(this.root, ['worktree', 'add', target, branch]);
+      this.logLine(`added the worktree ${target} for the existing branch ${branch}`);
+    } else {
+      await this.git(this.root, ['worktree', 'add', '-b', branch, target, `refs/heads/${this.baseBranch}`]);
+      this.logLine(`created the branch ${branch} from ${this.baseBranch} in the worktree ${target}`);
+    }
+  }
+
+  /** Removes the worktree (and its uncommitted files); keeps the branch. Nothing there: no-op. */
+  async removeWorktree(worktreePath: string): Promise<void> {
+    const target = await realOrResolved(path.resolve(this.root, worktreePath));
+    await this.git(this.root, ['worktree', 'prune']);
+    const registered = (await this.listWorktrees()).some((entry) => entry.path === target);
+    if (registered) {
+      await this.dropWorktree(target);
+      this.logLine(`removed the worktree ${target}`);
+    } else if (existsSync(target) && (await this.isDisposable(target))) {
+      await fs.rm(target, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Writes and deletes files in a task worktree. Every path is checked before anything is
+   * written: relative, inside the worktree even through symlinks, never into `.git`.
+   */
+  async writeFiles(worktreePath: string, files: { path: string; content: string }[], deletes: string[] = []): Promise<void> {
+    const rootReal = await this.worktreeRoot(worktreePath);
+    const writes = await Promise.all(files.map(async (file) => ({ target: await resolveInside(rootReal, file.path, true), content: file.content })));
+    const removals = await Promise.all(deletes.map((file) => resolveInside(rootReal, file, false)));
+    try {
+      for (const { target, content } of writes) {
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await fs.writeFile(target, content);
+      }
+      for (const target of removals) await fs.rm(target, { recursive: true, force: true });
+    } catch (error) {
+      throw new GitError(`cannot write files in ${rootReal}: ${messageOf(error)}`, { cause: error });
+    }
+  }
+
+  // ---------------------------------------------------------------- commits and merges
+
+  /**
+   * Commits everything in the worktree with the step trailer and returns the commit. If this
+   * step's commit is already on the branch, returns it and commits nothing (uncommitted files
+   * are left as they are). An unchanged tree still gets its (empty) commit, so every step has one.
+   */
+  async commitAll(worktreePath: string, message: string, stepKey: string): Promise<string> {
+    checkStepKey(stepKey);
+    const cwd = await this.worktreeRoot(worktreePath);
+    const current = await this.currentBranch(cwd);
+    if (current === null || current === this.baseBranch) {
+      throw new GitError(`${cwd} is not on a task branch (${current ?? 'detached HEAD'}): commitAll commits only in task worktrees`);
+    }
+    const base = `refs/heads/${this.baseBranch}`;
+    let existing = await this.findStepCommit(cwd, [`${base}..HEAD`], stepKey);
+    // Once merged, the branch's commits are reachable from the base and the range above is
+    // empty. The newest commits of the branch are then searched; a fresh branch (also an
+    // ancestor of the base) costs one short log instead of a search of the whole history.
+    if (existing === null && (await this.isAncestor(cwd, 'HEAD', base))) {
+      existing = await this.findStepCommit(cwd, [`--max-count=${MERGED_SEARCH_DEPTH}`, 'HEAD'], stepKey, false);
+    }
+    if (existing !== null) {
+      this.logLine(`step ${stepKey} is already committed as ${existing.slice(0, 12)} in ${cwd}`);
+      return existing;
+    }
+    await this.git(cwd, ['add', '--all']);
+    // --cleanup=whitespace keeps lines starting with "#" (markdown headings in a summary),
+    // which the user's commit.cleanup=strip would delete.
+    await this.git(cwd, ['commit', '--quiet', '--allow-empty', '--cleanup=whitespace', '-m', withStepTrailer(message, stepKey)]);
+    const sha = await this.revParse(cwd, 'HEAD^{commit}');
+    this.logLine(`committed step ${stepKey} as ${sha.slice(0, 12)} on ${current}`);
+    return sha;
+  }
+
+  /**
+   * Merges `branch` into the base branch with a merge commit, in the main work tree. Returns
+   * the merge commit; if this step's merge is already on the base branch, returns it. If the
+   * branch is already contained in the base (merged by someone else), returns the base tip and
+   * merges nothing. Conflicts abort the merge and throw a GitError with `conflicts`.
+   */
+  async mergeNoFf(branch: string, message: string, stepKey: string): Promise<string> {
+    checkStepKey(stepKey);
+    return this.onMainTree(async () => {
+      const base = `refs/heads/${this.baseBranch}`;
+      const existing = await this.findStepCommit(this.root, ['--first-parent', base], stepKey);
+      if (existing !== null) {
+        this.logLine(`step ${stepKey} is already merged as ${existing.slice(0, 12)}`);
+        return existing;
+      }
+      if (!(await this.branchExists(branch))) throw new GitError(`cannot merge ${branch} into ${this.baseBranch}: the branch does not exist`);
+      const current = await this.currentBranch(this.root);
+      if (current !== this.baseBranch) {
+        throw new GitError(`cannot merge ${branch}: the work tree of ${this.root} is on ${current ?? 'a detached HEAD'}, not ${this.baseBranch}`);
+      }
+      // Only a merge started by this call may be aborted below; one found already running is
+      // the user's or a crash's (recoverAfterCrash handles the latter on resume).
+      const mergeHead = path.join((await this.git(this.root, ['rev-parse', '--absolute-git-dir'])).trim(), 'MERGE_HEAD');
+      if (existsSync(mergeHead)) {
+        throw new GitError(`cannot merge ${branch}: a merge is already in progress in ${this.root} (conclude it or run \`git merge --abort\` there)`);
+      }
+      const head = await this.revParse(this.root, 'HEAD^{commit}');
+      if (await this.isAncestor(this.root, `refs/heads/${branch}`, head)) {
+        this.logLine(`${branch} is already contained in ${this.baseBranch}: nothing to merge`);
+        return head;
+      }
+      try {
+        await this.git(this.root, [
+          'merge', '--no-ff', '--no-edit', '--no-log', '--no-squash', '--no-autostash', '--cleanup=whitespace',
+          '-m', withStepTrailer(message, stepKey), branch,
+        ]);
+      } catch (error) {
+        const conflicts = await this.unmergedPaths(this.root);
+        if (existsSync(mergeHead)) await this.git(this.root, ['merge', '--abort']);
+        if (conflicts.length > 0) {
+          const shown = conflicts.slice(0, 5).join(', ') + (conflicts.length > 5 ? ` and ${conflicts.length - 5} more` : '');
+          throw new GitError(`merging ${branch} into ${this.baseBranch} stopped on conflicts in ${shown}; the merge was aborted`, { cause: error, conflicts });
+        }
+        throw error;
+      }
+      const sha = await this.revParse(this.root, 'HEAD^{commit}');
+      this.logLine(`merged ${branch} into ${this.baseBranch} as ${sha.slice(0, 12)} (step ${stepKey})`);
+      return sha;
+    });
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  /** `git diff base...branch` (the branch's own changes), cut to `maxBytes` with a marker line. */
+  async diff(branch: string, maxBytes = 60_000): Promise<string> {
+    const text = await this.git(this.root, [
+      'diff', '--no-color', '--no-ext-diff', '--no-textconv', '--src-prefix=a/', '--dst-prefix=b/',
+      `refs/heads/${this.baseBranch}...${this.qualify(branch)}`, '--',
+    ]);
+    return truncateBytes(text, maxBytes, 'diff');
+  }
+
+  /** Paths the branch changed since it left the base branch. */
+  async changedFiles(branch: string): Promise<string[]> {
+    const out = await this.git(this.root, ['diff', '--name-only', '-z', '--no-ext-diff', `refs/heads/${this.baseBranch}...${this.qualify(branch)}`, '--']);
+    return out.split('\0').filter((name) => name !== '');
+  }
+
+  async headSha(ref = 'HEAD'): Promise<string> {
+    return this.revParse(this.root, `${this.checkRef(ref)}^{commit}`);
+  }
+
+  async treeHash(ref: string): Promise<string> {
+    return this.revParse(this.root, `${this.checkRef(ref)}^{tree}`);
+  }
+
+  async branchExists(name: string): Promise<boolean> {
+    // for-each-ref matches whole path components, so "a" would also list "a/b": compare exactly.
+    const out = await this.git(this.root, ['for-each-ref', '--format=%(refname)', `refs/heads/${name}`]);
+    return out.split('\n').includes(`refs/heads/${name}`);
+  }
+
+  async log(ref: string, limit?: number): Promise<CommitInfo[]> {
+    const args = ['log', '--no-show-signature', '--format=%H%x00%s%x00%b%x1e'];
+    if (limit !== undefined) args.push(`--max-count=${Math.max(0, Math.floor(limit))}`);
+    const out = await this.git(this.root, [...args, this.checkRef(ref), '--']);
+    return out.split('\x1e').map((record) => record.replace(/^\n/, '')).filter((record) => record !== '').map((record) => {
+      const [sha = '', subject = '', body = ''] = record.split('\0');
+      return { sha, subject, body: body.trimEnd() };
+    });
+  }
+
+  /** Local branches whose name starts with `prefix`, sorted by name. */
+  async listBranches(prefix: string): Promise<string[]> {
+    return (await this.localBranches()).filter((name) => name.startsWith(prefix));
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private git(cwd: string, args: string[]): Promise<string> {
+    return this.runner.run(cwd, args);
+  }
+
+  private onMainTree<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.mainQueue.then(work, work);
+    this.mainQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private checkRef(ref: string): string {
+    if (ref === '' || ref.startsWith('-') || /[\s\0]/.test(ref)) throw new GitError(`invalid git ref ${JSON.stringify(ref)}`);
+    return ref;
+  }
+
+  /** A plain branch name as its full ref, so a tag or file of the same name cannot be taken. */
+  private qualify(branch: string): string {
+    this.checkRef(branch);
+    return branch.startsWith('refs/') ? branch : `refs/heads/${branch}`;
+  }
+
+  private async checkBranchName(branch: string): Promise<void> {
+    if (branch.startsWith('-') || !(await this.runner.test(this.root, ['check-ref-format', `refs/heads/${branch}`]))) {
+      throw new GitError(`invalid branch name ${JSON.stringify(branch)}`);
+    }
+  }
+
+  private async revParse(cwd: string, spec: string): Promise<string> {
+    return (await this.git(cwd, ['rev-parse', '--verify', '--quiet', spec])).trim();
+  }
+
+  private async isAncestor(cwd: string, ancestor: string, descendant: string): Promise<boolean> {
+    return this.runner.test(cwd, ['merge-base', '--is-ancestor', ancestor, descendant]);
+  }
+
+  private async localBranches(): Promise<string[]> {
+    const out = await this.git(this.root, ['for-each-ref', '--format=%(refname)', 'refs/heads/']);
+    return out.split('\n').filter((line) => line.startsWith('refs/heads/')).map((line) => line.slice('refs/heads/'.length));
+  }
+
+  /** The checked-out branch, or null on a detached HEAD (an unborn branch still has a name). */
+  private async currentBranch(cwd: string): Promise<string | null> {
+    const name = (await this.git(cwd, ['branch', '--show-current'])).trim();
+    return name === '' ? null : name;
+  }
+
+  private async dirtyPaths(cwd: string): Promise<string[]> {
+    const out = await this.git(cwd, ['status', '--porcelain=v1', '-z', '--untracked-files=normal', '--ignore-submodules=none']);
+    const fields = out.split('\0');
+    const paths: string[] = [];
+    for (let index = 0; index < fields.length; index += 1) {
+      const field = fields[index] ?? '';
+      if (field.length < 4) continue;
+      const status = field.slice(0, 2);
+      const file = field.slice(3);
+      // Renames and copies are followed by their source path as the next field.
+      if (status.includes('R') || status.includes('C')) index += 1;
+      if (file === `${STATE_DIR}/` || file.startsWith(`${STATE_DIR}/`)) continue;
+      paths.push(file);
+    }
+    return paths;
+  }
+
+  private async unmergedPaths(cwd: string): Promise<string[]> {
+    try {
+      const out = await this.git(cwd, ['diff', '--name-only', '-z', '--diff-filter=U']);
+      return [...new Set(out.split('\0').filter((name) => name !== ''))];
+    } catch {
+      return [];
+    }
+  }
+
+  /** Newest commit in `range` whose message carries exactly this step's trailer, or null. */
+  private async findStepCommit(cwd: string, range: string[], stepKey: string, grep = true): Promise<string | null> {
+    // With --grep, --max-count would count matches, not commits scanned: the bounded search
+    // in commitAll filters here instead.
+    const filter = grep ? ['--fixed-strings', `--grep=${stepTrailerLine(stepKey)}`] : [];
+    const out = await this.git(cwd, ['log', '--no-show-signature', ...filter, '--format=%H%x00%B%x1e', ...range, '--']);
+    for (const record of out.split('\x1e')) {
+      const [sha, body] = record.replace(/^\n/, '').split('\0');
+      if (sha !== undefined && sha !== '' && body !== undefined && hasStepTrailer(body, stepKey)) return sha;
+    }
+    return null;
+  }
+
+  private async commonDir(): Promise<string> {
+    return (await this.git(this.root, ['rev-parse', '--path-format=absolute', '--git-common-dir'])).trim();
+  }
+
+  /** Worktree admin folders (`.git/worktrees/<name>`) mapped to the worktree folder they name. */
+  private async worktreeAdminDirs(commonDir: string): Promise<Map<string, string>> {
+    const result = new Map<string, string>();
+    const dir = path.join(commonDir, 'worktrees');
+    let names: string[] = [];
+    try {
+      names = await fs.readdir(dir);
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    }
+    for (const name of names) {
+      const admin = path.join(dir, name);
+      try {
+        const gitFile = (await fs.readFile(path.join(admin, 'gitdir'), 'utf8')).trim();
+        result.set(admin, path.dirname(gitFile));
+      } catch {
+        result.set(admin, '');
+      }
+    }
+    return result;
+  }
+
+  private async listWorktrees(): Promise<WorktreeEntry[]> {
+    const out = await this.git(this.root, ['worktree', 'list', '--porcelain', '-z']);
+    const entries: WorktreeEntry[] = [];
+    let entry: WorktreeEntry | null = null;
+    for (const field of out.split('\0')) {
+      if (field.startsWith('worktree ')) {
+        entry = { path: await realOrResolved(field.slice('worktree '.length)), branch: null, locked: null };
+        entries.push(entry);
+      } else if (entry !== null && field.startsWith('branch refs/heads/')) {
+        entry.branch = field.slice('branch refs/heads/'.length);
+      } else if (entry !== null && (field === 'locked' || field.startsWith('locked '))) {
+        entry.locked = field.slice('locked'.length).trim();
+      }
+    }
+    return entries;
+  }
+
+  /**
+   * Measured: a `git worktree add` killed during its checkout leaves the worktree registered,
+   * on the right branch, "locked" with reason "initializing", with an `index.lock` and no
+   * index, and only part of the files. It looks complete to `worktree list`, so it is detected
+   * here (the reason text is translated, hence the index check too).
+   */
+  private async isHalfCreated(entry: WorktreeEntry): Promise<boolean> {
+    const gitFile = path.join(entry.path, '.git');
+    if (!existsSync(gitFile)) return true;
+    if (entry.locked === null) return false;
+    if (entry.locked === 'initializing') return true;
+    const admin = await this.adminDirOf(entry.path);
+    return admin === null || !existsSync(path.join(admin, 'index'));
+  }
+
+  private async adminDirOf(worktree: string): Promise<string | null> {
+    for (const [admin, tree] of await this.worktreeAdminDirs(await this.commonDir())) {
+      if ((await realOrResolved(tree)) === worktree) return admin;
+    }
+    return null;
+  }
+
+  /** Removes a registered worktree even when half-created, locked or missing its `.git` file. */
+  private async dropWorktree(target: string): Promise<void> {
+    try {
+      // Twice --force: also removes a locked worktree, which a killed `worktree add` leaves.
+      await this.git(this.root, ['worktree', 'remove', '--force', '--force', target]);
+    } catch (error) {
+      // `worktree remove` refuses a folder without its `.git` file ("validation failed"):
+      // delete the registration and the folder by hand.
+      const admin = await this.adminDirOf(target);
+      if (admin === null) throw error;
+      await fs.rm(admin, { recursive: true, force: true });
+      if (await this.isDisposable(target)) await fs.rm(target, { recursive: true, force: true });
+    }
+    await this.git(this.root, ['worktree', 'prune']);
+  }
+
+  /** Folders Moderator may delete without asking: its own state folder's, or empty ones. */
+  private async isDisposable(target: string): Promise<boolean> {
+    const stateDir = await realOrResolved(path.join(this.root, STATE_DIR));
+    if (isWithin(stateDir, target)) return true;
+    try {
+      return (await fs.readdir(target)).length === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The real path of a task worktree; the main work tree is refused (agents never write there). */
+  private async worktreeRoot(worktreePath: string): Promise<string> {
+    const target = await realOrResolved(path.resolve(this.root, worktreePath));
+    if (!existsSync(path.join(target, '.git'))) throw new GitError(`${target} is not a worktree`);
+    if (target === (await realOrResolved(this.root))) throw new GitError(`${target} is the main work tree, not a task worktree`);
+    return target;
+  }
+}
