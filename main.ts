@@ -46,5 +46,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `moderator runs --json | head -1` closes stdout early: that is not an error worth a stack trace.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw error;
+});
+
 const code = await main(process.argv.slice(2));
 process.exitCode = code;

@@ -44,9 +44,10 @@ export function everThinkerActors(services: RunServices) {
           .map((proposal) => ({ ...proposal, priority: priorityOf(proposal) }))
           .sort((a, b) => b.priority - a.priority);
         const accepted = ranked.filter((proposal) => proposal.priority >= input.minPriority).slice(0, settings.max_proposals_per_cycle);
-        // Ids continue the run's numbering; computed before the tasks are stored, in the same step.
+        // Ids continue the target's numbering; computed before the tasks are stored, in the same step.
+        const first = services.store.nextTaskNumber();
         const newTasks: NewTask[] = accepted.map((proposal, index) => ({
-          id: `T${tasks.length + index + 1}`,
+          id: `T${first + index}`,
           title: proposal.title,
           type: typeOfAngle[proposal.angle] ?? 'chore',
           description: proposal.description,

@@ -5,7 +5,7 @@ import { once } from '../services/effects.ts';
 import { ModeratorError } from '../errors.ts';
 import { ask } from './ask.ts';
 import { contracts, describeTask, projectLine, systemPrompt } from './prompts.ts';
-import { clarifyReply, planReply, reviewReply, type ClarifyReply } from './replies.ts';
+import { clarifyReply, planReply, reviewReply, type ClarifyReply, type PlanReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
 import { readTree, formatFiles } from '../services/workspace.ts';
 import type { TaskRecord } from '../services/store/types.ts';
@@ -14,6 +14,23 @@ export function taskOf(services: RunServices, taskId: string): TaskRecord {
   const task = services.store.getTask(services.runId, taskId);
   if (!task) throw new ModeratorError('store', `task ${taskId} is not in the store of run ${services.runId}`);
   return task;
+}
+
+/**
+ * Task ids become branch names and commit trailers, so they must be unique in the target: a
+ * second run on the same repository continues the numbering (T5, T6, ...) where the first ended.
+ */
+function renumber(services: RunServices, plan: PlanReply): PlanReply {
+  const offset = services.store.nextTaskNumber() - 1;
+  if (offset === 0) return plan;
+  const ids = new Map(plan.tasks.map((task, index) => [task.id, `T${offset + index + 1}`]));
+  return {
+    tasks: plan.tasks.map((task) => ({
+      ...task,
+      id: ids.get(task.id) ?? task.id,
+      depends_on: task.depends_on.map((id) => ids.get(id) ?? id),
+    })),
+  };
 }
 
 /** The Moderator's effects: scope, plan, review, merge. */
@@ -44,7 +61,7 @@ export function moderatorActors(services: RunServices) {
       services.runId,
       'moderator:plan',
       async () =>
-        ask(services, {
+        renumber(services, await ask(services, {
           agent: 'moderator',
           purpose: 'plan',
           callKey: 'moderator:plan',
@@ -53,7 +70,7 @@ export function moderatorActors(services: RunServices) {
           schema: planReply,
           settings,
           signal,
-        }),
+        })),
       (reply) =>
         services.store.addTasks(
           services.runId,

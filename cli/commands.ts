@@ -196,6 +196,11 @@ export async function runDemo(context: CliContext, args: CliArgs): Promise<numbe
     throw new UsageError((error as Error).message, { cause: error });
   }
   const target = args.target ? path.resolve(context.cwd, args.target) : fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-demo-'));
+  // The recording was made on an empty repository; replayed elsewhere its replies would not fit.
+  const existing = fs.existsSync(target) ? fs.readdirSync(target) : [];
+  if (existing.length > 0) {
+    throw new UsageError(`the demo builds its program from scratch: ${target} is not empty; give a new or empty --target (or none for a temp folder)`);
+  }
   context.reporter.line(`demo: "${session.title ?? session.requirements}", replayed from ${path.relative(context.cwd, sessionFile) || sessionFile}`);
   const code = await startRun(context, { ...args, yes: true }, {
     requirements: session.requirements,

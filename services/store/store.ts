@@ -246,6 +246,16 @@ export class Store {
     });
   }
 
+  /**
+   * The next free number for a `T<n>` task id in this target, over every run: branches, commit
+   * trailers and merge trailers are named after task ids, so ids must not repeat across runs.
+   */
+  nextTaskNumber(): number {
+    const rows = this.db.prepare(`SELECT id FROM tasks`).all() as Row[];
+    const numbers = rows.map((row) => /^T(\d+)$/.exec(String(row.id))?.[1]).filter((n): n is string => n !== undefined).map(Number);
+    return Math.max(0, ...numbers) + 1;
+  }
+
   getTask(runId: string, id: string): TaskRecord | undefined {
     const row = this.db.prepare('SELECT * FROM tasks WHERE run_id = ? AND id = ?').get(runId, id) as Row | undefined;
     return row ? toTask(row) : undefined;
