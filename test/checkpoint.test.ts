@@ -16,7 +16,7 @@ const input: OrchestratorInput = {
 
 /** The real charts with effects that record their inputs; `implement` can be made to hang. */
 function tree(calls: string[], hang: { implement: boolean }) {
-  const done = <O>(name: string, output: O) => fromPromise<O, unknown>(async ({ input: step }) => {
+  const done = <O, I>(name: string, output: O) => fromPromise<O, I>(async ({ input: step }) => {
     calls.push(`${name} ${JSON.stringify(step ?? null)}`);
     return output;
   });
