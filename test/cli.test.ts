@@ -1,0 +1,139 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import Database from 'better-sqlite3';
+
+const root = path.resolve(import.meta.dirname, '..');
+const bin = path.join(root, 'bin', 'moderator.js');
+
+/** The environment of a user who configured nothing: no provider, no keys, no test-runner leakage. */
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const key of Object.keys(env)) {
+    if (key.startsWith('DUO_AGENT_') || key.endsWith('_API_KEY') || key === 'NODE_OPTIONS' || key === 'NODE_TEST_CONTEXT') delete env[key];
+  }
+  return { ...env, ...extra };
+}
+
+function cli(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}) {
+  const result = spawnSync(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: cleanEnv(options.env), encoding: 'utf8', timeout: 120_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const tempDir = (name = 'cli') => fs.mkdtempSync(path.join(os.tmpdir(), `moderator-${name}-`));
+
+/** A one-line error: exactly one non-empty stderr line, starting with `moderator:`. */
+function assertOneLine(t: { is: (a: unknown, b: unknown, m?: string) => void; regex: (s: string, r: RegExp) => void }, stderr: string, pattern: RegExp) {
+  const lines = stderr.split('\n').filter((line) => line.trim() !== '');
+  t.is(lines.length, 1, `one line, got: ${stderr}`);
+  t.regex(lines[0] ?? '', pattern);
+}
+
+test('without a model provider, a run explains in one line how to configure one and points to the demo', (t) => {
+  const { code, stderr, stdout } = cli(['Build a TODO CLI', '--target', path.join(tempDir(), 'todo'), '-y']);
+  t.is(code, 2);
+  t.is(stdout, '');
+  assertOneLine(t, stderr, /no model provider is configured: set DUO_AGENT_MODEL_PROVIDER.*npm run demo/);
+});
+
+test('bad flags and missing requirements exit 2 with one line', (t) => {
+  const unknown = cli(['--frobnicate']);
+  t.is(unknown.code, 2);
+  assertOneLine(t, unknown.stderr, /Unknown option '--frobnicate'/);
+  const none = cli([]);
+  t.is(none.code, 2);
+  assertOneLine(t, none.stderr, /give the requirements/);
+  const badNumber = cli(['x', '--max-tokens', 'lots', '--provider', 'replay', '--target', tempDir(), '-y']);
+  t.is(badNumber.code, 2);
+  assertOneLine(t, badNumber.stderr, /--max-tokens: expected .*found "lots"/);
+});
+
+test('a bad value in the target config file names the file, the field, the expectation and the value', (t) => {
+  const target = tempDir();
+  fs.writeFileSync(path.join(target, 'duo-agent.config.yaml'), 'limits:\n  max_error_rate: high\n');
+  const { code, stderr } = cli(['x', '--target', target, '-y']);
+  t.is(code, 2);
+  assertOneLine(t, stderr, /duo-agent\.config\.yaml: limits\.max_error_rate: expected .*found "high"/);
+});
+
+test('a bad environment variable is named in the error', (t) => {
+  const { code, stderr } = cli(['x', '--target', tempDir(), '-y'], { env: { DUO_AGENT_MONITOR_PORT: 'eighty' } });
+  t.is(code, 2);
+  assertOneLine(t, stderr, /DUO_AGENT_MONITOR_PORT: expected .*found "eighty"/);
+});
+
+test('providers not in this version are refused before anything starts', (t) => {
+  const target = path.join(tempDir(), 'new');
+  const { code, stderr } = cli(['x', '--target', target, '-y', '--provider', 'anthropic']);
+  t.is(code, 2);
+  assertOneLine(t, stderr, /anthropic provider is not available/);
+  t.false(fs.existsSync(target), 'nothing was created');
+});
+
+const replayArgs = ['--provider', 'replay', '--replay', path.join(root, 'demos', 'todo-cli', 'session.json')];
+
+test('a dirty work tree is refused, and the user files are untouched', (t) => {
+  const target = tempDir('dirty');
+  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=u', '-c', 'user.email=u@x', ...args], { cwd: target });
+  git('init', '-q', '-b', 'main');
+  git('commit', '-q', '--allow-empty', '-m', 'init');
+  fs.writeFileSync(path.join(target, 'notes.txt'), 'mine');
+  const { code, stderr } = cli(['x', '--target', target, '-y', ...replayArgs]);
+  t.is(code, 2);
+  assertOneLine(t, stderr, /uncommitted changes \(notes\.txt\)/);
+  t.is(fs.readFileSync(path.join(target, 'notes.txt'), 'utf8'), 'mine');
+});
+
+test('a non-empty folder that is not a git repository is refused', (t) => {
+  const target = tempDir('plain');
+  fs.writeFileSync(path.join(target, 'a.txt'), 'a');
+  const { code, stderr } = cli(['x', '--target', target, '-y', ...replayArgs]);
+  t.is(code, 2);
+  assertOneLine(t, stderr, /not a git repository and not empty/);
+});
+
+test('without -y and without a terminal to ask on, the run refuses to start', (t) => {
+  const { code, stderr } = cli(['x', '--target', tempDir(), ...replayArgs]);
+  t.is(code, 2);
+  assertOneLine(t, stderr, /pass -y/);
+});
+
+test('the token budget is never overrun: the run stops with budget_exhausted and exit 3', (t) => {
+  const target = path.join(tempDir('budget'), 'todo');
+  const { code, stdout } = cli(['demo', '--target', target, '--max-tokens', '30000', '--json']);
+  t.is(code, 3);
+  const summary = JSON.parse(stdout) as { outcome: string; tokensUsed: number; reason: string };
+  t.is(summary.outcome, 'budget_exhausted');
+  t.true(summary.tokensUsed <= 30_000, `used ${summary.tokensUsed}`);
+  t.regex(summary.reason, /token budget/);
+});
+
+test('runs that cannot be resumed are refused with exit 2: unknown id, other chart version', (t) => {
+  const target = path.join(tempDir('resume'), 'todo');
+  const demo = cli(['demo', '--target', target, '--max-tokens', '10000', '--json']);
+  t.is(demo.code, 3);
+  const { runId } = JSON.parse(demo.stdout) as { runId: string };
+  const unknown = cli(['--resume', 'nope', '--target', target]);
+  t.is(unknown.code, 2);
+  assertOneLine(t, unknown.stderr, new RegExp(`unknown run nope in .*runs there: ${runId}`));
+  const db = new Database(path.join(target, '.duo-agent', 'moderator.db'));
+  db.prepare('UPDATE runs SET machine_fingerprint = ?, status = ? WHERE id = ?').run('0000', 'interrupted', runId);
+  db.close();
+  const incompatible = cli(['--resume', runId, '--target', target]);
+  t.is(incompatible.code, 2);
+  assertOneLine(t, incompatible.stderr, /incompatible version of Moderator.*start a new run/);
+  const nowhere = cli(['--resume', runId, '--target', tempDir()]);
+  t.is(nowhere.code, 2);
+  assertOneLine(t, nowhere.stderr, /no Moderator runs in/);
+});
+
+test('runs lists nothing for a fresh target and --help prints usage', (t) => {
+  const listed = cli(['runs', '--target', tempDir(), '--json']);
+  t.is(listed.code, 0);
+  t.is(listed.stdout, '');
+  const help = cli(['--help']);
+  t.is(help.code, 0);
+  t.regex(help.stdout, /moderator --resume <runId>/);
+});
