@@ -51,9 +51,11 @@ export class ModelGateway {
   async call(callKey: string, request: ModelRequest): Promise<ModelReply> {
     const journaled = this.store.findCompletedCall(this.runId, callKey);
     if (journaled) {
-      const reply = journaled.reply as { text: string };
+      const reply = journaled.reply as Pick<ModelReply, 'text' | 'toolCalls' | 'stopReason'>;
       const restored: ModelReply = {
         text: reply.text,
+        toolCalls: reply.toolCalls ?? [],
+        stopReason: reply.stopReason,
         model: journaled.model,
         usage: {
           inputTokens: journaled.inputTokens,
@@ -97,7 +99,7 @@ export class ModelGateway {
       usage: reply.usage,
       costUsd: reply.costUsd,
       latencyMs: reply.latencyMs,
-      reply: { text: reply.text },
+      reply: { text: reply.text, toolCalls: reply.toolCalls ?? [], stopReason: reply.stopReason },
     });
     this.onCall({ callKey, agent: request.agent, purpose: request.purpose, taskId: request.taskId, fromJournal: false, reply });
     return reply;
@@ -105,7 +107,7 @@ export class ModelGateway {
 
   private checkBudget(request: ModelRequest): void {
     const totals = this.store.totals(this.runId);
-    const prompt = request.system + request.messages.map((message) => message.content).join('\n');
+    const prompt = request.system + request.messages.map((item) => (item.role === 'tool' ? item.results.map((result) => result.content).join('\n') : item.content)).join('\n');
     const worstCase = totals.tokensUsed + estimateTokens(prompt) + request.maxTokens;
     if (worstCase > this.budget.maxTokensTotal) {
       throw new BudgetExhaustedError(

@@ -5,23 +5,51 @@ export type { TokenUsage };
 /** The agents that talk to models. Keys of the replay format and of the call journal. */
 export type AgentName = 'moderator' | 'techlead' | 'ever-thinker';
 
-export interface ChatMessage {
-  role: 'user' | 'assistant';
-  content: string;
+/** A tool the model may call; `inputSchema` is a JSON Schema object (made with `z.toJSONSchema`). */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  inputSchema: Record<string, unknown>;
 }
+
+export interface ToolCall {
+  /** The provider's id for the call, echoed back in the result. */
+  id: string;
+  name: string;
+  input: unknown;
+}
+
+export interface ToolResult {
+  id: string;
+  content: string;
+  isError?: boolean;
+}
+
+/** One turn of a conversation, provider-neutral. */
+export type ConversationItem =
+  | { role: 'user'; content: string }
+  | { role: 'assistant'; content: string; toolCalls?: ToolCall[] }
+  | { role: 'tool'; results: ToolResult[] };
+
+/** Plain text turns, the common case. */
+export type ChatMessage = { role: 'user' | 'assistant'; content: string };
 
 /** One completion request, provider-neutral. */
 export interface ModelRequest {
   agent: AgentName;
   /** What the call is for (`plan`, `review`, `implement`, ...); the replay provider checks it. */
   purpose: string;
-  taskId?: string;
+  taskId?: string | undefined;
   model: string;
+  /** Tried when `model` stays rate limited; see issue #3. */
+  backupModel?: string | undefined;
   system: string;
-  messages: ChatMessage[];
+  messages: ConversationItem[];
   temperature: number;
   maxTokens: number;
-  signal?: AbortSignal;
+  /** Tools the model may call; the caller runs them and sends the results in the next request. */
+  tools?: ToolSpec[] | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 export interface ModelReply {
@@ -31,6 +59,9 @@ export interface ModelReply {
   usage: TokenUsage;
   costUsd: number;
   latencyMs: number;
+  /** Tool calls the model asked for; empty or absent when it answered. */
+  toolCalls?: ToolCall[] | undefined;
+  stopReason?: 'end' | 'tool_use' | 'max_tokens' | undefined;
 }
 
 /**
