@@ -5,7 +5,7 @@ import { provideRun, type AskApproval } from '../actors/provide.ts';
 import type { RunServices } from '../actors/run-services.ts';
 import { childProcessEnv, type AgentDefinitions, type Config, type Env } from '../config/index.ts';
 import { messageOf } from '../errors.ts';
-import { interAgentEventTypes } from '../machines/events.ts';
+import { interAgentEventTypes, type TaskRef } from '../machines/events.ts';
 import type { OrchestratorInput, OrchestratorOutput } from '../machines/orchestrator.machine.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { ModelGateway } from '../services/llm/gateway.ts';
@@ -58,6 +58,21 @@ export function orchestratorInput(config: Config, autoApprove: boolean): Orchest
 
 /** Log files are named like the model-call agents: `ever-thinker`, not the actor id `everThinker`. */
 const logName = (actor: string): string => (actor === 'everThinker' ? 'ever-thinker' : actor);
+
+/**
+ * Decisions only the orchestrator makes (a task failed, or was skipped by a person or for
+ * stagnation) are copied to the tasks table, and a skipped task's open PR is closed.
+ */
+function projectDecisions(store: Store, runId: string, tasks: readonly TaskRef[]): void {
+  for (const ref of tasks) {
+    if (ref.status !== 'failed' && ref.status !== 'skipped') continue;
+    const stored = store.getTask(runId, ref.id);
+    if (!stored || stored.status === ref.status) continue;
+    store.updateTask(runId, ref.id, { status: ref.status });
+    const pr = store.getPullRequestForTask(runId, ref.id);
+    if (pr?.status === 'open') store.markPullRequestClosed(pr.number);
+  }
+}
 
 /** Asks the person at the terminal to approve the plan (only used without -y, on a terminal). */
 const askOnTerminal: AskApproval = async () => {
@@ -124,6 +139,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
         logs.for(logName(message.from)).info({ type: message.type, to: message.to, payload: message.payload, correlationId: message.correlationId }, 'message');
       }
       reporter.messages(messages);
+      projectDecisions(store, runId, actor.getSnapshot().context.tasks);
       if (phase !== exportedPhase) {
         exportedPhase = phase;
         exportCheckpoint(options.target, runId, store);

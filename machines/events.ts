@@ -53,6 +53,11 @@ export type AgentStagnant = { type: 'agent.stagnant'; idleMinutes: number };
 export type HumanApproved = { type: 'human.approved' };
 export type HumanRejected = { type: 'human.rejected'; reason: string };
 export type RunAbort = { type: 'run.abort'; reason: string };
+export type HumanAnswered = { type: 'human.answered'; answer: string };
+/** Finish what is in flight, start nothing new, until `run.resume`. */
+export type RunPause = { type: 'run.pause' };
+export type RunResume = { type: 'run.resume' };
+export type TaskSkip = { type: 'task.skip'; taskId: string; reason?: string };
 
 /** Every namespaced event type, for journaling filters. */
 export const interAgentEventTypes = [
@@ -60,6 +65,7 @@ export const interAgentEventTypes = [
   'agent.retry', 'agent.reset', 'scope.clarified', 'plan.ready', 'pr.submitted', 'review.changes_requested',
   'pr.rejected', 'pr.merged', 'improvements.proposed', 'improvements.exhausted', 'agent.failed', 'agent.stalled',
   'monitor.limit_reached', 'health.alert', 'agent.stagnant', 'human.approved', 'human.rejected', 'run.abort',
+  'human.answered', 'run.pause', 'run.resume', 'task.skip',
 ] as const;
 
 /** What failed effects carry out of an actor: a code the orchestrator can act on. */

@@ -1,8 +1,9 @@
-import { assign, enqueueActions, fromPromise, sendTo, setup } from 'xstate';
+import { and, assign, enqueueActions, fromPromise, not, sendTo, setup } from 'xstate';
 import { everThinkerMachine } from './ever-thinker.machine.ts';
 import type {
   AgentFailed, AgentId, AgentStalled, ChangesRequested, HealthAlert, HumanApproved, HumanRejected, ImprovementsExhausted,
-  ImprovementsProposed, LimitReached, NewTaskRef, Outcome, PlanReady, PrMerged, PrRejected, PrSubmitted, RunAbort, ScopeClarified, TaskRef,
+  HumanAnswered, ImprovementsProposed, LimitReached, NewTaskRef, Outcome, PlanReady, PrMerged, PrRejected, PrSubmitted, RunAbort, RunPause,
+  RunResume, ScopeClarified, TaskRef, TaskSkip,
 } from './events.ts';
 import { moderatorMachine } from './moderator.machine.ts';
 import { monitorMachine, type MonitorInput } from './monitor.machine.ts';
@@ -31,11 +32,16 @@ interface OrchestratorContext {
   stallRetries: Record<string, number>;
   outcome: Outcome | null;
   reason: string | null;
+  /** Paused by a person: what is in flight finishes, no new task starts. */
+  paused: boolean;
+  /** Answers people gave through the monitoring server, for the record (the texts are journaled). */
+  answers: number;
 }
 
 type OrchestratorEvent =
   | ScopeClarified | PlanReady | PrSubmitted | ChangesRequested | PrRejected | PrMerged | ImprovementsProposed | ImprovementsExhausted
-  | AgentFailed | AgentStalled | LimitReached | HealthAlert | HumanApproved | HumanRejected | RunAbort;
+  | AgentFailed | AgentStalled | LimitReached | HealthAlert | HumanApproved | HumanRejected | HumanAnswered | RunAbort | RunPause | RunResume
+  | TaskSkip;
 
 const stallKey = (event: AgentStalled) => `${event.agent}:${event.taskId ?? '-'}`;
 
@@ -142,6 +148,16 @@ export const orchestratorMachine = setup({
       enqueue.assign({ stallRetries: { ...context.stallRetries, [key]: (context.stallRetries[key] ?? 0) + 1 } });
       enqueue.sendTo(stall.agent, { type: 'agent.retry' });
     }),
+    skipTask: enqueueActions(({ context, event, enqueue }) => {
+      const skip = event as TaskSkip;
+      const current = context.currentTaskId === skip.taskId;
+      enqueue.assign({ tasks: withStatus(context.tasks, skip.taskId, 'skipped'), currentTaskId: current ? null : context.currentTaskId });
+      if (current) {
+        // Whoever holds the task drops it; their in-flight step is stopped with its state.
+        enqueue.sendTo('techlead', { type: 'agent.reset' });
+        enqueue.sendTo('moderator', { type: 'agent.reset' });
+      }
+    }),
     skipStalledTask: enqueueActions(({ context, event, enqueue }) => {
       const stall = event as AgentStalled;
       enqueue.assign({ tasks: withStatus(context.tasks, stall.taskId, 'skipped'), currentTaskId: null });
@@ -160,6 +176,9 @@ export const orchestratorMachine = setup({
     improverFailure: ({ event }) => (event as AgentFailed).agent === 'everThinker',
     mayRetryStall: ({ context, event }) => (context.stallRetries[stallKey(event as AgentStalled)] ?? 0) < 1,
     stallHasTask: ({ event }) => (event as AgentStalled).taskId !== null,
+    paused: ({ context }) => context.paused,
+    skipsCurrentTask: ({ context, event }) => context.currentTaskId === (event as TaskSkip).taskId,
+    skipsPendingTask: ({ context, event }) => context.tasks.some((task) => task.id === (event as TaskSkip).taskId && task.status === 'pending'),
   },
 }).createMachine({
   id: 'orchestrator',
@@ -172,6 +191,8 @@ export const orchestratorMachine = setup({
     stallRetries: {},
     outcome: null,
     reason: null,
+    paused: false,
+    answers: 0,
   }),
   invoke: [
     { id: 'moderator', systemId: 'moderator', src: 'moderator', input: ({ context }) => ({ maxReviewAttempts: context.settings.maxReviewAttempts }) },
@@ -182,6 +203,13 @@ export const orchestratorMachine = setup({
   on: {
     'monitor.limit_reached': { target: '.stopped', actions: 'stopForLimit' },
     'run.abort': { target: '.stopped', actions: assign({ outcome: 'cancelled', reason: ({ event }) => event.reason }) },
+    'run.pause': { actions: assign({ paused: true }) },
+    'run.resume': { actions: assign({ paused: false }) },
+    'human.answered': { actions: assign({ answers: ({ context }) => context.answers + 1 }) },
+    'task.skip': [
+      { guard: 'skipsCurrentTask', target: '.implementing', actions: 'skipTask' },
+      { guard: 'skipsPendingTask', actions: 'skipTask' },
+    ],
     'agent.failed': [
       { guard: 'budgetFailure', target: '.stopped', actions: 'stopForFailure' },
       { guard: 'improverFailure', target: '.stopped', actions: 'conclude' },
@@ -233,10 +261,11 @@ export const orchestratorMachine = setup({
       initial: 'next',
       states: {
         next: {
+          description: 'Between tasks; a paused run waits here.',
           always: [
-            { guard: 'hasPendingTask', target: 'working', actions: 'startNextTask' },
-            { guard: 'canImprove', target: '#orchestrator.improving' },
-            { target: '#orchestrator.stopped', actions: 'conclude' },
+            { guard: and([not('paused'), 'hasPendingTask']), target: 'working', actions: 'startNextTask' },
+            { guard: and([not('paused'), 'canImprove']), target: '#orchestrator.improving' },
+            { guard: not('paused'), target: '#orchestrator.stopped', actions: 'conclude' },
           ],
         },
         working: { on: { 'pr.submitted': { target: '#orchestrator.reviewing', actions: 'requestReview' } } },

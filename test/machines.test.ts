@@ -225,3 +225,55 @@ test('monitor: a working agent idle past stagnation_minutes goes stagnant; the o
   t.is(done.output?.outcome, 'needs_human');
   t.regex(done.output?.reason ?? '', /T1 skipped/);
 });
+
+test('pause lets the step in flight finish but starts no new task until resume; skip drops the current task', async (t) => {
+  const releases: (() => void)[] = [];
+  const started: string[] = [];
+  const { machine } = scripted({});
+  const gated = machine.provide({
+    actors: {
+      techlead: techleadMachine.provide({
+        actors: {
+          prepareWorkspace: fromPromise(async () => ({ branch: 'b' })),
+          implement: fromPromise<{ files: number }, TaskStepInput>(({ input: task, signal }) => {
+            started.push(task.taskId);
+            return new Promise((resolve, reject) => {
+              releases.push(() => resolve({ files: 1 }));
+              signal.addEventListener('abort', () => reject(new Error('aborted')));
+            });
+          }),
+          revise: fromPromise(async () => ({ files: 1 })),
+          runTests: fromPromise(async (): Promise<{ passed: boolean }> => ({ passed: true })),
+          submit: fromPromise(async () => ({ prNumber: 3 })),
+        },
+      }),
+      monitor: monitorMachine.provide({ actors: { ticker: fromCallback(() => () => {}) } }),
+    },
+  });
+  const actor = createActor(gated, { input, id: 'orchestrator', systemId: 'orchestrator' }).start();
+  await until(() => started.length === 1);
+  actor.send({ type: 'run.pause' });
+  releases.shift()?.();
+  await until(() => actor.getSnapshot().matches({ implementing: 'next' }));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.deepEqual(started, ['T1'], 'T1 finished and was merged, T2 did not start while paused');
+  t.is(actor.getSnapshot().context.tasks.find((task) => task.id === 'T1')?.status, 'merged');
+  actor.send({ type: 'run.resume' });
+  await until(() => started.length === 2);
+  t.is(started[1], 'T2');
+  actor.send({ type: 'task.skip', taskId: 'T2', reason: 'not needed' });
+  const done = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 5000 });
+  t.is(done.output?.outcome, 'needs_human');
+  t.regex(done.output?.reason ?? '', /T2 skipped/);
+  t.is(actor.system.get('techlead'), undefined, 'children are stopped with the run');
+});
+
+test('abort stops the run as cancelled', async (t) => {
+  const { machine } = scripted({});
+  const waiting = machine.provide({ actors: { askApproval: fromPromise<{ approved: boolean }>(() => new Promise(() => {})) } });
+  const actor = createActor(waiting, { input: { ...input, autoApprove: false }, id: 'orchestrator', systemId: 'orchestrator' });
+  actor.start();
+  await until(() => actor.getSnapshot().matches('awaitingApproval'));
+  actor.send({ type: 'run.abort', reason: 'changed my mind' });
+  t.deepEqual(actor.getSnapshot().output, { outcome: 'cancelled', reason: 'changed my mind' });
+});
