@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseCli, usage } from './cli/args.ts';
-import { exitCodeForError, listRuns, resumeRun, runDemo, startRun, type CliContext } from './cli/commands.ts';
+import { exitCodeForError, isAlive, listRuns, resumeRun, runDemo, startRun, type CliContext } from './cli/commands.ts';
+import { showStatus } from './cli/status.ts';
 import { Reporter } from './cli/reporter.ts';
 import { resolveTarget } from './config/index.ts';
 import { messageOf } from './errors.ts';
@@ -30,6 +31,8 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'runs':
         return listRuns(context, args);
+      case 'status':
+        return await showStatus(context, args, isAlive);
       case 'demo':
         return await runDemo(context, args);
       case 'resume':

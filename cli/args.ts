@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.ts';
 
 export interface CliArgs {
-  command: 'run' | 'resume' | 'runs' | 'demo' | 'help' | 'version';
+  command: 'run' | 'resume' | 'runs' | 'demo' | 'status' | 'help' | 'version';
   requirements?: string;
   runId?: string;
   target?: string;
@@ -15,6 +15,9 @@ export interface CliArgs {
   replayDelayMs?: string;
   maxTokens?: string;
   logLevel?: string;
+  port?: string;
+  /** Forward XState inspection events to the Stately inspector. */
+  inspect: boolean;
 }
 
 const options = {
@@ -29,6 +32,9 @@ const options = {
   'replay-delay-ms': { type: 'string' },
   'max-tokens': { type: 'string' },
   'log-level': { type: 'string' },
+  port: { type: 'string' },
+  inspect: { type: 'boolean', default: false },
+  run: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean', short: 'v', default: false },
 } as const;
@@ -38,6 +44,7 @@ export const usage = `Usage:
   moderator --resume <runId> [--target DIR]           continue a run after a crash or Ctrl-C
   moderator runs [--target DIR] [--json]              list the runs of a target
   moderator demo [--target DIR] [--replay-delay-ms N] a whole run of the bundled offline scenario
+  moderator status [--target DIR] [--run ID] [--json] the live state of a run, or its last stored state
 
 Options:
   -t, --target DIR          the git repository to work on (default: $DUO_AGENT_WORKSPACE, then .)
@@ -50,6 +57,8 @@ Options:
       --replay-delay-ms N   wait N ms per replayed call
       --max-tokens N        token budget of the run
       --log-level LEVEL     trace, debug, info, warn, error
+      --port N              monitoring server port (default 8080; 0 picks a free one)
+      --inspect             also send XState inspection events to the Stately inspector
   -h, --help                this text
   -v, --version             the version`;
 
@@ -73,6 +82,8 @@ export function parseCli(argv: string[]): CliArgs {
     replayDelayMs: values['replay-delay-ms'],
     maxTokens: values['max-tokens'],
     logLevel: values['log-level'],
+    port: values.port,
+    inspect: values.inspect,
   };
   if (values.help) return { ...common, command: 'help' };
   if (values.version) return { ...common, command: 'version' };
@@ -82,10 +93,11 @@ export function parseCli(argv: string[]): CliArgs {
     if (values.resume.trim() === '') throw new UsageError('--resume needs a run id (see `moderator runs`)');
     return { ...common, command: 'resume', runId: values.resume.trim() };
   }
-  if (first === 'runs' || first === 'demo') {
+  if (first === 'runs' || first === 'demo' || first === 'status') {
     if (rest.length > 0) throw new UsageError(`${first} takes no arguments (got "${rest.join(' ')}")`);
-    return { ...common, command: first };
+    return { ...common, command: first, ...(first === 'status' && values.run ? { runId: values.run } : {}) };
   }
+  if (values.run !== undefined) throw new UsageError('--run only goes with `status`');
   if (positionals.length === 0) throw new UsageError('give the requirements in quotes, e.g. moderator "Build a TODO CLI" (see --help)');
   const requirements = positionals.join(' ').trim();
   if (requirements === '') throw new UsageError('the requirements are empty');

@@ -43,10 +43,11 @@ function overridesOf(args: CliArgs): ConfigOverrides {
     replayDelayMs: args.replayDelayMs,
     maxTokens: args.maxTokens,
     logLevel: args.logLevel,
+    port: args.port,
   };
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

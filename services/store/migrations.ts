@@ -147,4 +147,6 @@ export const migrations: readonly string[] = [
     at TEXT NOT NULL
   );
   `,
+  // 2: where a live run's monitoring server listens, for `moderator status`.
+  `ALTER TABLE runs ADD COLUMN monitor_url TEXT;`,
 ];

@@ -152,6 +152,10 @@ export class Store {
       .run(outcome, reason, now(), now(), id);
   }
 
+  setMonitorUrl(id: string, url: string | null): void {
+    this.db.prepare('UPDATE runs SET monitor_url = ? WHERE id = ?').run(url, id);
+  }
+
   addActiveTime(id: string, ms: number): void {
     this.db.prepare('UPDATE runs SET active_ms = active_ms + ? WHERE id = ?').run(Math.max(0, Math.round(ms)), id);
   }
@@ -516,6 +520,7 @@ function toRun(row: Row): RunRecord {
     activeMs: Number(row.active_ms),
     sessions: Number(row.sessions),
     scope: row.scope_json === null ? null : (JSON.parse(String(row.scope_json)) as unknown),
+    monitorUrl: row.monitor_url === null || row.monitor_url === undefined ? null : String(row.monitor_url),
   };
 }
 

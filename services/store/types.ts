@@ -34,6 +34,8 @@ export interface RunRecord {
   activeMs: number;
   sessions: number;
   scope: unknown;
+  /** The monitoring server of the process driving the run, while it runs. */
+  monitorUrl: string | null;
 }
 
 /** One inter-agent event, as journaled. */

@@ -1,0 +1,105 @@
+import fs from 'node:fs';
+import { resolveTarget } from '../config/index.ts';
+import { Store, databasePath } from '../services/store/store.ts';
+import type { RunRecord } from '../services/store/types.ts';
+import type { CliArgs } from './args.ts';
+import type { CliContext } from './commands.ts';
+
+export interface RunStatusView {
+  runId: string;
+  /** True when read from the monitoring server of the process driving the run. */
+  live: boolean;
+  status: string;
+  phase: string;
+  outcome: string | null;
+  agents: Record<string, string>;
+  tasks: { id: string; title: string; status: string; prNumber: number | null }[];
+  tokensUsed: number;
+  modelCalls: number;
+  monitorUrl: string | null;
+}
+
+interface PersistedTree {
+  value?: unknown;
+  children?: Record<string, { snapshot?: { value?: unknown } } | undefined>;
+}
+
+export function stateName(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object') {
+    const [key, inner] = Object.entries(value)[0] ?? [];
+    return key === undefined ? 'unknown' : `${key}.${stateName(inner)}`;
+  }
+  return 'unknown';
+}
+
+function storedView(store: Store, run: RunRecord): RunStatusView {
+  const saved = store.loadSnapshot(run.id);
+  const tree = saved ? (JSON.parse(saved.json) as PersistedTree) : {};
+  const agents = Object.fromEntries(Object.entries(tree.children ?? {}).map(([id, child]) => [id, stateName(child?.snapshot?.value)]));
+  const totals = store.totals(run.id);
+  return {
+    runId: run.id,
+    live: false,
+    status: run.status,
+    phase: run.phase,
+    outcome: run.outcome,
+    agents,
+    tasks: store.listTasks(run.id).map((task) => ({ id: task.id, title: task.title, status: task.status, prNumber: task.prNumber })),
+    tokensUsed: totals.tokensUsed,
+    modelCalls: totals.callsSent,
+    monitorUrl: run.monitorUrl,
+  };
+}
+
+async function liveAgents(url: string): Promise<{ phase?: string; agents?: Record<string, string> } | undefined> {
+  try {
+    const response = await fetch(new URL('api/state', url), { signal: AbortSignal.timeout(2000) });
+    if (!response.ok) return undefined;
+    return (await response.json()) as { phase?: string; agents?: Record<string, string> };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `moderator status`: the live state of the target's latest run when its process is up (asked of
+ * its monitoring server), else the last state stored in the database.
+ */
+export async function showStatus(context: CliContext, args: CliArgs, isAlive: (pid: number) => boolean): Promise<number> {
+  const target = resolveTarget(args.target, context.env, context.cwd);
+  const file = databasePath(target);
+  if (!fs.existsSync(file)) {
+    context.reporter.line(`no runs in ${target}`);
+    return 0;
+  }
+  const store = Store.open(file);
+  try {
+    const runs = store.listRuns();
+    const run = args.runId ? runs.find((candidate) => candidate.id === args.runId) : runs.at(-1);
+    if (!run) {
+      context.reporter.line(args.runId ? `unknown run ${args.runId} in ${target}` : `no runs in ${target}`);
+      return args.runId ? 2 : 0;
+    }
+    const view = storedView(store, run);
+    if (run.status === 'running' && run.pid !== null && isAlive(run.pid) && run.monitorUrl) {
+      const live = await liveAgents(run.monitorUrl);
+      if (live) Object.assign(view, { live: true, ...(live.phase ? { phase: live.phase } : {}), ...(live.agents ? { agents: live.agents } : {}) });
+    }
+    if (args.json) {
+      context.stdout(JSON.stringify(view));
+      return 0;
+    }
+    context.stdout(
+      [
+        `run ${view.runId} (${view.live ? `live, ${view.monitorUrl ?? ''}` : 'last stored state'}): ${view.status}, phase ${view.phase}${view.outcome ? `, outcome ${view.outcome}` : ''}`,
+        `  agents  ${Object.entries(view.agents).map(([id, state]) => `${id} ${state}`).join(', ') || '-'}`,
+        ...view.tasks.map((task) => `  ${task.id.padEnd(5)} ${task.status.padEnd(12)} ${task.prNumber ? `PR #${task.prNumber}`.padEnd(7) : '       '} ${task.title}`),
+        `  ${view.modelCalls} model calls, ${view.tokensUsed.toLocaleString('en-US')} tokens`,
+      ].join('\n'),
+    );
+    return 0;
+  } finally {
+    store.close();
+  }
+}
