@@ -74,12 +74,33 @@ export const configSchema = z
         replay_file: text().optional(),
         replay_delay_ms: nonNegativeInt().default(0),
         base_url: expecting(z.url({ protocol: /^https?$/ }), 'an http(s) URL').optional(),
+        /** Per request, in seconds; the SDKs retry timeouts. */
+        timeout_seconds: positiveNumber().default(600),
+        /** SDK retries on 408/409/429/5xx and timeouts, with backoff honouring retry-after. */
+        max_retries: nonNegativeInt().default(4),
+        /** The Claude Code executable for provider "claude-cli". */
+        claude_cli_path: text().default('claude'),
+        /** USD per million tokens, by model name prefix; merged over the built-in table. */
+        prices: z
+          .record(
+            z.string(),
+            z.strictObject({ input: z.number().nonnegative(), output: z.number().nonnegative(), cache_read: z.number().nonnegative().optional(), cache_write: z.number().nonnegative().optional() }),
+          )
+          .optional(),
       })
       .prefault({}),
     agents: z
       .strictObject({
         moderator: llmAgentSchema({ temperature: 0.3, maxTokens: 8000 }).prefault({}),
-        techlead: llmAgentSchema({ temperature: 0.5, maxTokens: 8000 }).prefault({}),
+        techlead: llmAgentSchema({ temperature: 0.5, maxTokens: 8000 })
+          .extend({
+            /** Model turns (each may call tools) per task step before it is given up. */
+            max_tool_turns: positiveInt().default(40),
+            /** Programs the TechLead's run_command tool may start (argv[0]); never through a shell. */
+            allowed_commands: z.array(text()).default(['npm', 'npx', 'node', 'yarn', 'pnpm', 'python', 'python3', 'pytest', 'make', 'cargo', 'go']),
+            command_timeout_seconds: positiveNumber().default(300),
+          })
+          .prefault({}),
         ever_thinker: llmAgentSchema({ temperature: 0.7, maxTokens: 4000 })
           .extend({
             min_priority: z.number().default(3),
@@ -128,6 +149,8 @@ export const configSchema = z
         port: intBetween(0, 65535).default(8080),
         host: text().default('127.0.0.1'),
         enable_websocket: z.boolean().default(true),
+        /** Bearer token for POST /api/intervention; generated per run and printed when unset. */
+        token: expecting(z.string().min(16), 'a token of at least 16 characters').optional(),
       })
       .prefault({}),
     logging: z
