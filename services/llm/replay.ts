@@ -18,7 +18,13 @@ const callSchema = z
     purpose: z.string().min(1),
     task: z.string().optional(),
     model: z.string().min(1),
-    reply: z.object({ text: z.string() }).strict(),
+    reply: z
+      .object({
+        text: z.string(),
+        /** Tools the model called in this turn; the run executes them again when it replays. */
+        tool_calls: z.array(z.object({ id: z.string(), name: z.string(), input: z.unknown() }).strict()).optional(),
+      })
+      .strict(),
     usage: usageSchema,
     latency_ms: z.number().nonnegative().optional(),
     cost_usd: z.number().nonnegative().optional(),
@@ -92,6 +98,8 @@ export class ReplayProvider implements ModelProvider {
     request.signal?.throwIfAborted();
     return {
       text: recorded.reply.text,
+      toolCalls: (recorded.reply.tool_calls ?? []).map((call) => ({ id: call.id, name: call.name, input: call.input })),
+      stopReason: (recorded.reply.tool_calls ?? []).length > 0 ? 'tool_use' : 'end',
       model: recorded.model,
       usage: {
         inputTokens: recorded.usage.input_tokens,
