@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { ModelError } from '../services/llm/model-error.ts';
 import type { AgentName, ConversationItem, ModelRequest, ToolCall, ToolResult, ToolSpec } from '../services/llm/provider.ts';
+import { once } from '../services/effects.ts';
 import { parseReply } from './replies.ts';
 import type { RunServices } from './run-services.ts';
 
@@ -58,8 +59,11 @@ export async function ask<T>(services: RunServices, options: AskOptions<T>): Pro
       conversation.push({ role: 'assistant', content: reply.text, ...(calls.length > 0 ? { toolCalls: calls } : {}) });
       if (calls.length === 0 || !options.tools) return reply.text;
       const results: ToolResult[] = [];
+      const turnKey = turn === 1 ? key : `${key}:turn${turn}`;
       for (const call of calls) {
-        const result = await options.tools.run(call, options.signal);
+        const tools = options.tools;
+        // Journaled, so a resumed step does not run a tool whose result is already known (edits are not idempotent).
+        const result = await once(services.store, services.runId, `tool:${turnKey}:${call.id}`, () => tools.run(call, options.signal));
         results.push(result);
         services.logs.for(options.agent).info({ callKey: key, tool: call.name, isError: result.isError ?? false }, 'tool call');
         services.progress(`    ${options.taskId ?? options.agent}: ${call.name} ${describeInput(call.input)}${result.isError ? ' (refused/failed)' : ''}`);

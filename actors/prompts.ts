@@ -34,6 +34,11 @@ export const contracts = {
   change:
     'Answer with a JSON object in a ```json block: {"summary": string, "files": [{"path": string, "content": string}], ' +
     '"delete": string[]}. Paths are relative to the repository root; each file is written whole.',
+  changeWithTools:
+    'You work in the task\'s own worktree with tools: read_file, write_file, edit_file, list_files, search, run_command ' +
+    '(tests and linters; no shell) and git_diff. Make the change, run the tests, then answer with a JSON object in a ```json ' +
+    'block: {"summary": string, "files": [{"path": string, "content": string}], "delete": string[]}; "files" may be empty ' +
+    'when you already wrote everything with the tools.',
   analyze:
     'Answer with a JSON object in a ```json block: {"proposals": [{"title": string, "angle": "performance"|"code_quality"|' +
     '"ux"|"testing"|"documentation"|"architecture", "description": string, "acceptance_criteria": string[], ' +

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { AgentDefinitions, Config } from '../config/index.ts';
+import type { AgentTools } from './ask.ts';
 import type { GitService } from '../services/git/git-service.ts';
 import type { ModelGateway } from '../services/llm/gateway.ts';
 import type { AgentLogs } from '../services/logger.ts';
@@ -22,6 +23,11 @@ export interface RunServices {
   logs: AgentLogs;
   /** A progress line for the person watching the terminal. */
   progress: (line: string) => void;
+  /**
+   * The TechLead's tools in a task's worktree, for providers that run a tool loop through us;
+   * undefined when the backend edits the worktree itself (claude-cli).
+   */
+  toolsFor?: ((worktree: string) => AgentTools) | undefined;
 }
 
 export function worktreePath(services: RunServices, taskId: string): string {

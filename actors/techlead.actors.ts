@@ -39,21 +39,39 @@ export function techleadActors(services: RunServices) {
     return { branch };
   });
 
-  const implement = fromPromise<{ files: number }, TaskStepInput>(async ({ input, signal }) => {
-    const task = taskOf(services, input.taskId);
-    const tree = readTree(worktreePath(services, task.id));
-    const change = await ask(services, {
+  /** Asks the model for the change: with tools when the backend loops through us, plain JSON otherwise. */
+  async function change(task: TaskRecord, attempt: number, purpose: 'implement' | 'revise', prompt: string, signal: AbortSignal): Promise<ChangeReply> {
+    const worktree = worktreePath(services, task.id);
+    await services.git.ensureWorktree(branchOf(task), worktree);
+    const tools = services.toolsFor?.(worktree);
+    const claudeCli = services.config.model.provider === 'claude-cli';
+    return ask(services, {
       agent: 'techlead',
-      purpose: 'implement',
+      purpose,
       taskId: task.id,
-      callKey: `techlead:implement:${task.id}:${input.attempt}`,
-      system: systemPrompt(services, 'techlead', contracts.change),
-      prompt: `${projectLine(services)}\n\n${describeTask(task)}\n\nThe repository now:\n${formatFiles(tree.files)}${tree.truncated ? '\n(some files left out for size)' : ''}\n\nImplement the task, with tests.`,
+      callKey: `techlead:${purpose}:${task.id}:${attempt}`,
+      system: systemPrompt(services, 'techlead', tools ? contracts.changeWithTools : contracts.change),
+      prompt,
       schema: changeReply,
       settings,
       signal,
+      ...(tools ? { tools, maxTurns: settings.max_tool_turns } : {}),
+      // Claude Code edits the worktree itself and answers in prose: its answer is the summary.
+      ...(claudeCli ? { lenient: (text: string) => ({ summary: text.trim().split('\n')[0]?.slice(0, 200) || 'changes by Claude Code', files: [], delete: [] }) } : {}),
     });
-    return apply(task, input.attempt, change);
+  }
+
+  const implement = fromPromise<{ files: number }, TaskStepInput>(async ({ input, signal }) => {
+    const task = taskOf(services, input.taskId);
+    const tree = readTree(worktreePath(services, task.id));
+    const reply = await change(
+      task,
+      input.attempt,
+      'implement',
+      `${projectLine(services)}\n\n${describeTask(task)}\n\nThe repository now:\n${formatFiles(tree.files)}${tree.truncated ? '\n(some files left out for size)' : ''}\n\nImplement the task, with tests.`,
+      signal,
+    );
+    return apply(task, input.attempt, reply);
   });
 
   const revise = fromPromise<{ files: number }, TaskStepInput>(async ({ input, signal }) => {
@@ -62,18 +80,14 @@ export function techleadActors(services: RunServices) {
     const tests = services.store.getTestRun(services.runId, task.id, input.attempt - 1);
     const tree = readTree(worktreePath(services, task.id));
     const feedback = review ? [`Review: ${review.summary}`, ...review.comments.map((comment) => `- ${comment}`)].join('\n') : '(no review found)';
-    const change = await ask(services, {
-      agent: 'techlead',
-      purpose: 'revise',
-      taskId: task.id,
-      callKey: `techlead:revise:${task.id}:${input.attempt}`,
-      system: systemPrompt(services, 'techlead', contracts.change),
-      prompt: `${projectLine(services)}\n\n${describeTask(task)}\n\nThe Moderator asked for changes:\n${feedback}\n\n${tests && !tests.passed ? `The last test run failed:\n${tests.output.slice(-4000)}\n\n` : ''}The branch now:\n${formatFiles(tree.files)}\n\nAddress every comment.`,
-      schema: changeReply,
-      settings,
+    const reply = await change(
+      task,
+      input.attempt,
+      'revise',
+      `${projectLine(services)}\n\n${describeTask(task)}\n\nThe Moderator asked for changes:\n${feedback}\n\n${tests && !tests.passed ? `The last test run failed:\n${tests.output.slice(-4000)}\n\n` : ''}The branch now:\n${formatFiles(tree.files)}\n\nAddress every comment.`,
       signal,
-    });
-    return apply(task, input.attempt, change);
+    );
+    return apply(task, input.attempt, reply);
   });
 
   const runTests = fromPromise<TestOutput, TaskStepInput>(async ({ input, signal }) => {

@@ -12,6 +12,7 @@ import { ModelGateway } from '../services/llm/gateway.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import { AgentLogs } from '../services/logger.ts';
 import { LocalPrProvider } from '../services/pr/local-pr-provider.ts';
+import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { RunClock } from '../services/run-clock.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
@@ -124,6 +125,19 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     childEnv,
     logs,
     progress: (line) => reporter.line(line),
+    // Claude Code edits the worktree itself; every other backend loops its tool calls through us.
+    toolsFor:
+      config.model.provider === 'claude-cli'
+        ? undefined
+        : (worktree) =>
+            createWorktreeTools({
+              root: worktree,
+              allowedCommands: config.agents.techlead.allowed_commands,
+              commandTimeoutMs: config.agents.techlead.command_timeout_seconds * 1000,
+              outputCapBytes: 32 * 1024,
+              env: childEnv,
+              baseBranch: config.git.base_branch,
+            }),
   };
   const clock = new RunClock(store, runId);
   const machine = provideRun(services, clock, askOnTerminal);
