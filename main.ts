@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseCli, usage } from './cli/args.ts';
 import { exitCodeForError, isAlive, listRuns, resumeRun, runDemo, startRun, type CliContext } from './cli/commands.ts';
 import { showStatus } from './cli/status.ts';
+import { doctor } from './cli/doctor.ts';
 import { Reporter } from './cli/reporter.ts';
 import { resolveTarget } from './config/index.ts';
 import { messageOf } from './errors.ts';
@@ -31,6 +32,8 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'runs':
         return listRuns(context, args);
+      case 'doctor':
+        return await doctor(context, args);
       case 'status':
         return await showStatus(context, args, isAlive);
       case 'demo':

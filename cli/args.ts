@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.ts';
 
 export interface CliArgs {
-  command: 'run' | 'resume' | 'runs' | 'demo' | 'status' | 'help' | 'version';
+  command: 'run' | 'resume' | 'runs' | 'demo' | 'status' | 'doctor' | 'help' | 'version';
   requirements?: string;
   runId?: string;
   target?: string;
@@ -18,6 +18,8 @@ export interface CliArgs {
   port?: string;
   /** Forward XState inspection events to the Stately inspector. */
   inspect: boolean;
+  /** Also save every model reply of the run as a replay session. */
+  record?: string;
 }
 
 const options = {
@@ -34,6 +36,7 @@ const options = {
   'log-level': { type: 'string' },
   port: { type: 'string' },
   inspect: { type: 'boolean', default: false },
+  record: { type: 'string' },
   run: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean', short: 'v', default: false },
@@ -45,6 +48,7 @@ export const usage = `Usage:
   moderator runs [--target DIR] [--json]              list the runs of a target
   moderator demo [--target DIR] [--replay-delay-ms N] a whole run of the bundled offline scenario
   moderator status [--target DIR] [--run ID] [--json] the live state of a run, or its last stored state
+  moderator doctor [--target DIR]                     check config, keys, endpoint, git, claude CLI, monitor port
 
 Options:
   -t, --target DIR          the git repository to work on (default: $DUO_AGENT_WORKSPACE, then .)
@@ -55,6 +59,7 @@ Options:
       --provider NAME       model provider: anthropic, openai, claude-cli or replay
       --replay FILE         recorded session for the replay provider
       --replay-delay-ms N   wait N ms per replayed call
+      --record FILE         also save every model reply as a replay session (for demos and regression tests)
       --max-tokens N        token budget of the run
       --log-level LEVEL     trace, debug, info, warn, error
       --port N              monitoring server port (default 8080; 0 picks a free one)
@@ -84,6 +89,7 @@ export function parseCli(argv: string[]): CliArgs {
     logLevel: values['log-level'],
     port: values.port,
     inspect: values.inspect,
+    record: values.record,
   };
   if (values.help) return { ...common, command: 'help' };
   if (values.version) return { ...common, command: 'version' };
@@ -93,7 +99,7 @@ export function parseCli(argv: string[]): CliArgs {
     if (values.resume.trim() === '') throw new UsageError('--resume needs a run id (see `moderator runs`)');
     return { ...common, command: 'resume', runId: values.resume.trim() };
   }
-  if (first === 'runs' || first === 'demo' || first === 'status') {
+  if (first === 'runs' || first === 'demo' || first === 'status' || first === 'doctor') {
     if (rest.length > 0) throw new UsageError(`${first} takes no arguments (got "${rest.join(' ')}")`);
     return { ...common, command: first, ...(first === 'status' && values.run ? { runId: values.run } : {}) };
   }

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Snapshot } from 'xstate';
+import type { ModelProvider } from '../services/llm/provider.ts';
 import {
   agentsFileSchema, configForResume, loadConfig, resolveTarget,
   type AgentDefinitions, type Config, type ConfigOverrides, type Env,
@@ -11,11 +12,11 @@ import {
 import { ModeratorError, UsageError } from '../errors.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { readSession } from '../services/llm/replay.ts';
-import { Store, databasePath } from '../services/store/store.ts';
+import { Store, databasePath, stateDir } from '../services/store/store.ts';
 import type { CliArgs } from './args.ts';
 import { exitCodeOf, exitCodes } from './exit-codes.ts';
 import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
-import { createProvider } from './providers.ts';
+import { createProvider, preflight, recording } from './providers.ts';
 import { Reporter } from './reporter.ts';
 import { runSession } from './run-session.ts';
 import { formatSummary, summarize, type RunSummary } from './summary.ts';
@@ -45,6 +46,24 @@ function overridesOf(args: CliArgs): ConfigOverrides {
     logLevel: args.logLevel,
     port: args.port,
   };
+}
+
+function readSessionOrRefuse(file: string) {
+  try {
+    return readSession(file);
+  } catch (error) {
+    throw new UsageError((error as Error).message, { cause: error });
+  }
+}
+
+function worktreeDir(target: string, taskId: string): string {
+  return path.join(stateDir(target), 'worktrees', taskId);
+}
+
+function withRecording(args: CliArgs, provider: ModelProvider, requirements: string, config: Config): ModelProvider {
+  if (!args.record) return provider;
+  const file = path.resolve(args.record);
+  return recording(provider, file, { requirements, project: { name: config.project.name, language: config.project.language, test_command: config.project.test_command } });
 }
 
 export function isAlive(pid: number): boolean {
@@ -78,20 +97,23 @@ export async function startRun(
   args: CliArgs,
   start: { requirements: string; target: string; base?: { source: string; values: unknown }; overrides?: ConfigOverrides },
 ): Promise<number> {
+  // A recorded session knows the project it was recorded on (its test command above all).
+  const replayed = !start.base && args.replay ? readSessionOrRefuse(path.resolve(context.cwd, args.replay)) : undefined;
+  const base = start.base ?? (replayed?.project ? { source: `the session ${args.replay ?? ''}`, values: { project: replayed.project } } : undefined);
   const loaded = loadConfig({
     target: start.target,
     configPath: args.configPath,
     agentsPath: args.agentsPath,
     env: context.env,
     flags: { ...overridesOf(args), ...start.overrides },
-    ...(start.base ? { base: start.base } : {}),
+    ...(base ? { base } : {}),
     cwd: context.cwd,
   });
   const { config } = loaded;
   if (config.git.provider !== 'local') {
     throw new UsageError(`git.provider "${config.git.provider}" is not available in this version yet; set git.provider: local`);
   }
-  const provider = createProvider(config);
+  const backend = createProvider({ config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
   if (!args.yes && !context.stdinIsTty) {
     throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
   }
@@ -104,6 +126,8 @@ export async function startRun(
     throw error instanceof ModeratorError && error.code === 'git' ? new UsageError(error.message, { cause: error }) : error;
   }
 
+  await preflight(backend, config, context.env);
+  const provider = withRecording(args, backend, start.requirements, config);
   const store = Store.open(databasePath(start.target));
   try {
     const busy = store.listRuns().find((run) => run.status === 'running' && run.pid !== null && run.pid !== process.pid && isAlive(run.pid));
@@ -158,9 +182,11 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
       return finish(context, args, store, runId, false);
     }
     const stored = run.settings as Partial<StoredSettings>;
-    const { config } = configForResume(stored.config, overridesOf(args), context.env, context.cwd);
+    const { config, secrets } = configForResume(stored.config, overridesOf(args), context.env, context.cwd);
     const agents = agentsFileSchema.parse({ agents: stored.agents ?? {} }).agents;
-    const provider = createProvider(config);
+    const backend = createProvider({ config, secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
+    await preflight(backend, config, context.env);
+    const provider = withRecording(args, backend, run.requirements, config);
     try {
       store.claimRun(runId, isAlive);
     } catch (error) {
@@ -190,12 +216,7 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
 /** The bundled offline scenario in a fresh temp repository (or --target), replayed. */
 export async function runDemo(context: CliContext, args: CliArgs): Promise<number> {
   const sessionFile = args.replay ? path.resolve(context.cwd, args.replay) : demoSession;
-  let session;
-  try {
-    session = readSession(sessionFile);
-  } catch (error) {
-    throw new UsageError((error as Error).message, { cause: error });
-  }
+  const session = readSessionOrRefuse(sessionFile);
   const target = args.target ? path.resolve(context.cwd, args.target) : fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-demo-'));
   // The recording was made on an empty repository; replayed elsewhere its replies would not fit.
   const existing = fs.existsSync(target) ? fs.readdirSync(target) : [];

@@ -39,7 +39,7 @@ function isBranchPrefix(value: string): boolean {
 export const MODEL_PROVIDERS = ['anthropic', 'openai', 'claude-cli', 'replay'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export const ALERT_CHANNELS = ['console', 'log'] as const;
-export const DEFAULT_MODEL = 'claude-sonnet-4-5';
+export const DEFAULT_MODEL = 'claude-sonnet-4-6';
 
 const llmAgentSchema = (defaults: { temperature: number; maxTokens: number }) =>
   z.strictObject({

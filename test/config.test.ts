@@ -54,13 +54,13 @@ function defaultsFor(name: string): Config {
     project: { name, type: 'app', language: 'unknown', test_command: 'npm test', test_timeout_seconds: 600 },
     model: { replay_delay_ms: 0, timeout_seconds: 600, max_retries: 4, claude_cli_path: 'claude' },
     agents: {
-      moderator: { model: 'claude-sonnet-4-5', temperature: 0.3, max_tokens: 8000 },
+      moderator: { model: 'claude-sonnet-4-6', temperature: 0.3, max_tokens: 8000 },
       techlead: {
-        model: 'claude-sonnet-4-5', temperature: 0.5, max_tokens: 8000, max_tool_turns: 40, command_timeout_seconds: 300,
+        model: 'claude-sonnet-4-6', temperature: 0.5, max_tokens: 8000, max_tool_turns: 40, command_timeout_seconds: 300,
         allowed_commands: ['npm', 'npx', 'node', 'yarn', 'pnpm', 'python', 'python3', 'pytest', 'make', 'cargo', 'go'],
       },
       ever_thinker: {
-        model: 'claude-sonnet-4-5',
+        model: 'claude-sonnet-4-6',
         temperature: 0.7,
         max_tokens: 4000,
         min_priority: 3,

@@ -1,0 +1,168 @@
+import { pieces, startHttpFake, type FakeServer, type FakeStep, type Responder, type Script } from './http-fake.ts';
+
+export { step, type FakeStep, type FakeServer, type RecordedRequest, type Script } from './http-fake.ts';
+
+/**
+ * A loopback Anthropic Messages API: POST /v1/messages, JSON or SSE (`stream: true`), with the
+ * validation a client is most likely to trip (auth, version header, required fields, tool_use /
+ * tool_result pairing). `apiKey`, when given, is the only key accepted.
+ */
+export function startFakeAnthropic(script: Script<FakeStep>, options: { apiKey?: string } = {}): Promise<FakeServer<FakeStep>> {
+  return startHttpFake(script, (step, responder) => answer(step, responder, options.apiKey));
+}
+
+function apiError(responder: Responder, status: number, type: string, message: string, headers: Record<string, string> = {}): void {
+  responder.json(status, { type: 'error', error: { type, message } }, { 'request-id': `req_fake_${responder.request.at.toFixed(0)}`, ...headers });
+}
+
+/** The request-side checks of the real API; a message when the request would be refused. */
+function invalid(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return 'request body is not JSON';
+  const request = body as { model?: unknown; max_tokens?: unknown; messages?: unknown };
+  if (typeof request.model !== 'string') return 'model: Field required';
+  if (typeof request.max_tokens !== 'number') return 'max_tokens: Field required';
+  if (!Array.isArray(request.messages) || request.messages.length === 0) return 'messages: at least one message is required';
+  const messages = request.messages as { role?: unknown; content?: unknown }[];
+  const blocksOf = (content: unknown): { type?: string; id?: string; tool_use_id?: string }[] => (Array.isArray(content) ? content : []);
+  for (const [index, message] of messages.entries()) {
+    if (message.role !== 'user' && message.role !== 'assistant') return `messages.${index}.role: must be user or assistant`;
+    const results = blocksOf(message.content).filter((block) => block.type === 'tool_result');
+    if (results.length > 0) {
+      const previous = messages[index - 1];
+      const uses = previous?.role === 'assistant' ? blocksOf(previous.content).filter((block) => block.type === 'tool_use').map((block) => block.id) : [];
+      for (const result of results) {
+        if (!uses.includes(result.tool_use_id)) return `messages.${index}.content: unexpected tool_use_id found in tool_result blocks: ${result.tool_use_id}. Each tool_result block must have a corresponding tool_use block in the previous message.`;
+      }
+    }
+    const uses = blocksOf(message.content).filter((block) => block.type === 'tool_use');
+    if (message.role === 'assistant' && uses.length > 0 && index < messages.length - 1) {
+      const next = blocksOf(messages[index + 1]?.content).filter((block) => block.type === 'tool_result').map((block) => block.tool_use_id);
+      for (const use of uses) {
+        if (!next.includes(use.id)) return `messages.${index + 1}: tool_use ids were found without tool_result blocks immediately after: ${use.id}`;
+      }
+    }
+  }
+  return undefined;
+}
+
+function sse(responder: Responder, event: string, data: unknown): boolean {
+  return responder.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+async function answer(step: FakeStep, responder: Responder, apiKey: string | undefined): Promise<void> {
+  const { request } = responder;
+  if ('delayMs' in step && step.delayMs) await responder.wait(step.delayMs);
+  if (responder.gone()) return;
+  if (request.method !== 'POST' || request.path.split('?')[0] !== '/v1/messages') {
+    apiError(responder, 404, 'not_found_error', `Not Found: ${request.method} ${request.path}`);
+    return;
+  }
+  const key = request.headers['x-api-key'] ?? request.headers['authorization']?.replace(/^Bearer /, '');
+  if (!key || (apiKey !== undefined && key !== apiKey)) {
+    apiError(responder, 401, 'authentication_error', 'invalid x-api-key');
+    return;
+  }
+  if (!request.headers['anthropic-version']) {
+    apiError(responder, 400, 'invalid_request_error', 'anthropic-version: header is required');
+    return;
+  }
+  // API version 2026-10-21 (SDK 1.x) refuses sampling parameters at any value; 2023-06-01 took them.
+  const sampling = ['temperature', 'top_p', 'top_k'].find((field) => typeof request.body === 'object' && request.body !== null && field in request.body);
+  if (sampling && request.headers['anthropic-version'] !== '2023-06-01') {
+    apiError(responder, 400, 'invalid_request_error', `${sampling}: Extra inputs are not permitted`);
+    return;
+  }
+  const problem = invalid(request.body);
+  if (problem) {
+    apiError(responder, 400, 'invalid_request_error', problem);
+    return;
+  }
+  const body = request.body as { model: string; stream?: boolean };
+
+  switch (step.kind) {
+    case 'status':
+      apiError(responder, step.status, step.errorType ?? 'api_error', step.message ?? `status ${step.status}`, step.headers);
+      return;
+    case 'malformed':
+      if (step.where === 'body') {
+        responder.res.writeHead(200, { 'content-type': 'application/json' });
+        responder.res.end('{"id":"msg_fake","type":"message","content":[{"type":"text","te');
+      } else {
+        responder.startStream();
+        responder.write('event: message_start\ndata: {"type":"message_start","message":{not json\n\n');
+        responder.end();
+      }
+      return;
+    case 'stream_error':
+      responder.startStream();
+      sse(responder, 'message_start', { type: 'message_start', message: message(body.model, [], null, { input: 10, output: 1 }) });
+      sse(responder, 'content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+      sse(responder, 'content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Partial ' } });
+      sse(responder, 'error', { type: 'error', error: { type: step.errorType ?? 'overloaded_error', message: step.message ?? 'Overloaded' } });
+      responder.end();
+      return;
+    case 'reply':
+      break;
+  }
+
+  const model = step.model ?? body.model;
+  const text = step.text ?? (step.toolCalls?.length ? '' : 'ok');
+  const toolCalls = (step.toolCalls ?? []).map((call, index) => ({ id: call.id ?? `toolu_fake_${index + 1}`, name: call.name, input: call.input }));
+  const stopReason = step.stopReason ?? (toolCalls.length > 0 ? 'tool_use' : 'end_turn');
+  const usage = step.usage ?? {};
+  const blocks = [...(text ? [{ type: 'text', text }] : []), ...toolCalls.map((call) => ({ type: 'tool_use', ...call }))];
+
+  if (!body.stream) {
+    responder.json(200, { ...message(model, blocks, stopReason, usage), usage: usageOf(usage, usage.output ?? 5) });
+    return;
+  }
+
+  responder.startStream({ 'request-id': 'req_fake_stream' });
+  sse(responder, 'message_start', { type: 'message_start', message: message(model, [], null, usage) });
+  sse(responder, 'ping', { type: 'ping' });
+  let index = 0;
+  if (text) {
+    sse(responder, 'content_block_start', { type: 'content_block_start', index, content_block: { type: 'text', text: '' } });
+    for (const [n, piece] of pieces(text, 5).entries()) {
+      sse(responder, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'text_delta', text: piece } });
+      if (n === 0 && step.stallMs) await responder.wait(step.stallMs);
+      if (responder.gone()) return;
+    }
+    sse(responder, 'content_block_stop', { type: 'content_block_stop', index });
+    index += 1;
+  }
+  for (const call of toolCalls) {
+    sse(responder, 'content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: call.id, name: call.name, input: {} } });
+    for (const piece of pieces(JSON.stringify(call.input), 7)) {
+      sse(responder, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: piece } });
+    }
+    sse(responder, 'content_block_stop', { type: 'content_block_stop', index });
+    index += 1;
+  }
+  sse(responder, 'message_delta', { type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: usage.output ?? 5 } });
+  sse(responder, 'message_stop', { type: 'message_stop' });
+  responder.end();
+}
+
+function usageOf(usage: { input?: number; cacheRead?: number; cacheWrite?: number }, output: number): Record<string, number> {
+  return {
+    input_tokens: usage.input ?? 10,
+    cache_creation_input_tokens: usage.cacheWrite ?? 0,
+    cache_read_input_tokens: usage.cacheRead ?? 0,
+    output_tokens: output,
+  };
+}
+
+/** A Message object; in `message_start` its usage holds the input counts and an output count of 1. */
+function message(model: string, content: unknown[], stopReason: string | null, usage: { input?: number; output?: number; cacheRead?: number; cacheWrite?: number }): Record<string, unknown> {
+  return {
+    id: 'msg_fake',
+    type: 'message',
+    role: 'assistant',
+    model,
+    content,
+    stop_reason: stopReason,
+    stop_sequence: null,
+    usage: usageOf(usage, 1),
+  };
+}
