@@ -48,6 +48,11 @@ function overridesOf(args: CliArgs): ConfigOverrides {
   };
 }
 
+/** `--inspect` sends to a Stately inspector relay; 8081 because the monitor has 8080. */
+function inspectUrlOf(args: CliArgs): string | undefined {
+  return args.inspect ? 'ws://localhost:8081' : undefined;
+}
+
 function readSessionOrRefuse(file: string) {
   try {
     return readSession(file);
@@ -133,12 +138,14 @@ export async function startRun(
     const busy = store.listRuns().find((run) => run.status === 'running' && run.pid !== null && run.pid !== process.pid && isAlive(run.pid));
     if (busy) throw new UsageError(`run ${busy.id} is still running on this target (process ${busy.pid}); wait for it or stop it first`);
     const runId = newRunId();
-    const settings: StoredSettings = { config, agents: loaded.agents };
+    // The intervention token is a credential: not stored with the run (a resumed run prints a new one).
+    const settings: StoredSettings = { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents: loaded.agents };
     store.createRun({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() });
     context.reporter.line(`run ${runId} on ${start.target}`);
     context.reporter.line(`models: ${provider.description}`);
     const result = await runSession({
       store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, autoApprove: args.yes, reporter: context.reporter,
+      inspectUrl: inspectUrlOf(args),
     });
     if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
     store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
@@ -200,6 +207,7 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
     context.reporter.setTokens(store.totals(runId).tokensUsed);
     const result = await runSession({
       store, runId, target, requirements: run.requirements, config, agents, env: context.env, provider, autoApprove: true, reporter: context.reporter,
+      inspectUrl: inspectUrlOf(args),
       ...(snapshot ? { snapshot } : {}),
     });
     if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
@@ -261,6 +269,7 @@ export function listRuns(context: CliContext, args: CliArgs): number {
 /** Exit status for an error that escaped a command. */
 export function exitCodeForError(error: unknown): number {
   if (error instanceof UsageError) return exitCodes.usage;
-  if (error instanceof ModeratorError && (error.code === 'config' || error.code === 'usage')) return exitCodes.usage;
+  // A busy monitor port is the user's to fix, like a bad flag.
+  if (error instanceof ModeratorError && (error.code === 'config' || error.code === 'usage' || error.code === 'monitor')) return exitCodes.usage;
   return exitCodes.failed;
 }

@@ -17,6 +17,7 @@ import { RunClock } from '../services/run-clock.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 import { exportCheckpoint } from './checkpoint-export.ts';
+import { createStatelyInspector, startMonitoring } from '../server/index.ts';
 import type { Reporter } from './reporter.ts';
 
 export interface SessionOptions {
@@ -32,6 +33,8 @@ export interface SessionOptions {
   reporter: Reporter;
   /** The persisted actor tree to continue from; absent for a new run. */
   snapshot?: Snapshot<unknown>;
+  /** Forward inspection events to the Stately inspector at this WebSocket URL (`--inspect`). */
+  inspectUrl?: string | undefined;
 }
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
@@ -153,6 +156,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
         logs.for(logName(message.from)).info({ type: message.type, to: message.to, payload: message.payload, correlationId: message.correlationId }, 'message');
       }
       reporter.messages(messages);
+      clock.flushIfDue(1000);
       projectDecisions(store, runId, actor.getSnapshot().context.tasks);
       if (phase !== exportedPhase) {
         exportedPhase = phase;
@@ -168,14 +172,40 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     },
   });
 
+  const monitoring = await startMonitoring({
+    store,
+    runId,
+    target: options.target,
+    host: config.monitor.host,
+    port: config.monitor.port,
+    enableWebSocket: config.monitor.enable_websocket,
+    ...(config.monitor.token ? { token: config.monitor.token } : {}),
+    logsDir: path.join(stateDir(options.target), 'logs'),
+    limits: {
+      maxTokensTotal: config.limits.max_tokens_total,
+      maxCostUsd: config.limits.max_cost_usd ?? null,
+      maxRuntimeMs: Math.round(config.limits.max_runtime_hours * 3_600_000),
+      maxErrorRate: config.limits.max_error_rate,
+    },
+  });
+  const inspector = options.inspectUrl ? createStatelyInspector({ url: options.inspectUrl }) : undefined;
+  store.setMonitorUrl(runId, monitoring.url);
+  reporter.line(`monitoring: ${monitoring.url}${config.monitor.token ? '' : ` (intervention token ${monitoring.token})`}`);
+  if (inspector) reporter.line(`inspection events also go to the Stately inspector at ${options.inspectUrl}`);
+
   const actor = createActor(machine, {
     id: 'orchestrator',
     systemId: 'orchestrator',
     input: orchestratorInput(config, options.autoApprove),
-    inspect: checkpointer.observe,
+    inspect: (event) => {
+      checkpointer.observe(event);
+      monitoring.observe(event);
+      inspector?.inspect(event);
+    },
     ...(options.snapshot ? { snapshot: options.snapshot } : {}),
   });
   checkpointer.attach(actor);
+  monitoring.attach(actor);
 
   const result = await new Promise<SessionResult>((resolve, reject) => {
     const onSignal = (signal: NodeJS.Signals) => {
@@ -220,7 +250,14 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       checkpointer.stop();
       reject(error);
     }
+  }).finally(async () => {
+    // Also when the tree failed: the port is released and status stops pointing at it.
+    clock.flush();
+    inspector?.stop();
+    // A moment for responses in flight, e.g. the 202 of the abort that ended the run.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await monitoring.close();
+    store.setMonitorUrl(runId, null);
   });
-  clock.flush();
   return result;
 }

@@ -54,7 +54,7 @@ function storedView(store: Store, run: RunRecord): RunStatusView {
 
 async function liveAgents(url: string): Promise<{ phase?: string; agents?: Record<string, string> } | undefined> {
   try {
-    const response = await fetch(new URL('api/state', url), { signal: AbortSignal.timeout(2000) });
+    const response = await fetch(new URL('api/health', url), { signal: AbortSignal.timeout(2000) });
     if (!response.ok) return undefined;
     return (await response.json()) as { phase?: string; agents?: Record<string, string> };
   } catch {

@@ -19,6 +19,11 @@ export class RunClock {
     return this.store.getRun(this.runId)?.activeMs ?? 0;
   }
 
+  /** Flushes when the last flush is older than `everyMs`, so readers of the store see a live runtime. */
+  flushIfDue(everyMs: number): void {
+    if (this.now() - this.accountedAt >= everyMs) this.flush();
+  }
+
   /** The run's total without writing. */
   peek(): number {
     return (this.store.getRun(this.runId)?.activeMs ?? 0) + (this.now() - this.accountedAt);

@@ -16,7 +16,7 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   for (const name of Object.keys(env)) {
     if (name.startsWith('DUO_AGENT_') || name.startsWith('ANTHROPIC_') || name.startsWith('OPENAI_') || name === 'NODE_OPTIONS' || name === 'NODE_TEST_CONTEXT') delete env[name];
   }
-  return { ...env, ...extra };
+  return { ...env, DUO_AGENT_MONITOR_PORT: '0', ...extra };
 }
 
 function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {

@@ -1,0 +1,108 @@
+import type { AnyActorRef, InspectionEvent } from 'xstate';
+import type { Store } from '../services/store/store.ts';
+import { generateToken } from './auth.ts';
+import { Hub } from './hub.ts';
+import { LiveState } from './live-state.ts';
+import { listen } from './listen.ts';
+import { PrometheusMetrics } from './prometheus.ts';
+import { createApp } from './routes.ts';
+import { metricsView, type Limits, type ViewContext } from './views.ts';
+
+export { MonitorServerError } from './monitor-server-error.ts';
+export { createStatelyInspector, type StatelyInspector, type StatelyInspectorOptions } from './inspector.ts';
+export type { ChartNode, ChartTransition } from './chart.ts';
+
+export interface MonitoringOptions {
+  store: Store;
+  runId: string;
+  target: string;
+  /** Interface to listen on; the config's `monitor.host`, 127.0.0.1 by default. */
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  enableWebSocket: boolean;
+  /** Bearer token for `POST /api/intervention`; a random one per run when not configured. */
+  token?: string;
+  /** `<target>/.duo-agent/logs`, the pino files `<agent>.jsonl`. */
+  logsDir: string;
+  limits: Limits;
+  now?: () => number;
+}
+
+export interface Monitoring {
+  /** `http://host:port/`, with the port actually bound. */
+  url: string;
+  token: string;
+  /** For the actor system's `inspect` option: every inspection event. Cheap; never throws. */
+  observe(event: InspectionEvent): void;
+  /** The root actor: interventions are sent to it. */
+  attach(root: AnyActorRef): void;
+  close(): Promise<void>;
+}
+
+/** A client whose unsent messages pass this is closed rather than let memory grow. */
+const maxBufferedBytes = 1024 * 1024;
+const metricsIntervalMs = 2000;
+
+/**
+ * Starts the monitoring server of one run (uWebSockets.js): JSON API, Prometheus text, the
+ * WebSocket feed and the dashboard. It reads the store with small synchronous queries and the
+ * run's live state from inspection events; it never makes the run wait.
+ */
+export async function startMonitoring(options: MonitoringOptions): Promise<Monitoring> {
+  const now = options.now ?? Date.now;
+  const token = options.token ?? generateToken();
+  const hub = new Hub(maxBufferedBytes);
+  const live = new LiveState(
+    (message) => hub.publish(message),
+    () => hub.size > 0,
+  );
+  const context: ViewContext = {
+    store: options.store,
+    runId: options.runId,
+    target: options.target,
+    live,
+    limits: options.limits,
+    startedAt: now(),
+    now,
+    websocketClients: () => hub.size,
+  };
+  const app = createApp({ context, host: options.host, hub, token, logsDir: options.logsDir, enableWebSocket: options.enableWebSocket, prometheus: new PrometheusMetrics() });
+  const listening = await listen(app, options.host, options.port);
+
+  const metricsTimer = setInterval(() => {
+    if (hub.size === 0) return;
+    try {
+      hub.publish({ type: 'metrics', ...metricsView(context) });
+    } catch {
+      // A store closed under a finishing run: the next request reports it.
+    }
+  }, metricsIntervalMs);
+  metricsTimer.unref();
+
+  let closed = false;
+  return {
+    url: `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${listening.port}/`,
+    token,
+    observe(event) {
+      if (closed) return;
+      try {
+        live.observe(event);
+      } catch {
+        // Never let monitoring break the actor system: a throwing inspector aborts actor.start().
+      }
+    },
+    attach(root) {
+      live.attach(root);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(metricsTimer);
+      hub.closeAll();
+      listening.close();
+    },
+  };
+}
+
+export type { Limits };

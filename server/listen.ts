@@ -1,0 +1,37 @@
+import net from 'node:net';
+import uWS from 'uWebSockets.js';
+import { MonitorServerError } from './monitor-server-error.ts';
+
+export interface Listening {
+  port: number;
+  close(): void;
+}
+
+/** Binds the app; uWS only says `false` on failure, so a node:net probe tells why. */
+export async function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<Listening> {
+  const socket = await new Promise<uWS.us_listen_socket | false>((resolve) => app.listen(host, port, resolve));
+  if (socket === false) throw new MonitorServerError(await whyNot(host, port));
+  return {
+    // The listen socket is a socket for this call; the typings only name the general one.
+    port: uWS.us_socket_local_port(socket as unknown as uWS.us_socket),
+    close() {
+      uWS.us_listen_socket_close(socket);
+      // `close()` (drop every open connection, keep-alive ones too) exists in this build but not in its typings.
+      const closable = app as unknown as { close?: () => void };
+      closable.close?.();
+    },
+  };
+}
+
+async function whyNot(host: string, port: number): Promise<string> {
+  const code = await new Promise<string | null>((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'unknown'));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(null)));
+  });
+  if (code === 'EACCES') return `port ${port} on ${host} needs privileges: set DUO_AGENT_MONITOR_PORT or monitor.port above 1023 (0 picks a free port)`;
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return `cannot listen on ${host}: no such local address; set monitor.host (default 127.0.0.1)`;
+  }
+  return `port ${port} on ${host} is in use: set DUO_AGENT_MONITOR_PORT or monitor.port (0 picks a free port)`;
+}

@@ -1,0 +1,195 @@
+import type { Store } from '../services/store/store.ts';
+import { agentNames, type AgentName, type AgentView, type LiveState } from './live-state.ts';
+
+export interface Limits {
+  maxTokensTotal: number;
+  maxCostUsd: number | null;
+  maxRuntimeMs: number;
+  maxErrorRate: number;
+}
+
+/** Everything a view reads: the store (small synchronous queries) and the in-memory live state. */
+export interface ViewContext {
+  store: Store;
+  runId: string;
+  target: string;
+  live: LiveState;
+  limits: Limits;
+  startedAt: number;
+  now: () => number;
+  websocketClients: () => number;
+}
+
+export interface MetricsBody {
+  tokens_used: number;
+  context_size: number;
+  tasks_completed: number;
+  tasks_total: number;
+  prs_merged: number;
+  cost_usd: number;
+  error_rate: number;
+  runtime_seconds: number;
+  improvement_cycle: number;
+  calls_sent: number;
+  limits: { max_tokens_total: number; max_cost_usd: number | null; max_runtime_seconds: number; max_error_rate: number };
+}
+
+/** Outcomes that mean the run did not get where it was going. `cancelled` was a person's choice. */
+const failingOutcomes = new Set(['failed', 'stuck', 'budget_exhausted', 'needs_human']);
+
+const snakeAgent = (name: AgentName): string => (name === 'everThinker' ? 'ever_thinker' : name);
+
+function get(value: unknown, key: string): unknown {
+  return typeof value === 'object' && value !== null && key in value ? (value as Record<string, unknown>)[key] : undefined;
+}
+
+const numberOr = (value: unknown, fallback: number): number => (typeof value === 'number' && Number.isFinite(value) ? value : fallback);
+
+function outcomeOf(context: ViewContext): string | null {
+  const live = get(context.live.rootContext(), 'outcome');
+  if (typeof live === 'string' && context.live.rootStatus() !== 'active') return live;
+  return context.store.getRun(context.runId)?.outcome ?? null;
+}
+
+export function healthView(context: ViewContext) {
+  const { live, store, runId } = context;
+  const agents = Object.fromEntries(agentNames.filter((name) => name !== 'orchestrator').map((name) => [snakeAgent(name), live.agent(name).state]));
+  const outcome = outcomeOf(context);
+  const alerting = live.agent('monitor').state.split('.').includes('alerting');
+  const raised = store.listAlerts(runId).filter((alert) => alert.level !== 'info').length;
+  const errors = store.totals(runId).callErrors;
+  const status =
+    live.rootStatus() === 'error' || (outcome !== null && failingOutcomes.has(outcome))
+      ? 'unhealthy'
+      : alerting || raised > 0 || live.alertsSeen > 0 || errors > 0
+        ? 'degraded'
+        : 'healthy';
+  return {
+    status,
+    uptime_seconds: Math.floor((context.now() - context.startedAt) / 1000),
+    agents,
+    run_id: runId,
+    phase: live.currentPhase(),
+    outcome,
+    websocket_clients: context.websocketClients(),
+  };
+}
+
+export function metricsView(context: ViewContext): MetricsBody {
+  const { store, runId, live, limits } = context;
+  const totals = store.totals(runId);
+  const tasks = store.listTasks(runId);
+  const lastSample = get(live.agentContext('monitor'), 'last');
+  const activeMs = store.getRun(runId)?.activeMs ?? 0;
+  return {
+    tokens_used: totals.tokensUsed,
+    context_size: numberOr(get(lastSample, 'contextTokens'), largestPrompt(store, runId)),
+    tasks_completed: tasks.filter((task) => task.status === 'merged').length,
+    tasks_total: tasks.length,
+    prs_merged: store.listPullRequests(runId).filter((pr) => pr.status === 'merged').length,
+    cost_usd: totals.costUsd,
+    error_rate: totals.callsSent === 0 ? 0 : totals.callErrors / totals.callsSent,
+    runtime_seconds: Math.round(Math.max(activeMs, numberOr(get(lastSample, 'runtimeMs'), 0)) / 1000),
+    improvement_cycle: numberOr(get(live.rootContext(), 'improvementCycle'), 0),
+    calls_sent: totals.callsSent,
+    limits: {
+      max_tokens_total: limits.maxTokensTotal,
+      max_cost_usd: limits.maxCostUsd,
+      max_runtime_seconds: Math.round(limits.maxRuntimeMs / 1000),
+      max_error_rate: limits.maxErrorRate,
+    },
+  };
+}
+
+/** Input tokens of the largest prompt sent, as the monitor measures it, before its first tick. */
+function largestPrompt(store: Store, runId: string): number {
+  const row = store.db.prepare('SELECT MAX(input_tokens) AS n FROM model_calls WHERE run_id = ?').get(runId) as { n: number | null } | undefined;
+  return Number(row?.n ?? 0);
+}
+
+export function stateView(context: ViewContext, withDefinitions: boolean) {
+  const { live, store, runId } = context;
+  const root = live.rootContext();
+  const phase = live.currentPhase();
+  const tasks = get(root, 'tasks');
+  const agents: Partial<Record<AgentName, AgentView>> = {};
+  for (const name of agentNames) agents[name] = live.agent(name);
+  return {
+    run_id: runId,
+    target: context.target,
+    phase,
+    status: live.rootStatus(),
+    live: live.isLive(),
+    agents,
+    context: {
+      tasks: Array.isArray(tasks) ? tasks : [],
+      current_task_id: get(root, 'currentTaskId') ?? null,
+      outcome: get(root, 'outcome') ?? store.getRun(runId)?.outcome ?? null,
+      reason: get(root, 'reason') ?? null,
+      improvement_cycle: numberOr(get(root, 'improvementCycle'), 0),
+      paused: get(root, 'paused') === true,
+    },
+    pending_question:
+      phase === 'awaitingApproval' && live.isLive()
+        ? {
+            kind: 'approve_plan',
+            question: `Implement the plan of ${Array.isArray(tasks) ? tasks.length : 0} task(s)?`,
+            actions: ['approve', 'reject'],
+          }
+        : null,
+    alerts: store.listAlerts(runId).slice(-20),
+    ...(withDefinitions ? { definitions: live.definitions } : {}),
+  };
+}
+
+export function tasksView(context: ViewContext) {
+  const { store, runId } = context;
+  const reviews = store.listReviews(runId);
+  return {
+    tasks: store.listTasks(runId).map((task) => ({
+      id: task.id,
+      title: task.title,
+      type: task.type,
+      status: task.status,
+      attempts: task.attempts,
+      origin: task.origin,
+      branch: task.branch,
+      pr_number: task.prNumber,
+    })),
+    pull_requests: store.listPullRequests(runId).map((pr) => ({
+      number: pr.number,
+      task_id: pr.taskId,
+      title: pr.title,
+      status: pr.status,
+      branch: pr.branch,
+      revision: pr.revision,
+      reviews: reviews
+        .filter((review) => review.prNumber === pr.number)
+        .map((review) => ({
+          attempt: review.attempt,
+          verdict: review.verdict,
+          summary: review.summary,
+          comments: review.comments,
+          tests_passed: review.testsPassed,
+        })),
+    })),
+  };
+}
+
+export function runsView(context: ViewContext) {
+  return {
+    runs: context.store.listRuns().map((run) => ({
+      id: run.id,
+      current: run.id === context.runId,
+      status: run.status,
+      phase: run.phase,
+      outcome: run.outcome,
+      reason: run.reason,
+      started_at: run.startedAt,
+      finished_at: run.finishedAt,
+      active_seconds: Math.round(run.activeMs / 1000),
+      sessions: run.sessions,
+      requirements: run.requirements.length > 200 ? `${run.requirements.slice(0, 200)}...` : run.requirements,
+    })),
+  };
+}

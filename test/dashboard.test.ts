@@ -1,0 +1,95 @@
+import fs from 'node:fs';
+import test from 'ava';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { startFixture, type Fixture } from './helpers/monitor-fixture.ts';
+
+const executablePath = '/usr/bin/chromium';
+const agents = ['orchestrator', 'moderator', 'techlead', 'monitor', 'everThinker'];
+
+let browser: Browser | undefined;
+
+test.before(async () => {
+  if (!fs.existsSync(executablePath)) return;
+  browser = await chromium.launch({
+    executablePath,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+test.after.always(async () => {
+  await browser?.close();
+});
+
+/** The state paths drawn for an agent and those marked active. */
+const drawn = (page: Page, agent: string) =>
+  page.$$eval(`[data-agent="${agent}"] [data-state]`, (nodes) =>
+    nodes.map((node) => ({ path: node.getAttribute('data-state') ?? '', active: node.classList.contains('active') })),
+  );
+const active = async (page: Page, agent: string) => (await drawn(page, agent)).filter((node) => node.active).map((node) => node.path);
+
+async function open(t: { teardown: (fn: () => Promise<void>) => void }, fixture: Fixture): Promise<Page> {
+  const page = await (browser as Browser).newPage();
+  t.teardown(() => page.close());
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  await page.goto(fixture.monitoring.url);
+  await page.waitForSelector('[data-agent="moderator"] [data-state="idle"].active');
+  if (errors.length > 0) throw new Error(`the page threw: ${errors.join('; ')}`);
+  return page;
+}
+
+for (const mode of ['WebSocket', 'polling'] as const) {
+  test(`the dashboard draws every agent's statechart and moves the highlight with the run (${mode})`, async (t) => {
+    if (!browser) {
+      t.log(`skipped: chromium is not installed (apt-get install -y chromium); looked for ${executablePath}`);
+      t.pass();
+      return;
+    }
+    const fixture = await startFixture({ enableWebSocket: mode === 'WebSocket' });
+    t.teardown(() => fixture.close());
+    const page = await open(t, fixture);
+    if (mode === 'WebSocket') await page.waitForFunction(() => document.getElementById('link')?.textContent === 'live');
+
+    for (const agent of agents) t.true((await drawn(page, agent)).length >= 3, `${agent} has its states drawn`);
+    t.deepEqual((await drawn(page, 'orchestrator')).map((node) => node.path), ['clarifying', 'awaitingApproval', 'implementing', 'implementing.working', 'implementing.revising', 'stopped']);
+    t.deepEqual(await active(page, 'orchestrator'), ['clarifying']);
+    t.deepEqual(await active(page, 'monitor'), ['running', 'running.watching'], 'a nested state and its parent are both active');
+    t.is(await page.locator('[data-agent="monitor"] [data-state="running"] [data-state="running.watching"]').count(), 1, 'nested states are drawn inside their parent');
+    t.deepEqual(await active(page, 'moderator'), ['idle']);
+
+    fixture.actor.send({ type: 'test.advance' });
+    await page.waitForSelector('[data-agent="moderator"] [data-state="planning"].active');
+    t.deepEqual(await active(page, 'moderator'), ['planning']);
+    await page.waitForSelector('[data-agent="orchestrator"] [data-state="implementing.working"].active');
+    t.deepEqual(await active(page, 'orchestrator'), ['implementing', 'implementing.working']);
+    await page.waitForFunction(() => document.getElementById('phase')?.textContent?.startsWith('implementing'));
+
+    // The rest of the page: tasks by status, PRs with verdicts, budget gauges.
+    await page.waitForSelector('#board [data-task="T1"]');
+    t.regex((await page.textContent('#board')) ?? '', /T3 Write the README/);
+    t.regex((await page.textContent('#prs')) ?? '', /request_changes - missing test/);
+    await page.waitForFunction(() => document.getElementById('gauges')?.textContent?.includes('tokens: 4700 of 100000'));
+
+    // The end of the run: the root's final state lights up, the stopped agents have none.
+    fixture.actor.send({ type: 'test.fail' });
+    await page.waitForSelector('[data-agent="orchestrator"] [data-state="stopped"].active');
+    await page.waitForSelector('[data-agent="moderator"].stopped');
+    t.deepEqual(await active(page, 'moderator'), []);
+    t.deepEqual(await active(page, 'orchestrator'), ['stopped']);
+  });
+}
+
+test('text from the run is shown as text, never as markup', async (t) => {
+  if (!browser) {
+    t.log(`skipped: chromium is not installed (apt-get install -y chromium); looked for ${executablePath}`);
+    t.pass();
+    return;
+  }
+  const fixture = await startFixture();
+  t.teardown(() => fixture.close());
+  fixture.store.addTasks('r1', [{ id: 'T9', title: '<img src=x onerror="window.pwned=1">', type: 'feature', description: 'd', acceptanceCriteria: [], dependsOn: [], origin: 'plan' }]);
+  const page = await open(t, fixture);
+  await page.waitForSelector('#board [data-task="T9"]');
+  t.regex((await page.textContent('[data-task="T9"]')) ?? '', /<img src=x/);
+  t.is(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
+});
