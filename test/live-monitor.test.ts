@@ -19,7 +19,7 @@ interface LiveRun {
 /** Starts a slowed-down demo with its monitoring server on a free port, and waits for its address. */
 async function startDemo(delayMs: number): Promise<LiveRun> {
   const target = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-live-monitor-')), 'todo');
-  const env = { ...process.env, DUO_AGENT_MONITOR_PORT: '0' };
+  const env: NodeJS.ProcessEnv = { ...process.env, DUO_AGENT_MONITOR_PORT: '0' };
   for (const name of Object.keys(env)) if (name === 'NODE_OPTIONS' || name === 'NODE_TEST_CONTEXT' || (name.startsWith('DUO_AGENT_') && name !== 'DUO_AGENT_MONITOR_PORT')) delete env[name];
   const child = spawn(process.execPath, [bin, 'demo', '--target', target, '--replay-delay-ms', String(delayMs), '--json'], { cwd: root, env });
   let stderr = '';
