@@ -87,7 +87,7 @@ export function moderatorActors(services: RunServices) {
     );
     services.progress(`plan: ${planned.tasks.length} tasks`);
     planned.tasks.forEach((task, index) => services.progress(`  ${index + 1}. ${task.id} ${task.type}: ${task.title}`));
-    return { tasks: planned.tasks.map((task) => ({ id: task.id, type: task.type })) };
+    return { tasks: planned.tasks.map((task) => ({ id: task.id, type: task.type, dependsOn: task.depends_on })) };
   });
 
   const review = fromPromise<ReviewOutput, ReviewInput>(async ({ input, signal }) => {

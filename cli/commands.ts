@@ -53,6 +53,15 @@ function inspectUrlOf(args: CliArgs): string | undefined {
   return args.inspect ? 'ws://localhost:8081' : undefined;
 }
 
+function countRuns(file: string): number {
+  const store = Store.open(file);
+  try {
+    return store.listRuns().length;
+  } finally {
+    store.close();
+  }
+}
+
 function readSessionOrRefuse(file: string) {
   try {
     return readSession(file);
@@ -227,9 +236,15 @@ export async function runDemo(context: CliContext, args: CliArgs): Promise<numbe
   const session = readSessionOrRefuse(sessionFile);
   const target = args.target ? path.resolve(context.cwd, args.target) : fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-demo-'));
   // The recording was made on an empty repository; replayed elsewhere its replies would not fit.
-  const existing = fs.existsSync(target) ? fs.readdirSync(target) : [];
-  if (existing.length > 0) {
-    throw new UsageError(`the demo builds its program from scratch: ${target} is not empty; give a new or empty --target (or none for a temp folder)`);
+  // What a demo killed before its run was stored leaves behind (a fresh repository) is still empty enough.
+  const existing = fs.existsSync(target) ? fs.readdirSync(target).filter((name) => name !== '.git' && name !== '.duo-agent') : [];
+  const earlierRuns = fs.existsSync(databasePath(target)) ? countRuns(databasePath(target)) : 0;
+  if (existing.length > 0 || earlierRuns > 0) {
+    throw new UsageError(
+      earlierRuns > 0
+        ? `${target} already holds a run: continue it with --resume (see \`moderator runs --target ${target}\`), or give a new --target`
+        : `the demo builds its program from scratch: ${target} is not empty; give a new or empty --target (or none for a temp folder)`,
+    );
   }
   context.reporter.line(`demo: "${session.title ?? session.requirements}", replayed from ${path.relative(context.cwd, sessionFile) || sessionFile}`);
   const code = await startRun(context, { ...args, yes: true }, {
@@ -238,7 +253,7 @@ export async function runDemo(context: CliContext, args: CliArgs): Promise<numbe
     base: { source: 'the demo session', values: session.project ? { project: session.project } : {} },
     overrides: { provider: args.provider ?? 'replay', replayFile: sessionFile },
   });
-  context.reporter.line(`look at the result:  cd ${target} && git log --oneline --graph && node --test test/`);
+  if (code === 0) context.reporter.line(`look at the result:  cd ${target} && git log --oneline --graph && node --test test/`);
   return code;
 }
 

@@ -15,11 +15,14 @@ export interface TaskRef {
   status: 'pending' | 'active' | 'merged' | 'rejected' | 'failed' | 'skipped';
   /** Review round the task is in: 1 for the first implementation, +1 per revision. */
   attempt: number;
+  /** Tasks that must be merged first; a task whose dependency did not merge is skipped. */
+  dependsOn: string[];
 }
 
 export interface NewTaskRef {
   id: string;
   type: string;
+  dependsOn?: string[];
 }
 
 // ---- orchestrator -> agents

@@ -51,7 +51,16 @@ function withStatus(tasks: TaskRef[], id: string | null, status: TaskRef['status
 
 function newTasks(refs: NewTaskRef[], origin: TaskRef['origin'], existing: TaskRef[]): TaskRef[] {
   const known = new Set(existing.map((task) => task.id));
-  return refs.filter((ref) => !known.has(ref.id)).map((ref) => ({ id: ref.id, type: ref.type, origin, status: 'pending', attempt: 1 }));
+  return refs
+    .filter((ref) => !known.has(ref.id))
+    .map((ref) => ({ id: ref.id, type: ref.type, origin, status: 'pending', attempt: 1, dependsOn: ref.dependsOn ?? [] }));
+}
+
+/** The next task whose dependencies are all merged, in plan order. */
+export function nextReadyTask(tasks: TaskRef[]): TaskRef | undefined {
+  const merged = new Set(tasks.filter((task) => task.status === 'merged').map((task) => task.id));
+  const known = new Set(tasks.map((task) => task.id));
+  return tasks.find((task) => task.status === 'pending' && task.dependsOn.every((id) => merged.has(id) || !known.has(id)));
 }
 
 /** The outcome when the work ran out: done if everything merged, otherwise a person must look. */
@@ -92,7 +101,7 @@ export const orchestratorMachine = setup({
       tasks: ({ context, event }) => [...context.tasks, ...newTasks((event as ImprovementsProposed).tasks, 'improvement', context.tasks)],
     }),
     startNextTask: enqueueActions(({ context, enqueue }) => {
-      const next = context.tasks.find((task) => task.status === 'pending');
+      const next = nextReadyTask(context.tasks);
       if (!next) return;
       enqueue.assign({ currentTaskId: next.id, tasks: withStatus(context.tasks, next.id, 'active') });
       enqueue.sendTo('techlead', {
@@ -134,7 +143,11 @@ export const orchestratorMachine = setup({
       enqueue.assign({ improvementCycle: cycle });
       enqueue.sendTo('everThinker', { type: 'improve.requested', cycle });
     }),
-    conclude: assign(({ context }) => (context.outcome !== null ? {} : concludedOutcome(context.tasks))),
+    conclude: assign(({ context }) => {
+      // Tasks still pending here wait on a dependency that will never merge.
+      const tasks = context.tasks.map((task) => (task.status === 'pending' ? { ...task, status: 'skipped' as const } : task));
+      return context.outcome !== null ? { tasks } : { tasks, ...concludedOutcome(tasks) };
+    }),
     stopWith: assign((_, params: { outcome: Outcome; reason: string | null }) => params),
     stopForLimit: assign(({ event }) => ({ outcome: (event as LimitReached).outcome, reason: (event as LimitReached).reason })),
     stopForFailure: assign(({ event }) => {
@@ -167,7 +180,7 @@ export const orchestratorMachine = setup({
   guards: {
     planHasTasks: ({ event }) => (event as PlanReady).tasks.length > 0,
     autoApprove: ({ context }) => context.settings.autoApprove,
-    hasPendingTask: ({ context }) => context.tasks.some((task) => task.status === 'pending'),
+    hasPendingTask: ({ context }) => nextReadyTask(context.tasks) !== undefined,
     canImprove: ({ context }) =>
       context.improvementCycle < context.settings.maxImprovementCycles && context.tasks.every((task) => task.status === 'merged'),
     approved: ({ event }) => (event as unknown as { output: { approved: boolean } }).output.approved,

@@ -2,6 +2,9 @@ import net from 'node:net';
 import uWS from 'uWebSockets.js';
 import { MonitorServerError } from './monitor-server-error.ts';
 
+/** `ListenOptions.LIBUS_LISTEN_EXCLUSIVE_PORT`: declared as an enum in the typings, absent from the module's runtime exports by that name. */
+const exclusivePort = 1;
+
 export interface Listening {
   port: number;
   close(): void;
@@ -9,7 +12,14 @@ export interface Listening {
 
 /** Binds the app; uWS only says `false` on failure, so a node:net probe tells why. */
 export async function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<Listening> {
-  const socket = await new Promise<uWS.us_listen_socket | false>((resolve) => app.listen(host, port, resolve));
+  // Exclusive: by default uWS sets SO_REUSEPORT, and a second run on the same port would silently
+  // share it (requests answered by either run). The host+options overload exists at runtime only.
+  const exclusive = app as unknown as {
+    listen(host: string, port: number, options: number, cb: (socket: uWS.us_listen_socket | false) => void): unknown;
+  };
+  const socket = await new Promise<uWS.us_listen_socket | false>((resolve) =>
+    exclusive.listen(host, port, exclusivePort, resolve),
+  );
   if (socket === false) throw new MonitorServerError(await whyNot(host, port));
   return {
     // The listen socket is a socket for this call; the typings only name the general one.

@@ -27,6 +27,8 @@ interface Script {
   verdicts?: Record<string, ('approve' | 'request_changes')[]>;
   cycles?: { accepted: { id: string; type: string }[]; bestPriority: number | null }[];
   failImplement?: string;
+  /** T2 depends on T1. */
+  chained?: boolean;
 }
 
 /** The whole tree with effects replaced by scripted fakes; records the effects it saw. */
@@ -43,7 +45,7 @@ function scripted(script: Script) {
       moderator: moderatorMachine.provide({
         actors: {
           clarify: step('clarify', () => ({ assumptions: 2, questions: 0 })),
-          plan: step('plan', () => ({ tasks: [{ id: 'T1', type: 'feature' }, { id: 'T2', type: 'feature' }] })),
+          plan: step('plan', () => ({ tasks: [{ id: 'T1', type: 'feature' }, { id: 'T2', type: 'feature', dependsOn: script.chained ? ['T1'] : [] }] })),
           review: step('review', (review: ReviewInput) => {
             const index = reviews.get(review.taskId) ?? 0;
             reviews.set(review.taskId, index + 1);
@@ -276,4 +278,11 @@ test('abort stops the run as cancelled', async (t) => {
   await until(() => actor.getSnapshot().matches('awaitingApproval'));
   actor.send({ type: 'run.abort', reason: 'changed my mind' });
   t.deepEqual(actor.getSnapshot().output, { outcome: 'cancelled', reason: 'changed my mind' });
+});
+
+test('a task whose dependency failed is not started, and the run says so', async (t) => {
+  const { output, log } = await run({ failImplement: 'T1', chained: true });
+  t.is(output?.outcome, 'needs_human');
+  t.regex(output?.reason ?? '', /T1 failed, T2 skipped/);
+  t.false(log.some((entry) => entry.includes('T2')), 'T2 never started');
 });

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -330,6 +331,21 @@ test('a busy port is a MonitorServerError that says what to do', async (t) => {
   );
   t.is(error?.message, `port ${port} on 127.0.0.1 is in use: set DUO_AGENT_MONITOR_PORT or monitor.port (0 picks a free port)`);
   t.is(error?.code, 'monitor');
+});
+
+test('two runs never share a fixed port: the second one is refused', async (t) => {
+  const fixture = await startFixture();
+  t.teardown(() => fixture.close());
+  const free = await new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+  const options = { store: fixture.store, runId: 'r1', target: fixture.dir, host: '127.0.0.1', port: free, enableWebSocket: false, logsDir: fixture.logsDir, limits };
+  const first = await startMonitoring(options);
+  t.teardown(() => first.close());
+  await t.throwsAsync(startMonitoring(options), { instanceOf: MonitorServerError, message: /is in use/ });
 });
 
 test('a configured token is used as given', async (t) => {

@@ -242,6 +242,7 @@ export class GitService {
       const fixed: string[] = [];
       const gitDir = (await this.git(this.root, ['rev-parse', '--absolute-git-dir'])).trim();
       const commonDir = await this.commonDir();
+      fixed.push(...(await this.removeBrokenRegistrations(commonDir)));
       const admins = await this.worktreeAdminDirs(commonDir);
 
       // Locks first: `merge --abort` itself needs the index lock.
@@ -285,6 +286,7 @@ export class GitService {
   async ensureWorktree(branch: string, worktreePath: string): Promise<void> {
     await this.checkBranchName(branch);
     const target = await realOrResolved(path.resolve(this.root, worktreePath));
+    await this.removeBrokenRegistrations(await this.commonDir());
     await this.git(this.root, ['worktree', 'prune']);
     const worktrees = await this.listWorktrees();
 
@@ -321,6 +323,7 @@ export class GitService {
   /** Removes the worktree (and its uncommitted files); keeps the branch. Nothing there: no-op. */
   async removeWorktree(worktreePath: string): Promise<void> {
     const target = await realOrResolved(path.resolve(this.root, worktreePath));
+    await this.removeBrokenRegistrations(await this.commonDir());
     await this.git(this.root, ['worktree', 'prune']);
     const registered = (await this.listWorktrees()).some((entry) => entry.path === target);
     if (registered) {
@@ -574,6 +577,36 @@ export class GitService {
   }
 
   /** Worktree admin folders (`.git/worktrees/<name>`) mapped to the worktree folder they name. */
+  /**
+   * A `git worktree add` killed early leaves a registration git itself cannot read: measured, an
+   * empty `commondir` and a zero `HEAD`, locked "initializing". Then `git worktree list` and
+   * `git branch` fail for the whole repository and `prune` keeps it, being locked. Such a
+   * registration of one of our own worktrees (under `.duo-agent/`) is removed with its folder;
+   * `ensureWorktree` then makes the worktree again.
+   */
+  private async removeBrokenRegistrations(commonDir: string): Promise<string[]> {
+    const fixed: string[] = [];
+    const ours = path.join(this.root, STATE_DIR);
+    for (const [admin, tree] of await this.worktreeAdminDirs(commonDir)) {
+      const readable = async (name: string) => {
+        try {
+          return (await fs.readFile(path.join(admin, name), 'utf8')).trim() !== '';
+        } catch {
+          return false;
+        }
+      };
+      const broken = !(await readable('commondir')) || !(await readable('gitdir')) || !(await readable('HEAD'));
+      if (!broken) continue;
+      if (tree !== '' && !isWithin(ours, path.resolve(tree))) continue;
+      await fs.rm(admin, { recursive: true, force: true });
+      if (tree !== '') await fs.rm(tree, { recursive: true, force: true });
+      const line = `removed the unreadable worktree registration ${path.relative(this.root, admin)}${tree ? ` and its folder ${path.relative(this.root, tree)}` : ''}`;
+      this.logLine(line);
+      fixed.push(line);
+    }
+    return fixed;
+  }
+
   private async worktreeAdminDirs(commonDir: string): Promise<Map<string, string>> {
     const result = new Map<string, string>();
     const dir = path.join(commonDir, 'worktrees');
