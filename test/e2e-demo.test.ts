@@ -236,7 +236,7 @@ test.serial('the demo refuses a target that is not empty, with exit 2, and touch
   t.is(result.stdout, '');
   const lines = result.stderr.split('\n').filter((line) => line.trim() !== '');
   t.is(lines.length, 1, result.stderr);
-  t.regex(lines[0] ?? '', /is not empty/);
+  t.regex(lines[0] ?? '', /already holds a run: continue it with --resume/);
   t.is(git(target, 'rev-parse', 'main'), head);
   t.is(listRuns(target).length, 1);
 
