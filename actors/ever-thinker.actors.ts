@@ -30,12 +30,16 @@ export function everThinkerActors(services: RunServices) {
       async () => {
         const tasks = services.store.listTasks(services.runId);
         const tree = readTree(services.target);
+        const past = services.config.features.learning ? (services.pastIdeas?.() ?? []) : [];
+        const learned = past.length
+          ? `\n\nIdeas from earlier runs on this repository and how they ended (do not propose again what was turned down):\n${past.map((idea) => `- [${idea.outcome}] ${idea.title}`).join('\n')}`
+          : '';
         const reply = await ask(services, {
           agent: 'ever-thinker',
           purpose: 'analyze',
           callKey: stepKey,
           system: systemPrompt(services, 'ever_thinker', contracts.analyze),
-          prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nDone so far:\n${tasks.map((task) => `- ${task.id} ${task.title}: ${task.status}`).join('\n')}\n\nThe code on ${services.git.baseBranch}:\n${formatFiles(tree.files)}\n\nImprovement cycle ${input.cycle}: what is worth improving?`,
+          prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nDone so far:\n${tasks.map((task) => `- ${task.id} ${task.title}: ${task.status}`).join('\n')}\n\nThe code on ${services.git.baseBranch}:\n${formatFiles(tree.files)}\n\nImprovement cycle ${input.cycle}: what is worth improving?${learned}`,
           schema: analyzeReply,
           settings,
           signal,

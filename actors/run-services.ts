@@ -28,6 +28,8 @@ export interface RunServices {
    * undefined when the backend edits the worktree itself (claude-cli).
    */
   toolsFor?: ((worktree: string) => AgentTools) | undefined;
+  /** How earlier runs' improvement ideas ended (features.learning). */
+  pastIdeas?: (() => { title: string; outcome: string }[]) | undefined;
 }
 
 export function worktreePath(services: RunServices, taskId: string): string {

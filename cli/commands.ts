@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Snapshot } from 'xstate';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import {
-  agentsFileSchema, configForResume, loadConfig, resolveTarget,
+  agentsFileSchema, childProcessEnv, configForResume, loadConfig, resolveTarget,
   type AgentDefinitions, type Config, type ConfigOverrides, type Env,
 } from '../config/index.ts';
 import { ModeratorError, UsageError } from '../errors.ts';
@@ -18,7 +18,7 @@ import { exitCodeOf, exitCodes } from './exit-codes.ts';
 import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
 import { createProvider, preflight, recording } from './providers.ts';
 import { Reporter } from './reporter.ts';
-import { runSession } from './run-session.ts';
+import { runSession, type SessionOptions } from './run-session.ts';
 import { formatSummary, summarize, type RunSummary } from './summary.ts';
 
 export interface CliContext {
@@ -134,8 +134,9 @@ export async function startRun(
   const identity = { name: config.git.author_name, email: config.git.author_email };
   try {
     // A target Moderator cannot safely work on is the user's input to fix, not a failed run.
-    await GitService.prepareTarget({ root: start.target, identity, baseBranch: config.git.base_branch });
-    await new GitService({ root: start.target, identity, baseBranch: config.git.base_branch }).assertClean();
+    const env = childProcessEnv(context.env);
+    await GitService.prepareTarget({ root: start.target, identity, baseBranch: config.git.base_branch, env });
+    await new GitService({ root: start.target, identity, baseBranch: config.git.base_branch, env }).assertClean();
   } catch (error) {
     throw error instanceof ModeratorError && error.code === 'git' ? new UsageError(error.message, { cause: error }) : error;
   }
@@ -152,19 +153,24 @@ export async function startRun(
     store.createRun({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() });
     context.reporter.line(`run ${runId} on ${start.target}`);
     context.reporter.line(`models: ${provider.description}`);
-    const result = await runSession({
+    return await drive(context, args, {
       store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, autoApprove: args.yes, reporter: context.reporter,
-      inspectUrl: inspectUrlOf(args),
     });
-    if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
-    store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
-    return finish(context, args, store, runId, result.kind === 'interrupted');
   } catch (error) {
     markInterrupted(store);
     throw error;
   } finally {
     store.close();
   }
+}
+
+/** Runs this process's session of a run, records how it ended, prints the summary. */
+async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl'>): Promise<number> {
+  const { store, runId } = session;
+  const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args) });
+  if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
+  store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
+  return finish(context, args, store, runId, result.kind === 'interrupted');
 }
 
 /** Leaves any run this process holds resumable after an error. */
@@ -209,19 +215,15 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
       throw new UsageError((error as Error).message, { cause: error });
     }
     store.updateRunSettings(runId, { config, agents } satisfies StoredSettings);
-    const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch });
+    const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: childProcessEnv(context.env) });
     for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
     context.reporter.line(`resuming run ${runId} (phase ${run.phase}, session ${run.sessions + 1})`);
     context.reporter.line(`models: ${provider.description}`);
     context.reporter.setTokens(store.totals(runId).tokensUsed);
-    const result = await runSession({
+    return await drive(context, args, {
       store, runId, target, requirements: run.requirements, config, agents, env: context.env, provider, autoApprove: true, reporter: context.reporter,
-      inspectUrl: inspectUrlOf(args),
       ...(snapshot ? { snapshot } : {}),
     });
-    if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
-    store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
-    return finish(context, args, store, runId, result.kind === 'interrupted');
   } catch (error) {
     markInterrupted(store);
     throw error;

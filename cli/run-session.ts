@@ -13,6 +13,7 @@ import type { ModelProvider } from '../services/llm/provider.ts';
 import { AgentLogs } from '../services/logger.ts';
 import { LocalPrProvider } from '../services/pr/local-pr-provider.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
+import { Preferences } from '../services/preferences.ts';
 import { RunClock } from '../services/run-clock.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
@@ -76,6 +77,27 @@ function projectDecisions(store: Store, runId: string, tasks: readonly TaskRef[]
     const pr = store.getPullRequestForTask(runId, ref.id);
     if (pr?.status === 'open') store.markPullRequestClosed(pr.number);
   }
+}
+
+/** Keeps how this run's improvement ideas ended, for later runs (features.learning). */
+function rememberIdeas(store: Store, runId: string, preferences: Preferences): void {
+  const at = new Date().toISOString();
+  const tasks = store.listTasks(runId).filter((task) => task.origin === 'improvement');
+  const taken = new Set(tasks.map((task) => task.title));
+  // Ideas ranked below the threshold never became tasks; the analysis step's journal holds them.
+  const dropped = store
+    .listEffects(runId)
+    .filter((effect) => effect.stepKey.startsWith('ever-thinker:analyze:') && effect.status === 'done')
+    .flatMap((effect) => {
+      const result = store.getEffect(runId, effect.stepKey)?.result as { considered?: { title: string; angle: string; priority: number }[] } | undefined;
+      return (result?.considered ?? [])
+        .filter((idea) => !taken.has(idea.title))
+        .map((idea, index) => ({ runId, taskId: `${effect.stepKey}#${index}`, title: idea.title, angle: idea.angle, priority: idea.priority, outcome: 'below threshold', at }));
+    });
+  preferences.record([
+    ...tasks.map((task) => ({ runId, taskId: task.id, title: task.title, angle: task.angle, priority: task.priority, outcome: task.status, at })),
+    ...dropped,
+  ]);
 }
 
 /** Asks the person at the terminal to approve the plan (only used without -y, on a terminal). */
@@ -142,6 +164,8 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
               baseBranch: config.git.base_branch,
             }),
   };
+  const preferences = new Preferences(stateDir(options.target));
+  services.pastIdeas = () => preferences.recent();
   const clock = new RunClock(store, runId);
   const machine = provideRun(services, clock, askOnTerminal);
 
@@ -232,6 +256,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
           cleanup();
           checkpointer.flush();
           checkpointer.stop();
+          rememberIdeas(store, runId, preferences);
           resolve({ kind: 'finished', output: snapshot.output as OrchestratorOutput });
         }
       },
