@@ -1,4 +1,4 @@
-import type { Store } from '../services/store/store.ts';
+import type { Store, UsageLine } from '../services/store/store.ts';
 
 /** What a run amounted to: printed at the end, and as one JSON line with --json. */
 export interface RunSummary {
@@ -18,6 +18,9 @@ export interface RunSummary {
   /** Time the run was running, summed over every process that drove it. */
   durationMs: number;
   sessions: number;
+  /** Calls sent, tokens and cost per agent and per task. */
+  byAgent: Record<string, UsageLine>;
+  byTask: Record<string, UsageLine>;
 }
 
 export function summarize(store: Store, runId: string): RunSummary {
@@ -42,6 +45,7 @@ export function summarize(store: Store, runId: string): RunSummary {
     modelCalls: totals.callsSent,
     durationMs: run.activeMs,
     sessions: run.sessions,
+    ...store.usageBreakdown(runId),
   };
 }
 
@@ -50,6 +54,9 @@ export function formatSummary(summary: RunSummary): string {
     `run ${summary.runId}: ${summary.outcome ?? `not finished (${summary.phase})`}${summary.reason ? ` (${summary.reason})` : ''}`,
     `  tasks merged  ${summary.tasksCompleted}/${summary.tasksTotal}, PRs merged ${summary.prsMerged}`,
     `  model calls   ${summary.modelCalls} sent via ${summary.provider ?? 'no provider'}, ${summary.tokensUsed.toLocaleString('en-US')} tokens${summary.costUsd > 0 ? `, $${summary.costUsd.toFixed(4)}` : ''}`,
+    ...Object.entries(summary.byAgent).map(
+      ([agent, line]) => `    ${agent.padEnd(12)} ${line.calls} calls, ${line.tokens.toLocaleString('en-US')} tokens${line.costUsd > 0 ? `, $${line.costUsd.toFixed(4)}` : ''}`,
+    ),
     `  time          ${(summary.durationMs / 1000).toFixed(1)} s over ${summary.sessions} session(s)`,
     `  target        ${summary.target}`,
   ];

@@ -12,6 +12,12 @@ import type {
 
 export * from './types.ts';
 
+export interface UsageLine {
+  calls: number;
+  tokens: number;
+  costUsd: number;
+}
+
 /** Where Moderator keeps everything for a target: `<target>/.duo-agent`. */
 export function stateDir(target: string): string {
   return path.join(target, '.duo-agent');
@@ -449,6 +455,20 @@ export class Store {
       outputTokens: Number(row.output ?? 0),
       costUsd: Number(row.cost ?? 0),
     };
+  }
+
+  /** Calls, tokens and cost grouped by agent and by task, for the summary and the dashboard. */
+  usageBreakdown(runId: string): { byAgent: Record<string, UsageLine>; byTask: Record<string, UsageLine> } {
+    const group = (column: 'agent' | 'task_id') =>
+      Object.fromEntries(
+        (this.db
+          .prepare(
+            `SELECT ${column} AS key, COUNT(*) AS calls, SUM(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens) AS tokens,
+                    SUM(cost_usd) AS cost FROM model_calls WHERE run_id = ? AND ${column} IS NOT NULL GROUP BY ${column} ORDER BY ${column}`,
+          )
+          .all(runId) as Row[]).map((row) => [String(row.key), { calls: Number(row.calls), tokens: Number(row.tokens ?? 0), costUsd: Math.round(Number(row.cost ?? 0) * 10_000) / 10_000 }]),
+      );
+    return { byAgent: group('agent'), byTask: group('task_id') };
   }
 
   // ---- effects journal -------------------------------------------------------------------
