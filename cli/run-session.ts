@@ -130,6 +130,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     },
   });
   const childEnv = childProcessEnv(options.env);
+  const preferences = new Preferences(stateDir(options.target));
   const git = new GitService({
     root: options.target,
     identity: { name: config.git.author_name, email: config.git.author_email },
@@ -150,6 +151,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     childEnv,
     logs,
     progress: (line) => reporter.line(line),
+    pastIdeas: () => preferences.recent(),
     // Claude Code edits the worktree itself; every other backend loops its tool calls through us.
     toolsFor:
       config.model.provider === 'claude-cli'
@@ -164,8 +166,6 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
               baseBranch: config.git.base_branch,
             }),
   };
-  const preferences = new Preferences(stateDir(options.target));
-  services.pastIdeas = () => preferences.recent();
   const clock = new RunClock(store, runId);
   const machine = provideRun(services, clock, askOnTerminal);
 
