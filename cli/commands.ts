@@ -165,9 +165,9 @@ export async function startRun(
 }
 
 /** Runs this process's session of a run, records how it ended, prints the summary. */
-async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl'>): Promise<number> {
+async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback'>): Promise<number> {
   const { store, runId } = session;
-  const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args) });
+  const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo' });
   if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
   store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
   return finish(context, args, store, runId, result.kind === 'interrupted');

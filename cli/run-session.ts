@@ -18,7 +18,7 @@ import { RunClock } from '../services/run-clock.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 import { exportCheckpoint } from './checkpoint-export.ts';
-import { createStatelyInspector, startMonitoring } from '../server/index.ts';
+import { MonitorServerError, createStatelyInspector, startMonitoring } from '../server/index.ts';
 import type { Reporter } from './reporter.ts';
 
 export interface SessionOptions {
@@ -36,6 +36,8 @@ export interface SessionOptions {
   snapshot?: Snapshot<unknown>;
   /** Forward inspection events to the Stately inspector at this WebSocket URL (`--inspect`). */
   inspectUrl?: string | undefined;
+  /** When the configured monitor port is busy, say so and take a free one instead of failing (the demo). */
+  portFallback?: boolean | undefined;
 }
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
@@ -196,7 +198,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     },
   });
 
-  const monitoring = await startMonitoring({
+  const monitoringOptions = {
     store,
     runId,
     target: options.target,
@@ -211,6 +213,11 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       maxRuntimeMs: Math.round(config.limits.max_runtime_hours * 3_600_000),
       maxErrorRate: config.limits.max_error_rate,
     },
+  };
+  const monitoring = await startMonitoring(monitoringOptions).catch((error: unknown) => {
+    if (!options.portFallback || !(error instanceof MonitorServerError) || config.monitor.port === 0) throw error;
+    reporter.line(`${(error as Error).message.split(':')[0]}; the demo monitors on a free port instead`);
+    return startMonitoring({ ...monitoringOptions, port: 0 });
   });
   const inspector = options.inspectUrl ? createStatelyInspector({ url: options.inspectUrl }) : undefined;
   store.setMonitorUrl(runId, monitoring.url);

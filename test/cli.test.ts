@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +21,18 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 function cli(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}) {
   const result = spawnSync(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: cleanEnv(options.env), encoding: 'utf8', timeout: 120_000 });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Like `cli`, without blocking the event loop (the test itself holds a port open). */
+function cliAsync(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(env) });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 const tempDir = (name = 'cli') => fs.mkdtempSync(path.join(os.tmpdir(), `moderator-${name}-`));
@@ -137,4 +149,17 @@ test('runs lists nothing for a fresh target and --help prints usage', (t) => {
   const help = cli(['--help']);
   t.is(help.code, 0);
   t.regex(help.stdout, /moderator --resume <runId>/);
+});
+
+test('a busy monitor port: a run refuses with exit 2 naming the setting; the demo says so and takes a free port', async (t) => {
+  const net = await import('node:net');
+  const blocker = net.createServer();
+  const port = await new Promise<number>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve((blocker.address() as { port: number }).port)));
+  t.teardown(() => blocker.close());
+  const run = await cliAsync(['x', '--target', path.join(tempDir('busy'), 't'), '-y', ...replayArgs], { DUO_AGENT_MONITOR_PORT: String(port) });
+  t.is(run.code, 2);
+  t.regex(run.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use: set DUO_AGENT_MONITOR_PORT or monitor\\.port`));
+  const demo = await cliAsync(['demo', '--target', path.join(tempDir('busy-demo'), 't'), '--max-tokens', '10000'], { DUO_AGENT_MONITOR_PORT: String(port) });
+  t.is(demo.code, 3, demo.stderr);
+  t.regex(demo.stderr, /is in use; the demo monitors on a free port instead/);
 });
