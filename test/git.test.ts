@@ -426,6 +426,26 @@ test('a merge killed (kill -9) before its commit is recovered and then done exac
   t.is(box.sh(box.root, 'status', '--porcelain').trim(), '');
 });
 
+test('a merge killed before MERGE_HEAD leaves files in the main tree: they are stashed, the merge is redone once', async (t) => {
+  const box = await preparedRepo(t);
+  const wt = worktreePath(box, 'K3');
+  await box.git.ensureWorktree('moderator/docs/K3', wt);
+  await box.git.writeFiles(wt, [{ path: 'README.md', content: '# docs\n' }]);
+  await box.git.commitAll(wt, 'docs', 'run1:K3:commit');
+  // What a power cut mid checkout left: the new file written, no MERGE_HEAD, no commit.
+  fs.writeFileSync(path.join(box.root, 'README.md'), '# do');
+  const before = box.sh(box.root, 'rev-parse', 'HEAD').trim();
+
+  const resumed = new GitService(box.options);
+  const fixed = await resumed.recoverAfterCrash();
+  t.true(fixed.some((line) => line.startsWith('stashed 1 leftover change(s)')), fixed.join('; '));
+  t.regex(box.sh(box.root, 'stash', 'list'), /left in the work tree by an interrupted merge/, 'kept, not deleted');
+  const merge = await resumed.mergeNoFf('moderator/docs/K3', 'Merge K3', 'run1:K3:merge');
+  t.is(box.sh(box.root, 'rev-parse', `${merge}^1`).trim(), before);
+  t.is(fs.readFileSync(path.join(box.root, 'README.md'), 'utf8'), '# docs\n');
+  t.is(box.sh(box.root, 'status', '--porcelain').trim(), '');
+});
+
 test('a commit or merge killed (kill -9) after it was written is found again, not repeated', async (t) => {
   const box = await preparedRepo(t);
   const wt = worktreePath(box, 'K2');

@@ -265,6 +265,16 @@ export class GitService {
         }
       }
 
+      // A merge killed before it wrote MERGE_HEAD leaves files in the main work tree and no merge to
+      // abort; the retried merge would then refuse to overwrite them. The tree was clean when the run
+      // started, so whatever is there came from the interrupted merge, or from a person meanwhile:
+      // stashed, never deleted.
+      const leftovers = await this.dirtyPaths(this.root);
+      if (leftovers.length > 0) {
+        await this.git(this.root, ['stash', 'push', '--include-untracked', '-m', 'moderator: left in the work tree by an interrupted merge']);
+        fixed.push(`stashed ${leftovers.length} leftover change(s) of an interrupted merge in the main work tree (see \`git stash list\`)`);
+      }
+
       const before = new Set(admins.keys());
       await this.git(this.root, ['worktree', 'prune']);
       const after = new Set((await this.worktreeAdminDirs(commonDir)).keys());
