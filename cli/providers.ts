@@ -68,10 +68,10 @@ export function createProvider(context: ProviderContext): ModelProvider {
     }
     case 'anthropic':
       if (!secrets.anthropicApiKey) throw new UsageError('the anthropic provider needs an API key: set DUO_AGENT_API_KEY (or ANTHROPIC_API_KEY)');
-      return new AnthropicProvider({ ...common, apiKey: secrets.anthropicApiKey, keyVariable: 'DUO_AGENT_API_KEY (or ANTHROPIC_API_KEY)' });
+      return new AnthropicProvider({ ...common, apiKey: secrets.anthropicApiKey, keyVariable: 'DUO_AGENT_API_KEY (or ANTHROPIC_API_KEY)', sdkLogging: Boolean(context.env.ANTHROPIC_LOG) });
     case 'openai':
       if (!secrets.openaiApiKey) throw new UsageError('the openai provider needs an API key: set OPENAI_API_KEY (a local OpenAI-compatible server accepts any value)');
-      return new OpenAIProvider({ ...common, apiKey: secrets.openaiApiKey, keyVariable: 'OPENAI_API_KEY' });
+      return new OpenAIProvider({ ...common, apiKey: secrets.openaiApiKey, keyVariable: 'OPENAI_API_KEY', sdkLogging: Boolean(context.env.OPENAI_LOG) });
     case 'claude-cli': {
       const env = childProcessEnv(context.env);
       // Claude Code authenticates itself; hand it the Anthropic key when Moderator has one.

@@ -52,7 +52,7 @@ export class AnthropicProvider implements ModelProvider {
       maxRetries,
       timeout: timeoutMs,
       fetch: observedFetch({ provider: this.name, maxRetries, fetch: options.fetch, onRetry: options.onRetry }),
-      ...(options.logger ? { logger: options.logger } : process.env['ANTHROPIC_LOG'] ? {} : { logLevel: 'off' as const }),
+      ...(options.logger ? { logger: options.logger } : options.sdkLogging ? {} : { logLevel: 'off' as const }),
     });
     const driver: Driver = {
       name: this.name,

@@ -266,7 +266,7 @@ export class ClaudeCliProvider implements ModelProvider {
 export type InstallCheck = { ok: true; version: string } | { ok: false; message: string };
 
 /** For `doctor`: runs `<executable> --version`; never throws. */
-export async function checkInstalled(executable = 'claude', env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' }, timeoutMs = 10_000): Promise<InstallCheck> {
+export async function checkInstalled(executable: string, env: Record<string, string>, timeoutMs = 10_000): Promise<InstallCheck> {
   try {
     const run = await runCli(executable, ['--version'], { cwd: process.cwd(), env, timeoutMs });
     if (run.timedOut) return { ok: false, message: `${executable} --version did not answer within ${timeoutMs} ms` };

@@ -69,7 +69,7 @@ export class OpenAIProvider implements ModelProvider {
       maxRetries,
       timeout: timeoutMs,
       fetch: observedFetch({ provider: this.name, maxRetries, fetch: options.fetch, onRetry: options.onRetry }),
-      ...(options.logger ? { logger: options.logger } : process.env['OPENAI_LOG'] ? {} : { logLevel: 'off' as const }),
+      ...(options.logger ? { logger: options.logger } : options.sdkLogging ? {} : { logLevel: 'off' as const }),
     });
     const driver: Driver = {
       name: this.name,

@@ -60,6 +60,11 @@ export interface ProviderOptions {
    * (ANTHROPIC_LOG, OPENAI_LOG) is set, so a broken stream is one ModelError, not console noise.
    */
   logger?: SdkLogger | undefined;
+  /**
+   * Without a logger, let the SDK log as its own variable (ANTHROPIC_LOG, OPENAI_LOG) says; the
+   * composition root reads that variable, since nothing under services/ reads the environment.
+   */
+  sdkLogging?: boolean | undefined;
 }
 
 export const DEFAULT_TIMEOUT_MS = 600_000;
