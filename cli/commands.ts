@@ -54,7 +54,8 @@ function inspectUrlOf(args: CliArgs): string | undefined {
 }
 
 function countRuns(file: string): number {
-  const store = Store.open(file);
+  const store = Store.openIfExists(file);
+  if (!store) return 0;
   try {
     return store.listRuns().length;
   } finally {
@@ -182,8 +183,8 @@ function markInterrupted(store: Store): void {
 export async function resumeRun(context: CliContext, args: CliArgs, runId: string): Promise<number> {
   const target = resolveTarget(args.target, context.env, context.cwd);
   const file = databasePath(target);
-  if (!fs.existsSync(file)) throw new UsageError(`no Moderator runs in ${target} (${file} does not exist); pass the run's --target`);
-  const store = Store.open(file);
+  const store = Store.openIfExists(file);
+  if (!store) throw new UsageError(`no Moderator runs in ${target} (${file} does not exist); pass the run's --target`);
   try {
     const run = store.getRun(runId);
     if (!run) {
@@ -240,7 +241,7 @@ export async function runDemo(context: CliContext, args: CliArgs): Promise<numbe
   // The recording was made on an empty repository; replayed elsewhere its replies would not fit.
   // What a demo killed before its run was stored leaves behind (a fresh repository) is still empty enough.
   const existing = fs.existsSync(target) ? fs.readdirSync(target).filter((name) => name !== '.git' && name !== '.duo-agent') : [];
-  const earlierRuns = fs.existsSync(databasePath(target)) ? countRuns(databasePath(target)) : 0;
+  const earlierRuns = countRuns(databasePath(target));
   if (existing.length > 0 || earlierRuns > 0) {
     throw new UsageError(
       earlierRuns > 0
@@ -262,12 +263,11 @@ export async function runDemo(context: CliContext, args: CliArgs): Promise<numbe
 /** Lists the runs of a target: a table, or one JSON line per run with --json. */
 export function listRuns(context: CliContext, args: CliArgs): number {
   const target = resolveTarget(args.target, context.env, context.cwd);
-  const file = databasePath(target);
-  if (!fs.existsSync(file)) {
+  const store = Store.openIfExists(databasePath(target));
+  if (!store) {
     context.reporter.line(`no runs in ${target}`);
     return 0;
   }
-  const store = Store.open(file);
   try {
     const runs = store.listRuns();
     if (args.json) {

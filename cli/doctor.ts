@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import fs from 'node:fs';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import { childProcessEnv, loadConfig, resolveTarget, type Config } from '../config/index.ts';
@@ -80,16 +79,16 @@ export async function doctor(context: CliContext, args: CliArgs): Promise<number
     checks.push({ name: 'git', ok: false, detail: `git is not available: ${messageOf(error)}` });
   }
 
-  if (fs.existsSync(databasePath(target))) {
-    try {
-      const store = Store.open(databasePath(target));
+  try {
+    const store = Store.openIfExists(databasePath(target));
+    if (store) {
       checks.push({ name: 'database', ok: true, detail: `${databasePath(target)}: ${store.listRuns().length} run(s)` });
       store.close();
-    } catch (error) {
-      checks.push({ name: 'database', ok: false, detail: messageOf(error) });
+    } else {
+      checks.push({ name: 'database', ok: true, detail: `none yet in ${target} (created by the first run)` });
     }
-  } else {
-    checks.push({ name: 'database', ok: true, detail: `none yet in ${target} (created by the first run)` });
+  } catch (error) {
+    checks.push({ name: 'database', ok: false, detail: messageOf(error) });
   }
 
   for (const check of checks) {

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import { resolveTarget } from '../config/index.ts';
 import { Store, databasePath } from '../services/store/store.ts';
 import type { RunRecord } from '../services/store/types.ts';
@@ -68,12 +67,11 @@ async function liveAgents(url: string): Promise<{ phase?: string; agents?: Recor
  */
 export async function showStatus(context: CliContext, args: CliArgs, isAlive: (pid: number) => boolean): Promise<number> {
   const target = resolveTarget(args.target, context.env, context.cwd);
-  const file = databasePath(target);
-  if (!fs.existsSync(file)) {
+  const store = Store.openIfExists(databasePath(target));
+  if (!store) {
     context.reporter.line(`no runs in ${target}`);
     return 0;
   }
-  const store = Store.open(file);
   try {
     const runs = store.listRuns();
     const run = args.runId ? runs.find((candidate) => candidate.id === args.runId) : runs.at(-1);

@@ -61,6 +61,11 @@ export class Store {
     return store;
   }
 
+  /** Opens the database at `file` when there is one; readers never create an empty database. */
+  static openIfExists(file: string): Store | undefined {
+    return fs.existsSync(file) ? Store.open(file) : undefined;
+  }
+
   private migrate(file: string): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version > migrations.length) {
