@@ -286,8 +286,6 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     // Also when the tree failed: the port is released and status stops pointing at it.
     clock.flush();
     inspector?.stop();
-    // A moment for responses in flight, e.g. the 202 of the abort that ended the run.
-    await new Promise((resolve) => setTimeout(resolve, 200));
     await monitoring.close();
     store.setMonitorUrl(runId, null);
   });

@@ -100,7 +100,7 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
       closed = true;
       clearInterval(metricsTimer);
       hub.closeAll();
-      listening.close();
+      await listening.close();
     },
   };
 }

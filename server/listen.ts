@@ -7,8 +7,11 @@ const exclusivePort = 1;
 
 export interface Listening {
   port: number;
-  close(): void;
+  close(): Promise<void>;
 }
+
+/** How long open connections get to flush what was written before a close drops them. */
+const drainMs = 200;
 
 /** Binds the app; uWS only says `false` on failure, so a node:net probe tells why. */
 export async function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<Listening> {
@@ -24,8 +27,11 @@ export async function listen(app: uWS.TemplatedApp, host: string, port: number):
   return {
     // The listen socket is a socket for this call; the typings only name the general one.
     port: uWS.us_socket_local_port(socket as unknown as uWS.us_socket),
-    close() {
+    async close() {
       uWS.us_listen_socket_close(socket);
+      // Responses already written (e.g. the 202 of the abort that ended the run) reach their
+      // clients before every connection is dropped.
+      await new Promise((resolve) => setTimeout(resolve, drainMs));
       // `close()` (drop every open connection, keep-alive ones too) exists in this build but not in its typings.
       const closable = app as unknown as { close?: () => void };
       closable.close?.();
