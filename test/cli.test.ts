@@ -1,38 +1,21 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import Database from 'better-sqlite3';
+import { cliAsync, cliSync, root } from './helpers/cli.ts';
 
-const root = path.resolve(import.meta.dirname, '..');
-const bin = path.join(root, 'bin', 'moderator.js');
+// Port 0: every run starts a monitoring server, and tests run side by side.
+const port0 = { DUO_AGENT_MONITOR_PORT: '0' };
 
-/** The environment of a user who configured nothing: no provider, no keys, no test-runner leakage. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const key of Object.keys(env)) {
-    if (key.startsWith('DUO_AGENT_') || key.endsWith('_API_KEY') || key === 'NODE_OPTIONS' || key === 'NODE_TEST_CONTEXT') delete env[key];
-  }
-  // Port 0: every run starts a monitoring server, and tests run side by side.
-  return { ...env, DUO_AGENT_MONITOR_PORT: '0', ...extra };
-}
-
-function cli(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}) {
-  const result = spawnSync(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: cleanEnv(options.env), encoding: 'utf8', timeout: 120_000 });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+function cli(args: string[], options: { env?: Record<string, string> } = {}) {
+  return cliSync(args, { timeoutMs: 120_000, env: { ...port0, ...options.env } });
 }
 
 /** Like `cli`, without blocking the event loop (the test itself holds a port open). */
-function cliAsync(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(env) });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function cliInBackground(args: string[], env: Record<string, string> = {}) {
+  return cliAsync(args, { timeoutMs: 120_000, env: { ...port0, ...env } });
 }
 
 const tempDir = (name = 'cli') => fs.mkdtempSync(path.join(os.tmpdir(), `moderator-${name}-`));
@@ -156,10 +139,10 @@ test('a busy monitor port: a run refuses with exit 2 naming the setting; the dem
   const blocker = net.createServer();
   const port = await new Promise<number>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve((blocker.address() as { port: number }).port)));
   t.teardown(() => blocker.close());
-  const run = await cliAsync(['x', '--target', path.join(tempDir('busy'), 't'), '-y', ...replayArgs], { DUO_AGENT_MONITOR_PORT: String(port) });
+  const run = await cliInBackground(['x', '--target', path.join(tempDir('busy'), 't'), '-y', ...replayArgs], { DUO_AGENT_MONITOR_PORT: String(port) });
   t.is(run.code, 2);
   t.regex(run.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use: set DUO_AGENT_MONITOR_PORT or monitor\\.port`));
-  const demo = await cliAsync(['demo', '--target', path.join(tempDir('busy-demo'), 't'), '--max-tokens', '10000'], { DUO_AGENT_MONITOR_PORT: String(port) });
+  const demo = await cliInBackground(['demo', '--target', path.join(tempDir('busy-demo'), 't'), '--max-tokens', '10000'], { DUO_AGENT_MONITOR_PORT: String(port) });
   t.is(demo.code, 3, demo.stderr);
   t.regex(demo.stderr, /is in use; the demo monitors on a free port instead/);
 });

@@ -58,10 +58,9 @@ test.serial('the demo exits 0 with a JSON summary of the whole run', (t) => {
   t.is(sessionCallCount(), 14, 'the recording holds 14 calls');
   t.is(summary.modelCalls, 14);
   t.is(summary.tokensUsed, sessionTokens(readDemoSession()));
-  const byAgent = (summary as unknown as { byAgent: Record<string, { calls: number; tokens: number }> }).byAgent;
+  const { byAgent, byTask } = summary;
   t.deepEqual(Object.fromEntries(Object.entries(byAgent).map(([agent, line]) => [agent, line.calls])), { 'ever-thinker': 2, moderator: 7, techlead: 5 });
   t.is(Object.values(byAgent).reduce((sum, line) => sum + line.tokens, 0), summary.tokensUsed, 'per-agent tokens add up to the run');
-  const byTask = (summary as unknown as { byTask: Record<string, { calls: number }> }).byTask;
   t.is(byTask.T2?.calls, 4, 'T2: implement, first review, revision, second review');
   t.true(summary.durationMs > 0, `durationMs ${summary.durationMs}`);
   t.is(summary.sessions, 1);

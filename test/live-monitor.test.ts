@@ -4,9 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { MiniWebSocket } from '../server/ws-client.ts';
+import { bin, cleanEnv, root } from './helpers/cli.ts';
 
-const root = path.resolve(import.meta.dirname, '..');
-const bin = path.join(root, 'bin', 'moderator.js');
 
 interface LiveRun {
   child: ChildProcess;
@@ -19,9 +18,10 @@ interface LiveRun {
 /** Starts a slowed-down demo with its monitoring server on a free port, and waits for its address. */
 async function startDemo(delayMs: number): Promise<LiveRun> {
   const target = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-live-monitor-')), 'todo');
-  const env: NodeJS.ProcessEnv = { ...process.env, DUO_AGENT_MONITOR_PORT: '0' };
-  for (const name of Object.keys(env)) if (name === 'NODE_OPTIONS' || name === 'NODE_TEST_CONTEXT' || (name.startsWith('DUO_AGENT_') && name !== 'DUO_AGENT_MONITOR_PORT')) delete env[name];
-  const child = spawn(process.execPath, [bin, 'demo', '--target', target, '--replay-delay-ms', String(delayMs), '--json'], { cwd: root, env });
+  const child = spawn(process.execPath, [bin, 'demo', '--target', target, '--replay-delay-ms', String(delayMs), '--json'], {
+    cwd: root,
+    env: cleanEnv({ DUO_AGENT_MONITOR_PORT: '0' }),
+  });
   let stderr = '';
   let stdout = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

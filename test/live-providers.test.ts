@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,29 +6,12 @@ import test from 'ava';
 import Database from 'better-sqlite3';
 import { startFakeAnthropic, step, type FakeStep, type RecordedRequest } from './fakes/anthropic-api.ts';
 import type { FakeUsage } from './fakes/http-fake.ts';
+import { cliAsync } from './helpers/cli.ts';
 
-const root = path.resolve(import.meta.dirname, '..');
-const bin = path.join(root, 'bin', 'moderator.js');
 const key = 'sk-ant-test-0123456789';
 
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of Object.keys(env)) {
-    if (name.startsWith('DUO_AGENT_') || name.startsWith('ANTHROPIC_') || name.startsWith('OPENAI_') || name === 'NODE_OPTIONS' || name === 'NODE_TEST_CONTEXT') delete env[name];
-  }
-  return { ...env, DUO_AGENT_MONITOR_PORT: '0', ...extra };
-}
-
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(env) });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** The CLI with a free monitor port and `env` over a clean environment. */
+const cli = (args: string[], env: Record<string, string>) => cliAsync(args, { timeoutMs: 150_000, env: { DUO_AGENT_MONITOR_PORT: '0', ...env } });
 
 const text = (content: unknown): string =>
   typeof content === 'string' ? content : Array.isArray(content) ? content.map((block: { text?: string }) => block.text ?? '').join('') : '';

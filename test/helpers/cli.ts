@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import type { RunSummary } from '../../cli/summary.ts';
 
 export const root = path.resolve(import.meta.dirname, '..', '..');
 export const bin = path.join(root, 'bin', 'moderator.js');
@@ -19,13 +20,21 @@ export const demoSessionFile = path.join(root, 'demos', 'todo-cli', 'session.jso
  */
 export const FREE_PORT = ['--port', '0'] as const;
 
-/** The environment of a user who configured nothing: no provider, no keys, no test-runner leakage. */
-export function cleanEnv(): NodeJS.ProcessEnv {
+/**
+ * The environment of a user who configured nothing: no provider, no keys, no SDK settings, no
+ * test-runner leakage; then `extra` on top.
+ */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const key of Object.keys(env)) {
-    if (key.startsWith('DUO_AGENT_') || key.endsWith('_API_KEY') || key === 'NODE_OPTIONS' || key === 'NODE_TEST_CONTEXT') delete env[key];
+    if (
+      key.startsWith('DUO_AGENT_') || key.startsWith('ANTHROPIC_') || key.startsWith('OPENAI_') || key.endsWith('_API_KEY') ||
+      key === 'NODE_OPTIONS' || key === 'NODE_TEST_CONTEXT'
+    ) {
+      delete env[key];
+    }
   }
-  return env;
+  return { ...env, ...extra };
 }
 
 const madeFolders: string[] = [];
@@ -57,9 +66,9 @@ export interface CliResult {
 }
 
 /** Runs the CLI to completion, synchronously (for the short commands: runs, resume of a finished run). */
-export function cliSync(args: string[], timeoutMs = 60_000): CliResult {
+export function cliSync(args: string[], options: { timeoutMs?: number; env?: Record<string, string> } = {}): CliResult {
   const started = Date.now();
-  const result = spawnSync(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(), encoding: 'utf8', timeout: timeoutMs });
+  const result = spawnSync(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(options.env), encoding: 'utf8', timeout: options.timeoutMs ?? 60_000 });
   return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr, ms: Date.now() - started };
 }
 
@@ -99,11 +108,11 @@ export interface KilledResult extends CliResult {
  * that process, like `kill -9 <pid>`: children it spawned are orphaned, as in a real crash), or
  * with `group` to its whole process group. The first of `line`, `poll` and `afterMs` to hold fires.
  */
-export function cliAsync(args: string[], options: { kill?: KillPoint; timeoutMs?: number } = {}): Promise<KilledResult> {
+export function cliAsync(args: string[], options: { kill?: KillPoint; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<KilledResult> {
   const started = Date.now();
   const kill = options.kill;
   // Its own process group when the group is to be killed (the CLI is the group leader).
-  const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: kill?.group === true });
+  const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'], detached: kill?.group === true });
   let stdout = '';
   let stderr = '';
   let partial = '';
@@ -236,24 +245,8 @@ export function dbPoll(target: string, sql: string, ...params: unknown[]): { pol
   };
 }
 
-export interface RunSummaryJson {
-  runId: string;
-  target: string;
-  outcome: string | null;
-  reason: string | null;
-  phase: string;
-  provider: string | null;
-  tasksTotal: number;
-  tasksCompleted: number;
-  prsMerged: number;
-  tokensUsed: number;
-  costUsd: number;
-  modelCalls: number;
-  durationMs: number;
-  sessions: number;
-  startedAt?: string;
-  status?: string;
-}
+/** The `--json` summary line, plus what `runs --json` adds. */
+export type RunSummaryJson = RunSummary & { startedAt?: string; status?: string };
 
 /** The summary on stdout of a `--json` command (the last non-empty line). */
 export function parseSummary(stdout: string): RunSummaryJson {
