@@ -9,7 +9,8 @@ import { withPrices } from '../services/llm/prices.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from '../services/llm/provider.ts';
 import { RecordingProvider } from '../services/llm/recording-provider.ts';
 import { ReplayProvider, readSession } from '../services/llm/replay.ts';
-import { checkConnection } from '../services/llm/resilience.ts';
+import { checkConnection, type RetryEvent } from '../services/llm/resilience.ts';
+import type { CountSource } from '../services/llm/token-count.ts';
 
 export const noProviderHint =
   'no model provider is configured: set DUO_AGENT_MODEL_PROVIDER (or model.provider in duo-agent.config.yaml, or --provider) to anthropic, openai, claude-cli or replay; to watch a whole run offline, run `npm run demo`';
@@ -52,6 +53,15 @@ export function createProvider(context: ProviderContext): ModelProvider {
     maxRetries: config.model.max_retries,
     prices: withPrices(config.model.prices),
     onUnknownPrice: (model: string) => context.onWarning?.(`no price known for model ${model}: its cost counts as $0 (set model.prices)`),
+    onNoUsage: (model: string, source: CountSource) =>
+      context.onWarning?.(
+        `warning: the server sends no token usage for ${model}: tokens are counted locally with the o200k tokenizer (${source === 'counted' ? 'exact for this model' : 'an estimate for this model, labelled as one'}); budgets hold on the count`,
+      ),
+    onNotice: (line: string) => context.onWarning?.(line),
+    onRetry: (event: RetryEvent) => {
+      if (event.kind === 'resend') context.onWarning?.(`  ${event.provider} ${event.model}: ${event.reason}; sending it again in ${event.waitMs} ms (${event.attempt} of ${event.maxRetries}, model.max_retries)`);
+      else if (event.kind === 'backup_model') context.onWarning?.(`  ${event.provider} ${event.model} stays rate-limited: trying its backup model ${event.backupModel}`);
+    },
     ...(config.model.base_url ? { baseURL: config.model.base_url } : {}),
   };
   switch (provider) {

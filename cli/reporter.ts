@@ -39,7 +39,8 @@ export class Reporter {
       return;
     }
     this.tokens += usage.inputTokens + usage.outputTokens + usage.cacheReadTokens + usage.cacheWriteTokens;
-    this.line(`  model ${what}: ${usage.inputTokens} in / ${usage.outputTokens} out tokens (run total ${this.tokens.toLocaleString('en-US')})`);
+    const how = usage.source === 'estimated' ? ' (estimated: no usage from the server)' : usage.source === 'counted' ? ' (counted: no usage from the server)' : '';
+    this.line(`  model ${what}: ${usage.inputTokens} in / ${usage.outputTokens} out tokens${how} (run total ${this.tokens.toLocaleString('en-US')})`);
   }
 
   messages(messages: JournalMessage[]): void {

@@ -62,6 +62,7 @@ export class ModelGateway {
           outputTokens: journaled.outputTokens,
           cacheReadTokens: journaled.cacheReadTokens,
           cacheWriteTokens: journaled.cacheWriteTokens,
+          ...(journaled.source ? { source: journaled.source } : {}),
         },
         costUsd: journaled.costUsd,
         latencyMs: journaled.latencyMs ?? 0,

@@ -2,7 +2,8 @@
 
 export type RunStatus = 'running' | 'interrupted' | 'finished';
 
-export type TaskStatus = 'pending' | 'in_progress' | 'in_review' | 'merged' | 'rejected' | 'failed' | 'skipped';
+/** `held`: its PR is open and waits for a person (the review could not be had). */
+export type TaskStatus = 'pending' | 'in_progress' | 'in_review' | 'merged' | 'rejected' | 'failed' | 'skipped' | 'held';
 
 export interface NewRun {
   id: string;
@@ -116,6 +117,11 @@ export interface TokenUsage {
   outputTokens: number;
   cacheReadTokens: number;
   cacheWriteTokens: number;
+  /**
+   * Absent when the API reported the usage. `counted`: the server sent none and the tokens were
+   * counted with the model's own tokenizer; `estimated`: counted with a tokenizer of another model.
+   */
+  source?: 'counted' | 'estimated' | undefined;
 }
 
 export interface ModelCallStart {
