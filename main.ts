@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseCli, usage } from './cli/args.ts';
-import { exitCodeForError, isAlive, listRuns, resumeRun, runDemo, startRun, type CliContext } from './cli/commands.ts';
+import { exitCodeForError, isAlive, listRuns, resumeRun, retryRun, runDemo, startRun, type CliContext } from './cli/commands.ts';
 import { showStatus } from './cli/status.ts';
 import { doctor } from './cli/doctor.ts';
 import { Reporter } from './cli/reporter.ts';
@@ -40,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runDemo(context, args);
       case 'resume':
         return await resumeRun(context, args, args.runId as string);
+      case 'retry':
+        return await retryRun(context, args, args.runId as string);
       case 'run':
         return await startRun(context, args, {
           requirements: args.requirements as string,

@@ -5,7 +5,7 @@ import type { NewTask } from '../services/store/types.ts';
 import { formatFiles, readTree } from '../services/workspace.ts';
 import { ask } from './ask.ts';
 import { contracts, projectLine, systemPrompt } from './prompts.ts';
-import { analyzeReply, priorityOf } from './replies.ts';
+import { priorityOf, replies } from './replies.ts';
 import type { RunServices } from './run-services.ts';
 
 const typeOfAngle: Record<string, string> = {
@@ -40,7 +40,7 @@ export function everThinkerActors(services: RunServices) {
           callKey: stepKey,
           system: systemPrompt(services, 'ever_thinker', contracts.analyze),
           prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nDone so far:\n${tasks.map((task) => `- ${task.id} ${task.title}: ${task.status}`).join('\n')}\n\nThe code on ${services.git.baseBranch}:\n${formatFiles(tree.files)}\n\nImprovement cycle ${input.cycle}: what is worth improving?${learned}`,
-          schema: analyzeReply,
+          reply: replies.analyze,
           settings,
           signal,
         });

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { AgentDefinitions, Config } from '../config/index.ts';
+import type { AgentDefinitions, RunConfig } from '../config/index.ts';
 import type { AgentTools } from './ask.ts';
 import type { GitService } from '../services/git/git-service.ts';
 import type { ModelGateway } from '../services/llm/gateway.ts';
@@ -12,7 +12,7 @@ export interface RunServices {
   runId: string;
   target: string;
   requirements: string;
-  config: Config;
+  config: RunConfig;
   agents: AgentDefinitions;
   store: Store;
   gateway: ModelGateway;

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.ts';
 
 export interface CliArgs {
-  command: 'run' | 'resume' | 'runs' | 'demo' | 'status' | 'doctor' | 'help' | 'version';
+  command: 'run' | 'resume' | 'retry' | 'runs' | 'demo' | 'status' | 'doctor' | 'help' | 'version';
   requirements?: string;
   runId?: string;
   target?: string;
@@ -20,6 +20,8 @@ export interface CliArgs {
   inspect: boolean;
   /** Also save every model reply of the run as a replay session. */
   record?: string;
+  /** `retry --task T2`: only these tasks are re-queued. */
+  tasks?: string[];
 }
 
 const options = {
@@ -38,6 +40,7 @@ const options = {
   inspect: { type: 'boolean', default: false },
   record: { type: 'string' },
   run: { type: 'string' },
+  task: { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean', short: 'v', default: false },
 } as const;
@@ -45,6 +48,8 @@ const options = {
 export const usage = `Usage:
   moderator "<requirements>" [--target DIR] [-y]     start a run with the configured model provider
   moderator --resume <runId> [--target DIR]           continue a run after a crash or Ctrl-C
+  moderator retry <runId> [--task T2]...              continue a failed or needs_human run: re-queue its failed,
+                                                      rejected, skipped and held tasks (or only those named)
   moderator runs [--target DIR] [--json]              list the runs of a target
   moderator demo [--target DIR] [--replay-delay-ms N] a whole run of the bundled offline scenario
   moderator status [--target DIR] [--run ID] [--json] the live state of a run, or its last stored state
@@ -98,6 +103,15 @@ export function parseCli(argv: string[]): CliArgs {
     if (positionals.length > 0) throw new UsageError(`--resume continues a run; it takes no requirements (got "${positionals.join(' ')}")`);
     if (values.resume.trim() === '') throw new UsageError('--resume needs a run id (see `moderator runs`)');
     return { ...common, command: 'resume', runId: values.resume.trim() };
+  }
+  if (values.task !== undefined && first !== 'retry') throw new UsageError('--task only goes with `retry`');
+  if (first === 'retry') {
+    const [runId, ...extra] = rest;
+    if (runId === undefined || runId.trim() === '') throw new UsageError('retry needs a run id (see `moderator runs`)');
+    if (extra.length > 0) throw new UsageError(`retry takes one run id (got "${rest.join(' ')}")`);
+    const tasks = (values.task ?? []).map((task) => task.trim());
+    if (tasks.some((task) => task === '')) throw new UsageError('--task needs a task id, e.g. --task T2');
+    return { ...common, command: 'retry', runId: runId.trim(), ...(tasks.length > 0 ? { tasks } : {}) };
   }
   if (first === 'runs' || first === 'demo' || first === 'status' || first === 'doctor') {
     if (rest.length > 0) throw new UsageError(`${first} takes no arguments (got "${rest.join(' ')}")`);

@@ -3,10 +3,10 @@ import readline from 'node:readline/promises';
 import { createActor, type Snapshot } from 'xstate';
 import { provideRun, type AskApproval } from '../actors/provide.ts';
 import type { RunServices } from '../actors/run-services.ts';
-import { childProcessEnv, type AgentDefinitions, type Config, type Env } from '../config/index.ts';
+import { childProcessEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
 import { messageOf } from '../errors.ts';
 import { interAgentEventTypes, type TaskRef } from '../machines/events.ts';
-import type { OrchestratorInput, OrchestratorOutput } from '../machines/orchestrator.machine.ts';
+import type { OrchestratorInput, OrchestratorOutput, RetryPlan } from '../machines/orchestrator.machine.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { ModelGateway } from '../services/llm/gateway.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
@@ -26,7 +26,7 @@ export interface SessionOptions {
   runId: string;
   target: string;
   requirements: string;
-  config: Config;
+  config: RunConfig;
   agents: AgentDefinitions;
   env: Env;
   provider: ModelProvider;
@@ -34,6 +34,8 @@ export interface SessionOptions {
   reporter: Reporter;
   /** The persisted actor tree to continue from; absent for a new run. */
   snapshot?: Snapshot<unknown>;
+  /** A run continued by `moderator retry`: a fresh tree starts from this plan (when there is no snapshot). */
+  retry?: RetryPlan | undefined;
   /** Forward inspection events to the Stately inspector at this WebSocket URL (`--inspect`). */
   inspectUrl?: string | undefined;
   /** When the configured monitor port is busy, say so and take a free one instead of failing (the demo). */
@@ -42,10 +44,11 @@ export interface SessionOptions {
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
 
-export function orchestratorInput(config: Config, autoApprove: boolean): OrchestratorInput {
+export function orchestratorInput(config: Config, autoApprove: boolean, retry?: RetryPlan): OrchestratorInput {
   const limits = config.limits;
   return {
     autoApprove,
+    ...(retry ? { retry } : {}),
     maxReviewAttempts: limits.max_review_attempts,
     maxImprovementCycles: limits.max_improvement_cycles,
     minPriority: config.agents.ever_thinker.min_priority,
@@ -73,11 +76,12 @@ const logName = (actor: string): string => (actor === 'everThinker' ? 'ever-thin
 function projectDecisions(store: Store, runId: string, tasks: readonly TaskRef[]): void {
   for (const ref of tasks) {
     if (ref.status !== 'failed' && ref.status !== 'skipped') continue;
+    // A failed task's PR stays open for a person (and for `moderator retry`); a skipped one is closed.
     const stored = store.getTask(runId, ref.id);
     if (!stored || stored.status === ref.status) continue;
     store.updateTask(runId, ref.id, { status: ref.status });
     const pr = store.getPullRequestForTask(runId, ref.id);
-    if (pr?.status === 'open') store.markPullRequestClosed(pr.number);
+    if (pr?.status === 'open' && ref.status === 'skipped') store.markPullRequestClosed(pr.number);
   }
 }
 
@@ -227,7 +231,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   const actor = createActor(machine, {
     id: 'orchestrator',
     systemId: 'orchestrator',
-    input: orchestratorInput(config, options.autoApprove),
+    input: orchestratorInput(config, options.autoApprove, options.retry),
     inspect: (event) => {
       checkpointer.observe(event);
       monitoring.observe(event);

@@ -14,6 +14,7 @@ export {
 export {
   ALERT_CHANNELS,
   DEFAULT_MODEL,
+  DEFAULT_MODELS,
   LOG_LEVELS,
   MODEL_PROVIDERS,
   agentDefinitionSchema,
@@ -23,6 +24,9 @@ export {
   type AgentDefinition,
   type AgentDefinitions,
   type Config,
+  type RunConfig,
+  isRunConfig,
+  withBaseBranch,
   type LogLevel,
   type ModelProvider,
 } from './schema.ts';

@@ -41,9 +41,18 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 export const ALERT_CHANNELS = ['console', 'log'] as const;
 export const DEFAULT_MODEL = 'claude-sonnet-4-6';
 
+/** The model an agent uses when its `model` is not set: one the configured provider actually serves. */
+export const DEFAULT_MODELS: Readonly<Record<(typeof MODEL_PROVIDERS)[number], string>> = {
+  anthropic: DEFAULT_MODEL,
+  openai: 'gpt-5.4',
+  'claude-cli': DEFAULT_MODEL,
+  replay: DEFAULT_MODEL,
+};
+
 const llmAgentSchema = (defaults: { temperature: number; maxTokens: number }) =>
   z.strictObject({
-    model: text().default(DEFAULT_MODEL),
+    /** Unset: the provider's default model (DEFAULT_MODELS). */
+    model: text().optional(),
     temperature: temperature().default(defaults.temperature),
     max_tokens: positiveInt().default(defaults.maxTokens),
     /** Used after persistent rate limits on `model`. */
@@ -62,9 +71,11 @@ export const configSchema = z
         name: text().default('project'),
         type: text().default('app'),
         language: text().default('unknown'),
-        test_command: text().default('npm test'),
+        /** Run without a shell in each task's worktree. Unset: detected from the repository (package.json scripts.test, pytest, go test, cargo test, make test). */
+        test_command: text().optional(),
         setup_command: text().optional(),
-        test_timeout_seconds: positiveInt().default(600),
+        /** At most a day: a timer cannot hold more than ~24.8 days, and no test run should need more than a day. */
+        test_timeout_seconds: intBetween(1, 86_400).default(600),
       })
       .prefault({}),
     model: z
@@ -76,8 +87,10 @@ export const configSchema = z
         base_url: expecting(z.url({ protocol: /^https?$/ }), 'an http(s) URL').optional(),
         /** Per request, in seconds; the SDKs retry timeouts. */
         timeout_seconds: positiveNumber().default(600),
-        /** SDK retries on 408/409/429/5xx and timeouts, with backoff honouring retry-after. */
-        max_retries: nonNegativeInt().default(4),
+        /** SDK retries on 408/409/429/5xx and timeouts, with backoff honouring retry-after; also resends of replies that broke off mid-stream. */
+        max_retries: intBetween(0, 20).default(4),
+        /** Times a reply that cannot be used (not the JSON asked for) is asked for again, with every problem listed. */
+        reply_retries: intBetween(0, 10).default(2),
         /** The Claude Code executable for provider "claude-cli". */
         claude_cli_path: text().default('claude'),
         /** USD per million tokens, by model name prefix; merged over the built-in table. */
@@ -139,7 +152,8 @@ export const configSchema = z
           z.string().refine(isBranchPrefix),
           'a git branch name prefix (letters, digits, ".", "_", "-", "/"; no spaces, no "..", not starting with "-")',
         ).default('duo-agent'),
-        base_branch: text().default('main'),
+        /** Unset: the branch the target has checked out when the run starts (main for a new repository). */
+        base_branch: text().optional(),
         author_name: text().default('Moderator'),
         author_email: text().default('moderator@localhost'),
       })
@@ -165,9 +179,36 @@ export const configSchema = z
       })
       .prefault({}),
   })
-  .prefault({});
+  .prefault({})
+  .transform((config) => {
+    // An OpenAI-compatible server does not serve Claude names: the default model follows the provider.
+    const model = DEFAULT_MODELS[config.model.provider ?? 'anthropic'];
+    const { moderator, techlead, ever_thinker } = config.agents;
+    return {
+      ...config,
+      agents: {
+        ...config.agents,
+        moderator: { ...moderator, model: moderator.model ?? model },
+        techlead: { ...techlead, model: techlead.model ?? model },
+        ever_thinker: { ...ever_thinker, model: ever_thinker.model ?? model },
+      },
+    };
+  });
 
 export type Config = z.output<typeof configSchema>;
+
+/** The settings of a run: a Config whose base branch has been resolved against the target. */
+export type RunConfig = Config & { git: Config['git'] & { base_branch: string } };
+
+/** The run's config with its base branch: the setting, else the branch the target has checked out. */
+export function withBaseBranch(config: Config, branch: string): RunConfig {
+  return { ...config, git: { ...config.git, base_branch: config.git.base_branch ?? branch } };
+}
+
+/** Stored settings always carry the resolved base branch; one without it was not written by a run. */
+export function isRunConfig(config: Config): config is RunConfig {
+  return typeof config.git.base_branch === 'string';
+}
 export type ModelProvider = (typeof MODEL_PROVIDERS)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 

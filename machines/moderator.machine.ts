@@ -4,24 +4,25 @@ import {
   type AgentRetry, type AgentReset, type AgentStagnant, type ClarifyRequested, type NewTaskRef, type PlanRequested, type ReviewRequested,
 } from './events.ts';
 
-export interface ModeratorInput {
-  maxReviewAttempts: number;
-}
-
 export interface ReviewInput {
   taskId: string;
   prNumber: number;
   attempt: number;
+  /** The last review round: changes requested now reject the task. */
+  lastRound: boolean;
 }
 
+export type MergeInput = Omit<ReviewInput, 'lastRound'>;
+
 export interface ReviewOutput {
-  verdict: 'approve' | 'request_changes';
+  /** `hold`: no usable verdict could be had; the PR stays open and waits for a person. */
+  verdict: 'approve' | 'request_changes' | 'hold';
+  reason?: string;
 }
 
 type WorkState = 'clarifying' | 'planning' | 'reviewing' | 'merging';
 
 interface ModeratorContext {
-  maxReviewAttempts: number;
   review: ReviewInput | null;
   /** The work state the agent left when it was found stagnant, so a retry goes back there. */
   stalledIn: WorkState | null;
@@ -40,13 +41,12 @@ export const moderatorMachine = setup({
   types: {
     context: {} as ModeratorContext,
     events: {} as ModeratorEvent,
-    input: {} as ModeratorInput,
   },
   actors: {
     clarify: fromPromise<{ assumptions: number; questions: number }>(notProvided('clarify')),
     plan: fromPromise<{ tasks: NewTaskRef[] }>(notProvided('plan')),
     review: fromPromise<ReviewOutput, ReviewInput>(notProvided('review')),
-    merge: fromPromise<{ mergeSha: string }, ReviewInput>(notProvided('merge')),
+    merge: fromPromise<{ mergeSha: string }, MergeInput>(notProvided('merge')),
   },
   actions: {
     reportFailure: sendParent(({ context, event }) => ({
@@ -57,12 +57,17 @@ export const moderatorMachine = setup({
       message: errorMessage((event as { error?: unknown }).error),
     })),
     requestChanges: sendParent(({ context }) => {
-      const review = context.review as ReviewInput;
-      return { type: 'review.changes_requested', ...review, correlationId: `${review.taskId}#${review.attempt}` };
+      const { taskId, prNumber, attempt } = context.review as ReviewInput;
+      return { type: 'review.changes_requested', taskId, prNumber, attempt, correlationId: `${taskId}#${attempt}` };
     }),
     rejectPr: sendParent(({ context }) => {
+      const { taskId, prNumber, attempt } = context.review as ReviewInput;
+      return { type: 'pr.rejected', taskId, prNumber, attempt, correlationId: `${taskId}#${attempt}` };
+    }),
+    holdPr: sendParent(({ context, event }) => {
       const review = context.review as ReviewInput;
-      return { type: 'pr.rejected', ...review, correlationId: `${review.taskId}#${review.attempt}` };
+      const reason = (event as unknown as { output: ReviewOutput }).output.reason ?? 'the review could not be completed';
+      return { type: 'review.held', taskId: review.taskId, prNumber: review.prNumber, attempt: review.attempt, reason, correlationId: `${review.taskId}#${review.attempt}` };
     }),
     announceMerge: sendParent(({ context }) => {
       const review = context.review as ReviewInput;
@@ -73,13 +78,14 @@ export const moderatorMachine = setup({
   },
   guards: {
     approved: ({ event }) => (event as unknown as { output: ReviewOutput }).output.verdict === 'approve',
-    attemptsLeft: ({ context }) => (context.review?.attempt ?? 0) < context.maxReviewAttempts,
+    held: ({ event }) => (event as unknown as { output: ReviewOutput }).output.verdict === 'hold',
+    attemptsLeft: ({ context }) => context.review?.lastRound === false,
     stalledIn: ({ context }, state: WorkState) => context.stalledIn === state,
   },
 }).createMachine({
   id: 'moderator',
   description: 'Clarifies scope, plans PR-sized tasks, reviews and merges pull requests.',
-  context: ({ input }) => ({ maxReviewAttempts: input.maxReviewAttempts, review: null, stalledIn: null }),
+  context: { review: null, stalledIn: null },
   initial: 'idle',
   states: {
     idle: {
@@ -89,7 +95,7 @@ export const moderatorMachine = setup({
         'plan.requested': 'planning',
         'review.requested': {
           target: 'reviewing',
-          actions: assign({ review: ({ event }) => ({ taskId: event.taskId, prNumber: event.prNumber, attempt: event.attempt }) }),
+          actions: assign({ review: ({ event }) => ({ taskId: event.taskId, prNumber: event.prNumber, attempt: event.attempt, lastRound: event.lastRound }) }),
         },
       },
     },
@@ -117,13 +123,14 @@ export const moderatorMachine = setup({
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'planning' }, 'reportStall'] } },
     },
     reviewing: {
-      description: "Reviews a PR: the model's verdict, overruled by failing tests.",
+      description: "Reviews a PR: the model's verdict, overruled by failing tests; an unreadable verdict holds the PR for a person.",
       invoke: {
         id: 'review',
         src: 'review',
         input: ({ context }) => context.review as ReviewInput,
         onDone: [
           { guard: 'approved', target: 'merging' },
+          { guard: 'held', target: 'idle', actions: 'holdPr' },
           { guard: 'attemptsLeft', target: 'idle', actions: 'requestChanges' },
           { target: 'idle', actions: 'rejectPr' },
         ],
@@ -136,7 +143,10 @@ export const moderatorMachine = setup({
       invoke: {
         id: 'merge',
         src: 'merge',
-        input: ({ context }) => context.review as ReviewInput,
+        input: ({ context }) => {
+          const { taskId, prNumber, attempt } = context.review as ReviewInput;
+          return { taskId, prNumber, attempt };
+        },
         onDone: { target: 'idle', actions: 'announceMerge' },
         onError: { target: 'idle', actions: 'reportFailure' },
       },

@@ -2,16 +2,24 @@ import { and, assign, enqueueActions, fromPromise, not, sendTo, setup } from 'xs
 import { everThinkerMachine } from './ever-thinker.machine.ts';
 import type {
   AgentFailed, AgentId, AgentStalled, ChangesRequested, HealthAlert, HumanApproved, HumanRejected, ImprovementsExhausted,
-  HumanAnswered, ImprovementsProposed, LimitReached, NewTaskRef, Outcome, PlanReady, PrMerged, PrRejected, PrSubmitted, RunAbort, RunPause,
+  HumanAnswered, ImprovementsProposed, LimitReached, NewTaskRef, Outcome, PlanReady, PrMerged, PrRejected, PrSubmitted, ReviewHeld, RunAbort, RunPause,
   RunResume, ScopeClarified, TaskRef, TaskSkip,
 } from './events.ts';
 import { moderatorMachine } from './moderator.machine.ts';
 import { monitorMachine, type MonitorInput } from './monitor.machine.ts';
 import { techleadMachine } from './techlead.machine.ts';
 
+/** A finished run continued by `moderator retry`: its tasks, some re-queued, and where the improvement cycles were. */
+export interface RetryPlan {
+  tasks: TaskRef[];
+  improvementCycle: number;
+}
+
 export interface OrchestratorInput {
   /** Start implementing without asking a person to approve the plan (`-y`). */
   autoApprove: boolean;
+  /** Set for a run continued by `moderator retry`: it starts implementing with these tasks. */
+  retry?: RetryPlan | undefined;
   maxReviewAttempts: number;
   maxImprovementCycles: number;
   minPriority: number;
@@ -39,7 +47,7 @@ interface OrchestratorContext {
 }
 
 type OrchestratorEvent =
-  | ScopeClarified | PlanReady | PrSubmitted | ChangesRequested | PrRejected | PrMerged | ImprovementsProposed | ImprovementsExhausted
+  | ScopeClarified | PlanReady | PrSubmitted | ChangesRequested | PrRejected | PrMerged | ReviewHeld | ImprovementsProposed | ImprovementsExhausted
   | AgentFailed | AgentStalled | LimitReached | HealthAlert | HumanApproved | HumanRejected | HumanAnswered | RunAbort | RunPause | RunResume
   | TaskSkip;
 
@@ -53,7 +61,7 @@ function newTasks(refs: NewTaskRef[], origin: TaskRef['origin'], existing: TaskR
   const known = new Set(existing.map((task) => task.id));
   return refs
     .filter((ref) => !known.has(ref.id))
-    .map((ref) => ({ id: ref.id, type: ref.type, origin, status: 'pending', attempt: 1, dependsOn: ref.dependsOn ?? [] }));
+    .map((ref) => ({ id: ref.id, type: ref.type, origin, status: 'pending', attempt: 1, roundStart: 1, stage: 'implement', prNumber: null, dependsOn: ref.dependsOn ?? [] }));
 }
 
 /** The next task whose dependencies are all merged, in plan order. */
@@ -62,6 +70,13 @@ export function nextReadyTask(tasks: TaskRef[]): TaskRef | undefined {
   const known = new Set(tasks.map((task) => task.id));
   return tasks.find((task) => task.status === 'pending' && task.dependsOn.every((id) => merged.has(id) || !known.has(id)));
 }
+
+/** Whether a review of this round is the task's last: the cap counts rounds since the allowance started. */
+export function isLastRound(task: Pick<TaskRef, 'attempt' | 'roundStart'>, maxReviewAttempts: number): boolean {
+  return task.attempt - task.roundStart + 1 >= maxReviewAttempts;
+}
+
+const correlation = (task: Pick<TaskRef, 'id' | 'attempt'>): string => `${task.id}#${task.attempt}`;
 
 /** The outcome when the work ran out: done if everything merged, otherwise a person must look. */
 export function concludedOutcome(tasks: TaskRef[]): { outcome: Outcome; reason: string | null } {
@@ -104,17 +119,23 @@ export const orchestratorMachine = setup({
       const next = nextReadyTask(context.tasks);
       if (!next) return;
       enqueue.assign({ currentTaskId: next.id, tasks: withStatus(context.tasks, next.id, 'active') });
-      enqueue.sendTo('techlead', {
-        type: 'task.assigned',
-        taskId: next.id,
-        taskType: next.type,
-        attempt: next.attempt,
-        correlationId: `${next.id}#${next.attempt}`,
-      });
+      if (next.stage === 'review' && next.prNumber !== null) {
+        const lastRound = isLastRound(next, context.settings.maxReviewAttempts);
+        enqueue.sendTo('moderator', { type: 'review.requested', taskId: next.id, prNumber: next.prNumber, attempt: next.attempt, lastRound, correlationId: correlation(next) });
+      } else if (next.stage === 'revise' && next.prNumber !== null) {
+        enqueue.sendTo('techlead', { type: 'task.feedback', taskId: next.id, taskType: next.type, attempt: next.attempt, prNumber: next.prNumber, correlationId: correlation(next) });
+      } else {
+        enqueue.sendTo('techlead', { type: 'task.assigned', taskId: next.id, taskType: next.type, attempt: next.attempt, correlationId: correlation(next) });
+      }
     }),
-    requestReview: sendTo('moderator', ({ event }) => {
+    requestReview: enqueueActions(({ context, event, enqueue }) => {
       const submitted = event as PrSubmitted;
-      return { type: 'review.requested', taskId: submitted.taskId, prNumber: submitted.prNumber, attempt: submitted.attempt, correlationId: submitted.correlationId };
+      const task = context.tasks.find((candidate) => candidate.id === submitted.taskId);
+      const lastRound = task ? isLastRound({ attempt: submitted.attempt, roundStart: task.roundStart }, context.settings.maxReviewAttempts) : true;
+      enqueue.assign({ tasks: context.tasks.map((candidate) => (candidate.id === submitted.taskId ? { ...candidate, prNumber: submitted.prNumber } : candidate)) });
+      enqueue.sendTo('moderator', {
+        type: 'review.requested', taskId: submitted.taskId, prNumber: submitted.prNumber, attempt: submitted.attempt, lastRound, correlationId: submitted.correlationId,
+      });
     }),
     sendFeedback: enqueueActions(({ context, event, enqueue }) => {
       const review = event as ChangesRequested;
@@ -152,7 +173,8 @@ export const orchestratorMachine = setup({
     stopForLimit: assign(({ event }) => ({ outcome: (event as LimitReached).outcome, reason: (event as LimitReached).reason })),
     stopForFailure: assign(({ event }) => {
       const failure = event as AgentFailed;
-      const outcome: Outcome = failure.code === 'budget_exhausted' ? 'budget_exhausted' : 'failed';
+      // The project's tests cannot run at all: a person must fix the environment or the setting.
+      const outcome: Outcome = failure.code === 'budget_exhausted' ? 'budget_exhausted' : failure.code === 'test_environment' ? 'needs_human' : 'failed';
       return { outcome, reason: `${failure.agent}: ${failure.message}` };
     }),
     retryStalled: enqueueActions(({ context, event, enqueue }) => {
@@ -185,6 +207,10 @@ export const orchestratorMachine = setup({
       context.improvementCycle < context.settings.maxImprovementCycles && context.tasks.every((task) => task.status === 'merged'),
     approved: ({ event }) => (event as unknown as { output: { approved: boolean } }).output.approved,
     budgetFailure: ({ event }) => (event as AgentFailed).code === 'budget_exhausted',
+    environmentFailure: ({ event }) => (event as AgentFailed).code === 'test_environment',
+    isRetry: ({ context }) => context.settings.retry !== undefined,
+    nextNeedsReview: ({ context }) => nextReadyTask(context.tasks)?.stage === 'review',
+    nextNeedsRevision: ({ context }) => nextReadyTask(context.tasks)?.stage === 'revise',
     taskFailure: ({ event }) => (event as AgentFailed).taskId !== null && (event as AgentFailed).code !== 'replay_mismatch',
     improverFailure: ({ event }) => (event as AgentFailed).agent === 'everThinker',
     mayRetryStall: ({ context, event }) => (context.stallRetries[stallKey(event as AgentStalled)] ?? 0) < 1,
@@ -198,9 +224,9 @@ export const orchestratorMachine = setup({
   description: 'Drives a run through clarifying, planning, implementing, reviewing and improving to an outcome.',
   context: ({ input }) => ({
     settings: input,
-    tasks: [],
+    tasks: input.retry?.tasks ?? [],
     currentTaskId: null,
-    improvementCycle: 0,
+    improvementCycle: input.retry?.improvementCycle ?? 0,
     stallRetries: {},
     outcome: null,
     reason: null,
@@ -208,7 +234,7 @@ export const orchestratorMachine = setup({
     answers: 0,
   }),
   invoke: [
-    { id: 'moderator', systemId: 'moderator', src: 'moderator', input: ({ context }) => ({ maxReviewAttempts: context.settings.maxReviewAttempts }) },
+    { id: 'moderator', systemId: 'moderator', src: 'moderator' },
     { id: 'techlead', systemId: 'techlead', src: 'techlead' },
     { id: 'monitor', systemId: 'monitor', src: 'monitor', input: ({ context }) => context.settings.monitor },
     { id: 'everThinker', systemId: 'everThinker', src: 'everThinker', input: ({ context }) => ({ minPriority: context.settings.minPriority }) },
@@ -225,6 +251,7 @@ export const orchestratorMachine = setup({
     ],
     'agent.failed': [
       { guard: 'budgetFailure', target: '.stopped', actions: 'stopForFailure' },
+      { guard: 'environmentFailure', target: '.stopped', actions: 'stopForFailure' },
       { guard: 'improverFailure', target: '.stopped', actions: 'conclude' },
       { guard: 'taskFailure', target: '.implementing', actions: 'markFailedTask' },
       { target: '.stopped', actions: 'stopForFailure' },
@@ -235,8 +262,12 @@ export const orchestratorMachine = setup({
       { target: '.stopped', actions: assign({ outcome: 'stuck', reason: ({ event }) => `${event.agent} made no progress, even after a retry` }) },
     ],
   },
-  initial: 'clarifying',
+  initial: 'starting',
   states: {
+    starting: {
+      description: 'A new run clarifies first; a run continued by `moderator retry` goes straight to its re-queued tasks.',
+      always: [{ guard: 'isRetry', target: 'implementing' }, { target: 'clarifying' }],
+    },
     clarifying: {
       description: 'The Moderator turns the requirements into a scope.',
       entry: 'requestScope',
@@ -276,6 +307,8 @@ export const orchestratorMachine = setup({
         next: {
           description: 'Between tasks; a paused run waits here.',
           always: [
+            { guard: and([not('paused'), 'nextNeedsReview']), target: '#orchestrator.reviewing', actions: 'startNextTask' },
+            { guard: and([not('paused'), 'nextNeedsRevision']), target: 'revising', actions: 'startNextTask' },
             { guard: and([not('paused'), 'hasPendingTask']), target: 'working', actions: 'startNextTask' },
             { guard: and([not('paused'), 'canImprove']), target: '#orchestrator.improving' },
             { guard: not('paused'), target: '#orchestrator.stopped', actions: 'conclude' },
@@ -291,6 +324,7 @@ export const orchestratorMachine = setup({
         'pr.merged': { target: 'implementing', actions: { type: 'markCurrent', params: 'merged' } },
         'review.changes_requested': { target: 'implementing.revising', actions: 'sendFeedback' },
         'pr.rejected': { target: 'implementing', actions: { type: 'markCurrent', params: 'rejected' } },
+        'review.held': { target: 'implementing', actions: { type: 'markCurrent', params: 'held' } },
       },
     },
     improving: {

@@ -69,6 +69,8 @@ test('a provider without its key is refused before anything is created', (t) => 
 });
 
 const replayArgs = ['--provider', 'replay', '--replay', path.join(root, 'demos', 'todo-cli', 'session.json')];
+/** A replay only runs on the requirements it was recorded for. */
+const demoRequirements = (JSON.parse(fs.readFileSync(path.join(root, 'demos', 'todo-cli', 'session.json'), 'utf8')) as { requirements: string }).requirements;
 
 test('a dirty work tree is refused, and the user files are untouched', (t) => {
   const target = tempDir('dirty');
@@ -139,7 +141,7 @@ test('a busy monitor port: a run refuses with exit 2 naming the setting; the dem
   const blocker = net.createServer();
   const port = await new Promise<number>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve((blocker.address() as { port: number }).port)));
   t.teardown(() => blocker.close());
-  const run = await cliInBackground(['x', '--target', path.join(tempDir('busy'), 't'), '-y', ...replayArgs], { DUO_AGENT_MONITOR_PORT: String(port) });
+  const run = await cliInBackground([demoRequirements, '--target', path.join(tempDir('busy'), 't'), '-y', ...replayArgs], { DUO_AGENT_MONITOR_PORT: String(port) });
   t.is(run.code, 2);
   t.regex(run.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use: set DUO_AGENT_MONITOR_PORT or monitor\\.port`));
   const demo = await cliInBackground(['demo', '--target', path.join(tempDir('busy-demo'), 't'), '--max-tokens', '10000'], { DUO_AGENT_MONITOR_PORT: String(port) });

@@ -51,8 +51,8 @@ function failure(t: ExecutionContext, run: () => unknown): string {
 
 function defaultsFor(name: string): Config {
   return {
-    project: { name, type: 'app', language: 'unknown', test_command: 'npm test', test_timeout_seconds: 600 },
-    model: { replay_delay_ms: 0, timeout_seconds: 600, max_retries: 4, claude_cli_path: 'claude' },
+    project: { name, type: 'app', language: 'unknown', test_timeout_seconds: 600 },
+    model: { replay_delay_ms: 0, timeout_seconds: 600, max_retries: 4, reply_retries: 2, claude_cli_path: 'claude' },
     agents: {
       moderator: { model: 'claude-sonnet-4-6', temperature: 0.3, max_tokens: 8000 },
       techlead: {
@@ -80,7 +80,6 @@ function defaultsFor(name: string): Config {
     git: {
       provider: 'local',
       branch_prefix: 'duo-agent',
-      base_branch: 'main',
       author_name: 'Moderator',
       author_email: 'moderator@localhost',
     },
@@ -103,7 +102,6 @@ test('the seed sample files load unchanged from the target and give the seed val
     name: 'example-project',
     type: 'web_app',
     language: 'python',
-    test_command: 'npm test',
     test_timeout_seconds: 600,
   });
   t.deepEqual(config.agents.moderator, { model: 'claude-3-opus', temperature: 0.3, max_tokens: 8000 });
@@ -534,4 +532,28 @@ test('the shipped example file documents every field of the schema', (t) => {
   }
   t.true(documented.has('model.provider'));
   t.true(documented.size > 40);
+});
+
+// --- model defaults that follow the provider ------------------------------------------------------
+
+test('the SDKs’ own base-URL variables set model.base_url for their provider when nothing else does', (t) => {
+  const dir = target(t);
+  const env = { ANTHROPIC_BASE_URL: 'http://127.0.0.1:9001', OPENAI_BASE_URL: 'http://127.0.0.1:9002/v1' };
+  t.is(load(dir, { env: { ...env, DUO_AGENT_MODEL_PROVIDER: 'anthropic' } }).config.model.base_url, 'http://127.0.0.1:9001');
+  t.is(load(dir, { env: { ...env, DUO_AGENT_MODEL_PROVIDER: 'openai' } }).config.model.base_url, 'http://127.0.0.1:9002/v1');
+  t.is(load(dir, { env }).config.model.base_url, undefined, 'no provider: no base URL');
+  const configured = target(t, { 'duo-agent.config.yaml': 'model:\n  provider: openai\n  base_url: http://127.0.0.1:9003\n' });
+  t.is(load(configured, { env }).config.model.base_url, 'http://127.0.0.1:9003', 'the setting beats the variable');
+  const error = configError(t, () => load(dir, { env: { OPENAI_BASE_URL: 'not a url', DUO_AGENT_MODEL_PROVIDER: 'openai' } }));
+  t.regex(error.message, /^OPENAI_BASE_URL: /, 'a bad value names the variable');
+});
+
+test('an agent without a model gets one its provider serves', (t) => {
+  const dir = target(t);
+  const openai = load(dir, { env: { DUO_AGENT_MODEL_PROVIDER: 'openai' } }).config;
+  t.deepEqual([openai.agents.moderator.model, openai.agents.techlead.model, openai.agents.ever_thinker.model], ['gpt-5.4', 'gpt-5.4', 'gpt-5.4']);
+  const chosen = target(t, { 'duo-agent.config.yaml': 'model:\n  provider: openai\nagents:\n  techlead:\n    model: qwen2.5-coder:7b\n' });
+  t.is(load(chosen).config.agents.techlead.model, 'qwen2.5-coder:7b');
+  t.is(load(chosen).config.agents.moderator.model, 'gpt-5.4');
+  t.is(load(dir, { env: { DUO_AGENT_MODEL_PROVIDER: 'anthropic' } }).config.agents.moderator.model, 'claude-sonnet-4-6');
 });

@@ -13,6 +13,8 @@ import { findLockFiles, removeStaleLock } from './stale-locks.ts';
 /** Moderator's own folder in the target; kept out of git through `.git/info/exclude`. */
 const STATE_DIR = '.duo-agent';
 const INITIAL_COMMIT_MESSAGE = 'Initial commit (created by Moderator)';
+/** Moderator's settings files a user keeps in the target; untracked, they do not make the work tree dirty. */
+const SETTINGS_FILES = new Set(['duo-agent.config.yaml', 'agents.yaml']);
 /** How many of a merged task branch's newest commits are searched for a step's commit. */
 const MERGED_SEARCH_DEPTH = 500;
 
@@ -151,6 +153,20 @@ export class GitService {
     return service.prepare();
   }
 
+  /**
+   * The branch the repository at `root` has checked out (an unborn one too), or null: no
+   * repository there, or a detached HEAD. The default base branch of a run.
+   */
+  static async currentBranchOf(options: GitServiceOptions): Promise<string | null> {
+    const service = new GitService(options);
+    if (!existsSync(path.join(service.root, '.git'))) return null;
+    try {
+      return (await service.git(service.root, ['symbolic-ref', '--quiet', '--short', 'HEAD'])).trim() || null;
+    } catch {
+      return null;
+    }
+  }
+
   private async prepare(): Promise<{ initialised: boolean }> {
     let initialised = false;
     // A `.git` entry marks the folder as a repository of its own; a folder that merely sits
@@ -217,7 +233,7 @@ export class GitService {
     if (branches.length === 0) throw new GitError(`the repository at ${this.root} has no commits yet: prepare the target first`);
     if (!branches.includes(this.baseBranch)) {
       const listed = branches.length > 10 ? `${branches.slice(0, 10).join(', ')}, …` : branches.join(', ');
-      throw new GitError(`base branch ${this.baseBranch} does not exist in ${this.root} (branches: ${listed})`);
+      throw new GitError(`the base branch ${this.baseBranch} (git.base_branch) does not exist in ${this.root} (branches: ${listed}): set git.base_branch to one of them, or leave it unset to use the checked-out branch`);
     }
     const current = await this.currentBranch(this.root);
     if (current !== this.baseBranch) {
@@ -377,14 +393,7 @@ export class GitService {
     if (current === null || current === this.baseBranch) {
       throw new GitError(`${cwd} is not on a task branch (${current ?? 'detached HEAD'}): commitAll commits only in task worktrees`);
     }
-    const base = `refs/heads/${this.baseBranch}`;
-    let existing = await this.findStepCommit(cwd, [`${base}..HEAD`], stepKey);
-    // Once merged, the branch's commits are reachable from the base and the range above is
-    // empty. The newest commits of the branch are then searched; a fresh branch (also an
-    // ancestor of the base) costs one short log instead of a search of the whole history.
-    if (existing === null && (await this.isAncestor(cwd, 'HEAD', base))) {
-      existing = await this.findStepCommit(cwd, [`--max-count=${MERGED_SEARCH_DEPTH}`, 'HEAD'], stepKey, false);
-    }
+    const existing = await this.stepCommitIn(cwd, stepKey);
     if (existing !== null) {
       this.logLine(`step ${stepKey} is already committed as ${existing.slice(0, 12)} in ${cwd}`);
       return existing;
@@ -396,6 +405,30 @@ export class GitService {
     const sha = await this.revParse(cwd, 'HEAD^{commit}');
     this.logLine(`committed step ${stepKey} as ${sha.slice(0, 12)} on ${current}`);
     return sha;
+  }
+
+  /** The commit a step already made on the worktree's branch (see commitAll), or null. */
+  async committedStep(worktreePath: string, stepKey: string): Promise<string | null> {
+    checkStepKey(stepKey);
+    return this.stepCommitIn(await this.worktreeRoot(worktreePath), stepKey);
+  }
+
+  /** Whether the worktree holds changes that are not committed (untracked files included). */
+  async hasUncommittedChanges(worktreePath: string): Promise<boolean> {
+    return (await this.dirtyPaths(await this.worktreeRoot(worktreePath))).length > 0;
+  }
+
+  private async stepCommitIn(cwd: string, stepKey: string): Promise<string | null> {
+    const base = `refs/heads/${this.baseBranch}`;
+    const existing = await this.findStepCommit(cwd, [`${base}..HEAD`], stepKey);
+    if (existing !== null) return existing;
+    // Once merged, the branch's commits are reachable from the base and the range above is
+    // empty. The newest commits of the branch are then searched; a fresh branch (also an
+    // ancestor of the base) costs one short log instead of a search of the whole history.
+    if (await this.isAncestor(cwd, 'HEAD', base)) {
+      return this.findStepCommit(cwd, [`--max-count=${MERGED_SEARCH_DEPTH}`, 'HEAD'], stepKey, false);
+    }
+    return null;
   }
 
   /**
@@ -555,6 +588,8 @@ export class GitService {
       // Renames and copies are followed by their source path as the next field.
       if (status.includes('R') || status.includes('C')) index += 1;
       if (file === `${STATE_DIR}/` || file.startsWith(`${STATE_DIR}/`)) continue;
+      // The user's own Moderator settings, not yet committed: not work anyone could lose.
+      if (status === '??' && cwd === this.root && SETTINGS_FILES.has(file)) continue;
       paths.push(file);
     }
     return paths;

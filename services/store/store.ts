@@ -163,6 +163,32 @@ export class Store {
       .run(outcome, reason, now(), now(), id);
   }
 
+  /**
+   * Opens a finished run again for `moderator retry`, in one transaction: its outcome cleared, its
+   * settings carrying the retry plan, its final snapshot dropped (the retry starts a fresh tree
+   * from the plan; a crash before its first checkpoint resumes from the plan again), the re-queued
+   * tasks pending, their closed PRs reopened, and the retry journaled as a person's message.
+   */
+  reopenForRetry(id: string, settings: unknown, taskIds: readonly string[], message: JournalMessage): void {
+    const at = now();
+    this.transaction(() => {
+      this.db
+        .prepare(`UPDATE runs SET status = 'interrupted', phase = 'implementing', outcome = NULL, reason = NULL, finished_at = NULL, settings_json = ?, updated_at = ? WHERE id = ?`)
+        .run(JSON.stringify(settings), at, id);
+      this.db.prepare('DELETE FROM snapshots WHERE run_id = ?').run(id);
+      const task = this.db.prepare(`UPDATE tasks SET status = 'pending', updated_at = ? WHERE run_id = ? AND id = ?`);
+      const pr = this.db.prepare(`UPDATE pull_requests SET status = 'open', updated_at = ? WHERE run_id = ? AND task_id = ? AND status = 'closed'`);
+      for (const taskId of taskIds) {
+        task.run(at, id, taskId);
+        pr.run(at, id, taskId);
+      }
+      this.db
+        .prepare(`INSERT INTO messages (id, run_id, from_actor, to_actor, type, payload_json, correlation_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(message.id, id, message.from, message.to, message.type, JSON.stringify(message.payload ?? null), message.correlationId, message.at);
+      this.addAlert({ runId: id, level: 'info', kind: 'intervention', message: `retry: ${taskIds.join(', ')} re-queued` });
+    });
+  }
+
   setMonitorUrl(id: string, url: string | null): void {
     this.db.prepare('UPDATE runs SET monitor_url = ? WHERE id = ?').run(url, id);
   }
@@ -374,19 +400,22 @@ export class Store {
     const row = this.db.prepare('SELECT * FROM test_runs WHERE run_id = ? AND task_id = ? AND attempt = ?').get(runId, taskId, attempt) as
       | Row
       | undefined;
-    if (!row) return undefined;
-    return {
-      runId: String(row.run_id),
-      taskId: String(row.task_id),
-      attempt: Number(row.attempt),
-      command: String(row.command),
-      passed: row.passed === 1,
-      exitCode: row.exit_code === null ? null : Number(row.exit_code),
-      timedOut: row.timed_out === 1,
-      durationMs: Number(row.duration_ms),
-      output: String(row.output),
-    };
+    return row ? toTestRun(row) : undefined;
   }
+
+  /** The task's newest test run at or before `attempt` (a retried review tests nothing new). */
+  getLatestTestRun(runId: string, taskId: string, attempt: number): TestRunRecord | undefined {
+    const row = this.db
+      .prepare('SELECT * FROM test_runs WHERE run_id = ? AND task_id = ? AND attempt <= ? ORDER BY attempt DESC LIMIT 1')
+      .get(runId, taskId, attempt) as Row | undefined;
+    return row ? toTestRun(row) : undefined;
+  }
+
+  /** The task's newest review before `attempt`: the feedback a revision (or a retry) answers. */
+  getLatestReviewBefore(runId: string, taskId: string, attempt: number): ReviewRecord | undefined {
+    return this.listReviews(runId).filter((review) => review.taskId === taskId && review.attempt < attempt).at(-1);
+  }
+
 
   // ---- model calls ----------------------------------------------------------------------
 
@@ -406,7 +435,7 @@ export class Store {
       .prepare(
         `UPDATE model_calls SET status = @status, model = COALESCE(@model, model), input_tokens = @inputTokens,
            output_tokens = @outputTokens, cache_read_tokens = @cacheReadTokens, cache_write_tokens = @cacheWriteTokens,
-           cost_usd = @costUsd, latency_ms = @latencyMs, error = @error, reply_json = @reply, finished_at = @at
+           usage_source = @usageSource, cost_usd = @costUsd, latency_ms = @latencyMs, error = @error, reply_json = @reply, finished_at = @at
          WHERE id = @id`,
       )
       .run({
@@ -417,6 +446,7 @@ export class Store {
         outputTokens: finish.usage?.outputTokens ?? 0,
         cacheReadTokens: finish.usage?.cacheReadTokens ?? 0,
         cacheWriteTokens: finish.usage?.cacheWriteTokens ?? 0,
+        usageSource: finish.usage?.source ?? null,
         costUsd: finish.costUsd ?? 0,
         latencyMs: finish.latencyMs ?? null,
         error: finish.error ?? null,
@@ -549,6 +579,20 @@ function toRun(row: Row): RunRecord {
   };
 }
 
+function toTestRun(row: Row): TestRunRecord {
+  return {
+    runId: String(row.run_id),
+    taskId: String(row.task_id),
+    attempt: Number(row.attempt),
+    command: String(row.command),
+    passed: row.passed === 1,
+    exitCode: row.exit_code === null ? null : Number(row.exit_code),
+    timedOut: row.timed_out === 1,
+    durationMs: Number(row.duration_ms),
+    output: String(row.output),
+  };
+}
+
 function toTask(row: Row): TaskRecord {
   return {
     runId: String(row.run_id),
@@ -602,6 +646,7 @@ function toModelCall(row: Row): ModelCallRecord {
     outputTokens: Number(row.output_tokens),
     cacheReadTokens: Number(row.cache_read_tokens),
     cacheWriteTokens: Number(row.cache_write_tokens),
+    ...(row.usage_source === 'counted' || row.usage_source === 'estimated' ? { source: row.usage_source } : {}),
     costUsd: Number(row.cost_usd),
     latencyMs: row.latency_ms === null ? null : Number(row.latency_ms),
     error: row.error === null ? null : String(row.error),
