@@ -180,3 +180,25 @@ test('a replay is refused on a repository it was not recorded on, and on other r
   t.is(other.code, 2);
   t.regex(other.stderr, /was made for other requirements/);
 });
+
+test('an answer that changes nothing is never committed: asked again, then the task fails; retry with a real change finishes it', async (t) => {
+  const answers = { ...sloppyAnswers(), implement: ['```json\n{"summary": "The module already exists.", "files": []}\n```'], review: [JSON.stringify({ verdict: 'approve', summary: 'fine', comments: [] })] };
+  const model = weakModel(answers, noUsage);
+  const fake = await weakServer(t, model, 'accept');
+  const repo = masterRepo('weak-nochange', { ...baseConfig, model: { ...baseConfig.model, reply_retries: 1 } });
+  const first = await run([REQUIREMENTS, '--target', repo.target, '-y'], fake);
+  t.is(first.code, 5, first.stderr);
+  t.regex(first.stderr, /T1: the change left the repository unchanged; asking again/);
+  t.regex(parseSummary(first.stdout).reason ?? '', /T1 failed/);
+  t.regex(first.stderr, /left the repository unchanged after 2 tries; nothing was committed/);
+  t.is(model.seen.implement.length, 2);
+  const nochange = model.seen.implement[1]?.body as { messages: { role: string; content: string }[] };
+  t.regex(nochange.messages[1]?.content ?? '', /left the repository exactly as it was/);
+  t.is(git(repo.target, 'rev-list', '--count', 'master..duo-agent/feature/T1'), '0', 'no empty commit was made');
+
+  model.answer('implement', sloppyAnswers().implement ?? []);
+  const retried = await run(['retry', parseSummary(first.stdout).runId, '--target', repo.target, '--task', 'T1'], fake);
+  t.is(retried.code, 0, retried.stderr);
+  t.regex(retried.stderr, /T1 \(implement, attempt 2\)/);
+  t.is(git(repo.target, 'show', 'master:greet.js'), files.module.trimEnd());
+});
