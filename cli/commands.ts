@@ -10,12 +10,14 @@ import type { RetryPlan } from '../machines/orchestrator.machine.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import {
   agentsFileSchema, childProcessEnv, configForResume, isRunConfig, loadConfig, resolveTarget, withBaseBranch,
-  type AgentDefinitions, type Config, type ConfigOverrides, type Env, type RunConfig,
+  type AgentDefinitions, type Config, type ConfigOverrides, type Env, type LoadedConfig, type RunConfig,
 } from '../config/index.ts';
-import { ModeratorError, UsageError } from '../errors.ts';
+import { ModeratorError, StorageFullError, UsageError, isStorageFull, messageOf } from '../errors.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { readSession, type Session } from '../services/llm/replay.ts';
 import { Store, databasePath, stateDir, type RunRecord } from '../services/store/store.ts';
+import { StoreError } from '../services/store/store-error.ts';
+import { lockTarget } from '../services/target-lock.ts';
 import type { CliArgs } from './args.ts';
 import { exitCodeOf, exitCodes } from './exit-codes.ts';
 import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
@@ -160,6 +162,55 @@ export async function startRun(
   if (!args.yes && !context.stdinIsTty) {
     throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
   }
+  const held = takeTarget(start.target, 'another new run');
+  try {
+    return await startLocked(context, args, start, loaded, backend);
+  } finally {
+    held.release();
+  }
+}
+
+/**
+ * Takes the target for this process (see services/target-lock.ts). What the lock had to create
+ * (the target folder, its state folder) is removed again if nothing else came to be there, so a
+ * refused start leaves the user's folder as it was.
+ */
+function takeTarget(target: string, what: string): { release(): void } {
+  if (fs.existsSync(target) && !fs.statSync(target).isDirectory()) throw new UsageError(`--target ${target} is not a folder: give a folder (a git repository, or a new or empty folder)`);
+  const created = [target, stateDir(target)].filter((dir) => !fs.existsSync(dir));
+  let lock;
+  try {
+    lock = lockTarget(stateDir(target), what, isAlive);
+  } catch (error) {
+    removeIfEmpty(created);
+    throw error;
+  }
+  return {
+    release() {
+      lock.release();
+      removeIfEmpty(created);
+    },
+  };
+}
+
+function removeIfEmpty(dirs: string[]): void {
+  for (const dir of [...dirs].reverse()) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      // Not empty (the run is there) or already gone: left as it is.
+    }
+  }
+}
+
+async function startLocked(
+  context: CliContext,
+  args: CliArgs,
+  start: { requirements: string; target: string },
+  loaded: LoadedConfig,
+  backend: ModelProvider,
+): Promise<number> {
+  const target = start.target;
   const identity = { name: loaded.config.git.author_name, email: loaded.config.git.author_email };
   const env = childProcessEnv(context.env);
   let config: RunConfig;
@@ -187,20 +238,21 @@ export async function startRun(
   const provider = withRecording(args, backend, { requirements: start.requirements, startTree }, config);
   const store = Store.open(databasePath(start.target));
   try {
-    const busy = store.listRuns().find((run) => run.status === 'running' && run.pid !== null && run.pid !== process.pid && isAlive(run.pid));
-    if (busy) throw new UsageError(`run ${busy.id} is still running on this target (process ${busy.pid}); wait for it or stop it first`);
     const runId = newRunId();
     // The intervention token is a credential: not stored with the run (a resumed run prints a new one).
     const settings: StoredSettings = { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents: loaded.agents };
-    store.createRun({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() });
+    try {
+      store.createRunExclusive({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() }, isAlive);
+    } catch (error) {
+      throw error instanceof StoreError ? new UsageError(error.message, { cause: error }) : error;
+    }
     context.reporter.line(`run ${runId} on ${start.target} (base branch ${config.git.base_branch})`);
     context.reporter.line(`models: ${provider.description}`);
     return await drive(context, args, {
       store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, autoApprove: args.yes, reporter: context.reporter,
     });
   } catch (error) {
-    markInterrupted(store);
-    throw error;
+    throw afterError(store, target, error);
   } finally {
     store.close();
   }
@@ -212,12 +264,36 @@ async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOp
   const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo' });
   if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
   store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
+  store.checkpointWal();
   return finish(context, args, store, runId, result.kind === 'interrupted');
 }
 
-/** Leaves any run this process holds resumable after an error. */
-function markInterrupted(store: Store): void {
-  for (const run of store.listRuns()) if (run.pid === process.pid) store.releaseRun(run.id, 'interrupted');
+/**
+ * Leaves any run this process holds resumable after an error, and says what to do when the disk
+ * filled up. Marking the run may itself fail on a full disk: a run whose process is gone counts as
+ * interrupted anyway, so that is no reason to hide the first error.
+ */
+function afterError(store: Store, target: string, error: unknown): unknown {
+  const held = (() => {
+    try {
+      return store.listRuns().filter((run) => run.pid === process.pid);
+    } catch {
+      return [];
+    }
+  })();
+  for (const run of held) {
+    try {
+      store.releaseRun(run.id, 'interrupted');
+    } catch {
+      // See above: the run is resumable either way.
+    }
+  }
+  if (!isStorageFull(error)) return error;
+  const runId = held[0]?.id;
+  return new StorageFullError(
+    `the disk holding ${target} is full (${messageOf(error)}): free some space, then ${runId ? `continue with  moderator --resume ${runId} --target ${target}` : 'start again'}`,
+    { cause: error },
+  );
 }
 
 function openRuns(context: CliContext, args: CliArgs): { store: Store; target: string } {
@@ -259,12 +335,31 @@ async function continueRun(context: CliContext, args: CliArgs, store: Store, tar
   const backend = createProvider({ config, secrets: resolved.secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
   await preflight(backend, config, context.env);
   const provider = withRecording(args, backend, { requirements: run.requirements }, config);
+  const held = takeTarget(target, `run ${run.id}`);
+  try {
+    return await continueLocked(context, args, store, target, run, snapshot, announce, { config, agents, provider, retry: stored.retry });
+  } finally {
+    held.release();
+  }
+}
+
+async function continueLocked(
+  context: CliContext,
+  args: CliArgs,
+  store: Store,
+  target: string,
+  run: RunRecord,
+  snapshot: StoredSnapshot | undefined,
+  announce: string,
+  settings: { config: RunConfig; agents: AgentDefinitions; provider: ModelProvider; retry: RetryPlan | undefined },
+): Promise<number> {
+  const { config, agents, provider, retry } = settings;
   try {
     store.claimRun(run.id, isAlive);
   } catch (error) {
     throw new UsageError((error as Error).message, { cause: error });
   }
-  store.updateRunSettings(run.id, { config, agents, ...(stored.retry ? { retry: stored.retry } : {}) } satisfies StoredSettings);
+  store.updateRunSettings(run.id, { config, agents, ...(retry ? { retry } : {}) } satisfies StoredSettings);
   const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: childProcessEnv(context.env) });
   for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
   context.reporter.line(`${announce} (phase ${run.phase}, session ${run.sessions + 1})`);
@@ -273,7 +368,7 @@ async function continueRun(context: CliContext, args: CliArgs, store: Store, tar
   return drive(context, args, {
     store, runId: run.id, target, requirements: run.requirements, config, agents, env: context.env, provider, autoApprove: true, reporter: context.reporter,
     ...(snapshot ? { snapshot } : {}),
-    ...(stored.retry ? { retry: stored.retry } : {}),
+    ...(retry ? { retry } : {}),
   });
 }
 
@@ -302,8 +397,7 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
     }
     return await continueRun(context, args, store, target, run, snapshot, `resuming run ${runId}`);
   } catch (error) {
-    markInterrupted(store);
-    throw error;
+    throw afterError(store, target, error);
   } finally {
     store.close();
   }
@@ -371,8 +465,7 @@ export async function retryRun(context: CliContext, args: CliArgs, runId: string
     context.reporter.line(`retry of run ${runId}: ${requeued.map((task) => `${task.id} (${task.stage}, attempt ${task.attempt})`).join(', ')}`);
     return await continueRun(context, args, store, target, store.getRun(runId) as RunRecord, undefined, `retrying run ${runId}`);
   } catch (error) {
-    markInterrupted(store);
-    throw error;
+    throw afterError(store, target, error);
   } finally {
     store.close();
   }

@@ -4,7 +4,7 @@ import { createActor, type Snapshot } from 'xstate';
 import { provideRun, type AskApproval } from '../actors/provide.ts';
 import type { RunServices } from '../actors/run-services.ts';
 import { childProcessEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
-import { messageOf } from '../errors.ts';
+import { StorageFullError, messageOf } from '../errors.ts';
 import { interAgentEventTypes, type TaskRef } from '../machines/events.ts';
 import type { OrchestratorInput, OrchestratorOutput, RetryPlan } from '../machines/orchestrator.machine.ts';
 import { GitService } from '../services/git/git-service.ts';
@@ -175,7 +175,8 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   const clock = new RunClock(store, runId);
   const machine = provideRun(services, clock, askOnTerminal);
 
-  let failure: unknown;
+  /** Ends the session with an error at once, from wherever it is found (set when the session's promise starts). */
+  let fail: (error: unknown) => void = () => {};
   let exportedPhase = '';
   const checkpointer = new Checkpointer({
     store,
@@ -191,15 +192,17 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       if (phase !== exportedPhase) {
         exportedPhase = phase;
         exportCheckpoint(options.target, runId, store);
+        // The main database file holds every phase change: a lost WAL loses at most one phase.
+        store.checkpointWal();
       }
     },
     onPhase: (phase) => {
       reporter.phase(phase);
       logs.for('orchestrator').info({ phase }, 'phase');
     },
-    onError: (error) => {
-      failure = error;
-    },
+    // A checkpoint that cannot be written (disk full, database gone) stops the run now: effects
+    // that cannot be journaled must not go on. The last good checkpoint stays for --resume.
+    onError: (error) => fail(error),
   });
 
   const monitoringOptions = {
@@ -233,6 +236,12 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     systemId: 'orchestrator',
     input: orchestratorInput(config, options.autoApprove, options.retry),
     inspect: (event) => {
+      // A full disk halts the session before the failure becomes a decision in any checkpoint:
+      // the step runs again on resume, once there is space.
+      if (event.type === '@xstate.event' && event.event.type === 'agent.failed' && (event.event as { code?: unknown }).code === 'storage_full') {
+        fail(new StorageFullError(String((event.event as { message?: unknown }).message)));
+        return;
+      }
       checkpointer.observe(event);
       monitoring.observe(event);
       inspector?.inspect(event);
@@ -243,55 +252,68 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   monitoring.attach(actor);
 
   const result = await new Promise<SessionResult>((resolve, reject) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      // Keep what is journaled, tear nothing down into the checkpoint: the run resumes from here.
-      checkpointer.flush();
-      checkpointer.stop();
-      actor.stop();
-      resolve({ kind: 'interrupted', signal });
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    const cleanup = () => {
+    let settled = false;
+    const settle = (finish: () => void) => {
+      if (settled) return;
+      settled = true;
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      finish();
     };
-    actor.subscribe({
-      next: (snapshot) => {
-        if (failure) {
-          cleanup();
-          checkpointer.stop();
-          actor.stop();
-          reject(failure);
-        } else if (snapshot.status === 'done') {
-          cleanup();
-          checkpointer.flush();
-          checkpointer.stop();
-          rememberIdeas(store, runId, preferences);
-          resolve({ kind: 'finished', output: snapshot.output as OrchestratorOutput });
-        }
-      },
-      // A bug in a chart or an action: keep the last good checkpoint, stop every child (rule 6).
-      error: (error) => {
-        cleanup();
+    const onSignal = (signal: NodeJS.Signals) =>
+      settle(() => {
+        // Keep what is journaled, tear nothing down into the checkpoint: the run resumes from here.
+        checkpointer.flush();
         checkpointer.stop();
         actor.stop();
-        reject(new Error(`the actor tree failed: ${messageOf(error)}`, { cause: error }));
+        resolve({ kind: 'interrupted', signal });
+      });
+    fail = (error) =>
+      settle(() => {
+        checkpointer.stop();
+        actor.stop();
+        reject(error);
+      });
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    actor.subscribe({
+      next: (snapshot) => {
+        if (snapshot.status !== 'done') return;
+        settle(() => {
+          checkpointer.flush();
+          checkpointer.stop();
+          try {
+            rememberIdeas(store, runId, preferences);
+          } catch (error) {
+            logs.for('orchestrator').warn({ error: messageOf(error) }, 'could not record the improvement outcomes');
+          }
+          resolve({ kind: 'finished', output: snapshot.output as OrchestratorOutput });
+        });
       },
+      // A bug in a chart or an action: keep the last good checkpoint, stop every child (rule 6).
+      error: (error) => fail(new Error(`the actor tree failed: ${messageOf(error)}`, { cause: error })),
     });
     try {
       actor.start();
     } catch (error) {
-      cleanup();
-      checkpointer.stop();
-      reject(error);
+      fail(error);
     }
   }).finally(async () => {
-    // Also when the tree failed: the port is released and status stops pointing at it.
-    clock.flush();
-    inspector?.stop();
-    await monitoring.close();
-    store.setMonitorUrl(runId, null);
+    // Also when the tree failed or the disk is full: every step runs, so the port is always
+    // released and the process can exit; a step that fails (a write to a full disk) is logged.
+    const steps: [string, () => unknown][] = [
+      ['account the run time', () => clock.flush()],
+      ['stop the inspector bridge', () => inspector?.stop()],
+      ['close the monitoring server', () => monitoring.close()],
+      ['clear the monitor address', () => store.setMonitorUrl(runId, null)],
+    ];
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (error) {
+        logs.for('orchestrator').warn({ error: messageOf(error) }, `could not ${what}`);
+      }
+    }
   });
   return result;
 }

@@ -1,3 +1,5 @@
+import { isStorageFull } from '../errors.ts';
+
 /**
  * The typed vocabulary the agents speak. Every inter-agent event is namespaced (`task.assigned`)
  * and journaled; payloads stay small (ids and counters): texts live in the store.
@@ -91,8 +93,13 @@ export const interAgentEventTypes = [
   'human.answered', 'run.pause', 'run.resume', 'task.skip',
 ] as const;
 
-/** What failed effects carry out of an actor: a code the orchestrator can act on. */
+/**
+ * What failed effects carry out of an actor: a code the orchestrator can act on. A full disk is
+ * `storage_full` whatever failed on it (git, SQLite, a file write): the session halts on that code,
+ * resumable, instead of counting it against the task.
+ */
 export function errorCode(error: unknown): string {
+  if (isStorageFull(error)) return 'storage_full';
   if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
   return 'error';
 }

@@ -92,6 +92,33 @@ export class Store {
 
   // ---- runs ------------------------------------------------------------------------------
 
+  /**
+   * Creates the run unless another live process runs one on this target: the check and the
+   * insert in one IMMEDIATE transaction, so two processes can never both pass the check.
+   */
+  createRunExclusive(run: NewRun, isAlive: (pid: number) => boolean): void {
+    this.db
+      .transaction(() => {
+        const busy = this.listRuns().find((other) => other.status === 'running' && other.pid !== null && other.pid !== process.pid && other.host === os.hostname() && isAlive(other.pid));
+        if (busy) throw new StoreError(`run ${busy.id} is still running on this target (process ${busy.pid}); wait for it or stop it first`);
+        this.createRun(run);
+      })
+      .immediate();
+    // The new run is in the main database file at once: losing the WAL must not lose the run.
+    this.checkpointWal();
+  }
+
+  /**
+   * Copies the WAL into the main database file (called at phase changes), so the main file
+   * always holds a resumable run even if `moderator.db-wal` is lost. PASSIVE: it never waits
+   * (a `status` reading meanwhile only delays part of the copy to the next call), so the run's
+   * event loop is never held up by another process.
+   */
+  checkpointWal(): void {
+    if (this.db.memory) return;
+    this.db.pragma('wal_checkpoint(PASSIVE)');
+  }
+
   createRun(run: NewRun): void {
     const at = now();
     this.db
@@ -127,15 +154,19 @@ export class Store {
    * so two processes never drive the same actor tree.
    */
   claimRun(id: string, isAlive: (pid: number) => boolean): void {
-    const run = this.getRun(id);
-    if (!run) throw new StoreError(`unknown run ${id}`);
-    if (run.pid !== null && run.pid !== process.pid && run.host === os.hostname() && isAlive(run.pid)) {
-      throw new StoreError(`run ${id} is in use by process ${run.pid}; stop it first or wait for it to finish`);
-    }
     this.db
-      .prepare(`UPDATE runs SET pid = ?, host = ?, status = CASE status WHEN 'finished' THEN status ELSE 'running' END,
-                 sessions = sessions + 1, updated_at = ? WHERE id = ?`)
-      .run(process.pid, os.hostname(), now(), id);
+      .transaction(() => {
+        const run = this.getRun(id);
+        if (!run) throw new StoreError(`unknown run ${id}`);
+        if (run.pid !== null && run.pid !== process.pid && run.host === os.hostname() && isAlive(run.pid)) {
+          throw new StoreError(`run ${id} is in use by process ${run.pid}; stop it first or wait for it to finish`);
+        }
+        this.db
+          .prepare(`UPDATE runs SET pid = ?, host = ?, status = CASE status WHEN 'finished' THEN status ELSE 'running' END,
+                     sessions = sessions + 1, updated_at = ? WHERE id = ?`)
+          .run(process.pid, os.hostname(), now(), id);
+      })
+      .immediate();
   }
 
   releaseRun(id: string, status: RunStatus): void {
