@@ -30,13 +30,12 @@ export interface GitServiceOptions {
   baseBranch: string;
   log?: (msg: string) => void;
   /**
-   * Environment of the git processes. Default: this process's environment as simple-git passes
-   * it (it drops GIT_* and editor/pager variables). The composition root should pass a minimal
-   * one (PATH, HOME), since only `config/` reads process.env. GIT_*, EDITOR, VISUAL, PAGER and
-   * SSH_ASKPASS keys are dropped: they would redirect git (GIT_DIR, GIT_INDEX_FILE, ...), and
-   * simple-git refuses to spawn with them anyway.
+   * The whole environment of the git processes; nothing else of this process is inherited. git
+   * needs PATH and HOME (for the user's global config, of which Moderator overrides what matters).
+   * GIT_*, EDITOR, VISUAL, PAGER and SSH_ASKPASS keys are dropped: they would redirect git
+   * (GIT_DIR, GIT_INDEX_FILE, ...) or start a program.
    */
-  env?: Record<string, string>;
+  env: Record<string, string>;
   /**
    * Run the target's git hooks (pre-commit, commit-msg, post-checkout, ...) on Moderator's own
    * commits, merges and worktrees. Default false: an unattended run cannot answer a hook that
@@ -431,7 +430,8 @@ export class GitService {
       }
       try {
         await this.git(this.root, [
-          'merge', '--no-ff', '--no-edit', '--no-log', '--no-squash', '--no-autostash', '--cleanup=whitespace',
+          // --no-stat: nobody reads the diffstat, and computing it is a diff of the whole merge.
+          'merge', '--no-ff', '--no-edit', '--no-log', '--no-squash', '--no-autostash', '--no-stat', '--no-verify-signatures', '--cleanup=whitespace',
           '-m', withStepTrailer(message, stepKey), branch,
         ]);
       } catch (error) {
@@ -462,7 +462,7 @@ export class GitService {
 
   /** Paths the branch changed since it left the base branch. */
   async changedFiles(branch: string): Promise<string[]> {
-    const out = await this.git(this.root, ['diff', '--name-only', '-z', '--no-ext-diff', `refs/heads/${this.baseBranch}...${this.qualify(branch)}`, '--']);
+    const out = await this.git(this.root, ['diff', '--name-only', '-z', '--no-ext-diff', '--no-textconv', `refs/heads/${this.baseBranch}...${this.qualify(branch)}`, '--']);
     return out.split('\0').filter((name) => name !== '');
   }
 
@@ -562,7 +562,7 @@ export class GitService {
 
   private async unmergedPaths(cwd: string): Promise<string[]> {
     try {
-      const out = await this.git(cwd, ['diff', '--name-only', '-z', '--diff-filter=U']);
+      const out = await this.git(cwd, ['diff', '--name-only', '-z', '--no-ext-diff', '--no-textconv', '--diff-filter=U']);
       return [...new Set(out.split('\0').filter((name) => name !== ''))];
     } catch {
       return [];
