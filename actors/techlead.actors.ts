@@ -99,7 +99,7 @@ export function techleadActors(services: RunServices) {
     const commands = [...(project.setup_command ? [project.setup_command] : []), project.test_command];
     let result = { passed: true, exitCode: 0 as number | null, timedOut: false, durationMs: 0, output: '' };
     for (const command of commands) {
-      const step = await runTestCommand({ command, cwd, env: services.childEnv, timeoutMs, signal });
+      const step = await runTestCommand({ command, cwd, env: services.childEnv, timeoutMs, signal, sandbox: services.sandbox });
       result = { passed: step.passed, exitCode: step.exitCode, timedOut: step.timedOut, durationMs: result.durationMs + step.durationMs, output: `${result.output}$ ${command}\n${step.output}` };
       if (!step.passed) break;
     }

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Snapshot } from 'xstate';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import {
-  agentsFileSchema, childProcessEnv, configForResume, loadConfig, resolveTarget,
+  agentsFileSchema, configForResume, gitEnv, loadConfig, resolveTarget,
   type AgentDefinitions, type Config, type ConfigOverrides, type Env,
 } from '../config/index.ts';
 import { ModeratorError, UsageError } from '../errors.ts';
@@ -135,7 +135,7 @@ export async function startRun(
   const identity = { name: config.git.author_name, email: config.git.author_email };
   try {
     // A target Moderator cannot safely work on is the user's input to fix, not a failed run.
-    const env = childProcessEnv(context.env);
+    const env = gitEnv(context.env);
     await GitService.prepareTarget({ root: start.target, identity, baseBranch: config.git.base_branch, env });
     await new GitService({ root: start.target, identity, baseBranch: config.git.base_branch, env }).assertClean();
   } catch (error) {
@@ -216,7 +216,7 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
       throw new UsageError((error as Error).message, { cause: error });
     }
     store.updateRunSettings(runId, { config, agents } satisfies StoredSettings);
-    const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: childProcessEnv(context.env) });
+    const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: gitEnv(context.env) });
     for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
     context.reporter.line(`resuming run ${runId} (phase ${run.phase}, session ${run.sessions + 1})`);
     context.reporter.line(`models: ${provider.description}`);

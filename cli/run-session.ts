@@ -3,8 +3,8 @@ import readline from 'node:readline/promises';
 import { createActor, type Snapshot } from 'xstate';
 import { provideRun, type AskApproval } from '../actors/provide.ts';
 import type { RunServices } from '../actors/run-services.ts';
-import { childProcessEnv, type AgentDefinitions, type Config, type Env } from '../config/index.ts';
-import { messageOf } from '../errors.ts';
+import { childProcessEnv, gitEnv, type AgentDefinitions, type Config, type Env } from '../config/index.ts';
+import { messageOf, UsageError } from '../errors.ts';
 import { interAgentEventTypes, type TaskRef } from '../machines/events.ts';
 import type { OrchestratorInput, OrchestratorOutput } from '../machines/orchestrator.machine.ts';
 import { GitService } from '../services/git/git-service.ts';
@@ -12,6 +12,7 @@ import { ModelGateway } from '../services/llm/gateway.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import { AgentLogs } from '../services/logger.ts';
 import { LocalPrProvider } from '../services/pr/local-pr-provider.ts';
+import { resolveSandbox } from '../services/sandbox/sandbox.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { Preferences } from '../services/preferences.ts';
 import { RunClock } from '../services/run-clock.ts';
@@ -119,6 +120,11 @@ const askOnTerminal: AskApproval = async () => {
  */
 export async function runSession(options: SessionOptions): Promise<SessionResult> {
   const { store, runId, config, reporter } = options;
+  const childEnv = childProcessEnv(options.env, config.project.pass_env);
+  // Decided (bwrap probed) once per process, before anything starts; said once.
+  const commands = await resolveSandbox(config.agents.techlead.sandbox, { network: config.agents.techlead.allow_network, path: childEnv.PATH });
+  if (commands.refusal !== undefined) throw new UsageError(commands.refusal);
+  reporter.line(commands.sandbox.description);
   const logs = new AgentLogs({ dir: path.join(stateDir(options.target), 'logs'), runId, level: config.logging.level });
   const gateway = new ModelGateway({
     store,
@@ -131,13 +137,12 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       logs.for(report.agent).info({ callKey: report.callKey, purpose: report.purpose, taskId: report.taskId, fromJournal: report.fromJournal, usage, error: report.error }, 'model call');
     },
   });
-  const childEnv = childProcessEnv(options.env);
   const preferences = new Preferences(stateDir(options.target));
   const git = new GitService({
     root: options.target,
     identity: { name: config.git.author_name, email: config.git.author_email },
     baseBranch: config.git.base_branch,
-    env: childEnv,
+    env: gitEnv(options.env),
     log: (line) => logs.for('git').info(line),
   });
   const services: RunServices = {
@@ -151,6 +156,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     git,
     prs: new LocalPrProvider({ store, git, runId }),
     childEnv,
+    sandbox: commands.sandbox,
     logs,
     progress: (line) => reporter.line(line),
     pastIdeas: () => preferences.recent(),
@@ -165,6 +171,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
               commandTimeoutMs: config.agents.techlead.command_timeout_seconds * 1000,
               outputCapBytes: 32 * 1024,
               env: childEnv,
+              sandbox: commands.sandbox,
               baseBranch: config.git.base_branch,
             }),
   };
