@@ -19,7 +19,7 @@
  * - git calls: every git process the run started, counted by wrapping GitRunner's `run` and
  *   `test` (the one runner all of Moderator's git calls go through), against the plain script's
  *   own count, per task: gitCallsRatio = gitCallsPerTask / plainGitCallsPerTask (goal <= 2).
- *   gitCallsByCommand says where they go.
+ *   gitCallsByCommand says where they go, gitMs how long the run waited for git in all.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -79,19 +79,24 @@ Checkpointer.prototype.attach = function attach(this: Checkpointer, rootActor: A
 // ---- count the git processes the run starts ------------------------------------------------
 
 const gitCalls = new Map<string, number>();
-const countCall = (args: string[]) => {
+let gitMs = 0;
+async function counted<T>(args: string[], call: () => Promise<T>): Promise<T> {
   const command = args[0] === 'worktree' ? `worktree ${args[1] ?? ''}` : (args[0] ?? '');
   gitCalls.set(command, (gitCalls.get(command) ?? 0) + 1);
-};
+  const started = performance.now();
+  try {
+    return await call();
+  } finally {
+    gitMs += performance.now() - started;
+  }
+}
 const originalRun = GitRunner.prototype.run;
 const originalTest = GitRunner.prototype.test;
 GitRunner.prototype.run = function run(this: GitRunner, cwd: string, args: string[]): Promise<string> {
-  countCall(args);
-  return originalRun.call(this, cwd, args);
+  return counted(args, () => originalRun.call(this, cwd, args));
 };
 GitRunner.prototype.test = function test(this: GitRunner, cwd: string, args: string[]): Promise<boolean> {
-  countCall(args);
-  return originalTest.call(this, cwd, args);
+  return counted(args, () => originalTest.call(this, cwd, args));
 };
 
 // ---- the demo, in this process ---------------------------------------------------------------
@@ -236,6 +241,8 @@ try {
     overheadRatio: round(overheadMs / plainGitMs, 2),
     overheadRatioGoal: 1.3,
     tasks: work.length,
+    // Time inside git processes the run started (calls rarely overlap: one task at a time).
+    gitMs: round(gitMs),
     gitCalls: runGitCalls,
     plainGitCalls,
     gitCallsPerTask: round(runGitCalls / tasks),

@@ -7,7 +7,7 @@ import {
 } from './commit-message.ts';
 import { GitError } from './git-error.ts';
 import { GitRunner } from './git-runner.ts';
-import { RepositoryMemo, adminLooksWhole, headFileIsOn, plainLayout, worktreeAdminOf, type KnownWorktree, type RepositoryLayout } from './repository-memo.ts';
+import { RepositoryMemo, adminLooksWhole, headFileIsOn, plainLayout, worktreeAdminOf, type RepositoryLayout } from './repository-memo.ts';
 import { resolveInside } from './safe-path.ts';
 import { findLockFiles, removeStaleLock } from './stale-locks.ts';
 
