@@ -119,7 +119,7 @@ export function techleadActors(services: RunServices) {
     const commands = [...(project.setup_command ? [project.setup_command] : []), test.command];
     let result = { passed: true, exitCode: 0 as number | null, timedOut: false, durationMs: 0, output: '' };
     for (const command of commands) {
-      const step = await runTestCommand({ command, cwd, env: services.childEnv, timeoutMs, signal });
+      const step = await runTestCommand({ command, cwd, env: services.childEnv, timeoutMs, signal, sandbox: services.sandbox });
       // Cut short by Ctrl-C, SIGTERM, a stop or the run's own time limit: not a result. Nothing
       // is recorded, so a resumed run tests again instead of reading "failed" from the journal.
       if (step.aborted || signal.aborted) throw signal.reason ?? new Error('the test run was aborted');

@@ -9,7 +9,7 @@ import type { TaskRef } from '../machines/events.ts';
 import type { RetryPlan } from '../machines/orchestrator.machine.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import {
-  agentsFileSchema, childProcessEnv, configForResume, isRunConfig, loadConfig, resolveTarget, withBaseBranch,
+  agentsFileSchema, configForResume, gitEnv, isRunConfig, loadConfig, resolveTarget, withBaseBranch,
   type AgentDefinitions, type Config, type ConfigOverrides, type Env, type LoadedConfig, type RunConfig,
 } from '../config/index.ts';
 import { ModeratorError, StorageFullError, UsageError, isStorageFull, messageOf } from '../errors.ts';
@@ -23,7 +23,8 @@ import { exitCodeOf, exitCodes } from './exit-codes.ts';
 import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
 import { createProvider, preflight, recording } from './providers.ts';
 import { Reporter } from './reporter.ts';
-import { runSession, type SessionOptions } from './run-session.ts';
+import { commandSandbox, runSession, type SessionOptions } from './run-session.ts';
+import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { formatSummary, summarize, type RunSummary } from './summary.ts';
 
 export interface CliContext {
@@ -212,7 +213,7 @@ async function startLocked(
 ): Promise<number> {
   const target = start.target;
   const identity = { name: loaded.config.git.author_name, email: loaded.config.git.author_email };
-  const env = childProcessEnv(context.env);
+  const env = gitEnv(context.env);
   let config: RunConfig;
   let startTree: string;
   try {
@@ -234,6 +235,7 @@ async function startLocked(
     assertReplayFits(readSessionOrRefuse(config.model.replay_file), config.model.replay_file, start.requirements, startTree);
   }
 
+  const sandbox = await commandSandbox(config, context.env);
   await preflight(backend, config, context.env);
   const provider = withRecording(args, backend, { requirements: start.requirements, startTree }, config);
   const store = Store.open(databasePath(start.target));
@@ -249,7 +251,7 @@ async function startLocked(
     context.reporter.line(`run ${runId} on ${start.target} (base branch ${config.git.base_branch})`);
     context.reporter.line(`models: ${provider.description}`);
     return await drive(context, args, {
-      store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, autoApprove: args.yes, reporter: context.reporter,
+      store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, sandbox, autoApprove: args.yes, reporter: context.reporter,
     });
   } catch (error) {
     throw afterError(store, target, error);
@@ -333,11 +335,12 @@ async function continueRun(context: CliContext, args: CliArgs, store: Store, tar
   const config = resolved.config;
   const agents = agentsFileSchema.parse({ agents: stored.agents ?? {} }).agents;
   const backend = createProvider({ config, secrets: resolved.secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
+  const sandbox = await commandSandbox(config, context.env);
   await preflight(backend, config, context.env);
   const provider = withRecording(args, backend, { requirements: run.requirements }, config);
   const held = takeTarget(target, `run ${run.id}`);
   try {
-    return await continueLocked(context, args, store, target, run, snapshot, announce, { config, agents, provider, retry: stored.retry });
+    return await continueLocked(context, args, store, target, run, snapshot, announce, { config, agents, provider, sandbox, retry: stored.retry });
   } finally {
     held.release();
   }
@@ -351,22 +354,22 @@ async function continueLocked(
   run: RunRecord,
   snapshot: StoredSnapshot | undefined,
   announce: string,
-  settings: { config: RunConfig; agents: AgentDefinitions; provider: ModelProvider; retry: RetryPlan | undefined },
+  settings: { config: RunConfig; agents: AgentDefinitions; provider: ModelProvider; sandbox: CommandSandbox; retry: RetryPlan | undefined },
 ): Promise<number> {
-  const { config, agents, provider, retry } = settings;
+  const { config, agents, provider, sandbox, retry } = settings;
   try {
     store.claimRun(run.id, isAlive);
   } catch (error) {
     throw new UsageError((error as Error).message, { cause: error });
   }
   store.updateRunSettings(run.id, { config, agents, ...(retry ? { retry } : {}) } satisfies StoredSettings);
-  const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: childProcessEnv(context.env) });
+  const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: gitEnv(context.env) });
   for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
   context.reporter.line(`${announce} (phase ${run.phase}, session ${run.sessions + 1})`);
   context.reporter.line(`models: ${provider.description}`);
   context.reporter.setTokens(store.totals(run.id).tokensUsed);
   return drive(context, args, {
-    store, runId: run.id, target, requirements: run.requirements, config, agents, env: context.env, provider, autoApprove: true, reporter: context.reporter,
+    store, runId: run.id, target, requirements: run.requirements, config, agents, env: context.env, provider, sandbox, autoApprove: true, reporter: context.reporter,
     ...(snapshot ? { snapshot } : {}),
     ...(retry ? { retry } : {}),
   });

@@ -3,8 +3,8 @@ import readline from 'node:readline/promises';
 import { createActor, type Snapshot } from 'xstate';
 import { provideRun, type AskApproval } from '../actors/provide.ts';
 import type { RunServices } from '../actors/run-services.ts';
-import { childProcessEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
-import { StorageFullError, messageOf } from '../errors.ts';
+import { childProcessEnv, gitEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
+import { StorageFullError, UsageError, messageOf } from '../errors.ts';
 import { interAgentEventTypes, type TaskRef } from '../machines/events.ts';
 import type { OrchestratorInput, OrchestratorOutput, RetryPlan } from '../machines/orchestrator.machine.ts';
 import { GitService } from '../services/git/git-service.ts';
@@ -12,6 +12,7 @@ import { ModelGateway } from '../services/llm/gateway.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import { AgentLogs } from '../services/logger.ts';
 import { LocalPrProvider } from '../services/pr/local-pr-provider.ts';
+import { resolveSandbox, type CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { Preferences } from '../services/preferences.ts';
 import { RunClock } from '../services/run-clock.ts';
@@ -34,6 +35,8 @@ export interface SessionOptions {
   reporter: Reporter;
   /** The persisted actor tree to continue from; absent for a new run. */
   snapshot?: Snapshot<unknown>;
+  /** Where the project's commands run (see commandSandbox), decided before the run was created or claimed. */
+  sandbox: CommandSandbox;
   /** A run continued by `moderator retry`: a fresh tree starts from this plan (when there is no snapshot). */
   retry?: RetryPlan | undefined;
   /** Forward inspection events to the Stately inspector at this WebSocket URL (`--inspect`). */
@@ -118,11 +121,24 @@ const askOnTerminal: AskApproval = async () => {
 };
 
 /**
+ * The sandbox of the run's commands, bwrap probed once per process before the run is created or
+ * claimed, so a `sandbox: bwrap` that cannot work here is refused (exit 2) with nothing stored.
+ */
+export async function commandSandbox(config: Config, env: Env): Promise<CommandSandbox> {
+  const resolved = await resolveSandbox(config.agents.techlead.sandbox, { network: config.agents.techlead.allow_network, path: childProcessEnv(env, config.project.pass_env).PATH });
+  if (resolved.refusal !== undefined) throw new UsageError(resolved.refusal);
+  return resolved.sandbox;
+}
+
+/**
  * Drives one process's share of a run: wires the services into the statecharts, starts (or
  * restores) the actor tree with the checkpointer watching, and waits for the outcome or a signal.
  */
 export async function runSession(options: SessionOptions): Promise<SessionResult> {
   const { store, runId, config, reporter } = options;
+  const childEnv = childProcessEnv(options.env, config.project.pass_env);
+  const commands = { sandbox: options.sandbox };
+  reporter.line(commands.sandbox.description);
   const logs = new AgentLogs({ dir: path.join(stateDir(options.target), 'logs'), runId, level: config.logging.level });
   const gateway = new ModelGateway({
     store,
@@ -135,13 +151,12 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       logs.for(report.agent).info({ callKey: report.callKey, purpose: report.purpose, taskId: report.taskId, fromJournal: report.fromJournal, usage, error: report.error }, 'model call');
     },
   });
-  const childEnv = childProcessEnv(options.env);
   const preferences = new Preferences(stateDir(options.target));
   const git = new GitService({
     root: options.target,
     identity: { name: config.git.author_name, email: config.git.author_email },
     baseBranch: config.git.base_branch,
-    env: childEnv,
+    env: gitEnv(options.env),
     log: (line) => logs.for('git').info(line),
   });
   const services: RunServices = {
@@ -155,6 +170,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     git,
     prs: new LocalPrProvider({ store, git, runId }),
     childEnv,
+    sandbox: commands.sandbox,
     logs,
     progress: (line) => reporter.line(line),
     pastIdeas: () => preferences.recent(),
@@ -169,6 +185,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
               commandTimeoutMs: config.agents.techlead.command_timeout_seconds * 1000,
               outputCapBytes: 32 * 1024,
               env: childEnv,
+              sandbox: commands.sandbox,
               baseBranch: config.git.base_branch,
             }),
   };

@@ -30,4 +30,4 @@ export {
   type LogLevel,
   type ModelProvider,
 } from './schema.ts';
-export { REDACTED, childProcessEnv, readSecrets, redact, type Secrets } from './secrets.ts';
+export { REDACTED, childProcessEnv, gitEnv, isWithheldName, readSecrets, redact, type Secrets } from './secrets.ts';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isWithheldName } from './secrets.ts';
 
 /**
  * What a field expects, in words, for error messages ("expected a positive integer, found ...").
@@ -39,6 +40,7 @@ function isBranchPrefix(value: string): boolean {
 export const MODEL_PROVIDERS = ['anthropic', 'openai', 'claude-cli', 'replay'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export const ALERT_CHANNELS = ['console', 'log'] as const;
+export const SANDBOX_MODES = ['auto', 'bwrap', 'off'] as const;
 export const DEFAULT_MODEL = 'claude-sonnet-4-6';
 
 /** The model an agent uses when its `model` is not set: one the configured provider actually serves. */
@@ -76,6 +78,13 @@ export const configSchema = z
         setup_command: text().optional(),
         /** At most a day: a timer cannot hold more than ~24.8 days, and no test run should need more than a day. */
         test_timeout_seconds: intBetween(1, 86_400).default(600),
+        /** Variables of Moderator's environment the project's commands also get (besides PATH, HOME, LANG, ...). */
+        pass_env: z.array(
+          expecting(
+            z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).refine((name) => !isWithheldName(name)),
+            'an environment variable name that is not a credential (*_API_KEY, *_TOKEN, *_SECRET, *_PASSWORD, *_ACCESS_KEY, *_PRIVATE_KEY) nor NODE_OPTIONS or NODE_TEST_CONTEXT',
+          ),
+        ).default([]),
       })
       .prefault({}),
     model: z
@@ -112,6 +121,13 @@ export const configSchema = z
             /** Programs the TechLead's run_command tool may start (argv[0]); never through a shell. */
             allowed_commands: z.array(text()).default(['npm', 'npx', 'node', 'yarn', 'pnpm', 'python', 'python3', 'pytest', 'make', 'cargo', 'go']),
             command_timeout_seconds: positiveNumber().default(300),
+            /**
+             * How run_command and the project's test and setup commands are confined: bubblewrap
+             * when it works here (auto), bubblewrap or refuse to start (bwrap), or not at all (off).
+             */
+            sandbox: z.enum(SANDBOX_MODES).default('auto'),
+            /** Let those commands use the network (e.g. a setup_command that installs packages). */
+            allow_network: z.boolean().default(false),
           })
           .prefault({}),
         ever_thinker: llmAgentSchema({ temperature: 0.7, maxTokens: 4000 })

@@ -49,21 +49,49 @@ const SECRET_NAMES = new Set([
   'GITHUB_TOKEN',
   'ANTHROPIC_AUTH_TOKEN',
 ]);
-const SECRET_SUFFIX = /_(?:API_KEY|TOKEN|SECRET|PASSWORD)$/i;
+const SECRET_SUFFIX = /_(?:API_KEY|TOKEN|SECRET|PASSWORD|ACCESS_KEY|PRIVATE_KEY)$/i;
 /** A parent `node --test` or tsx loader must not leak into the target's own test run. */
 const NODE_RUNTIME = new Set(['NODE_OPTIONS', 'NODE_TEST_CONTEXT']);
+/** What any program needs to run at all: where programs are, the user, language and terminal. */
+const BASE_NAMES = new Set(['PATH', 'HOME', 'LANG', 'TZ', 'TERM', 'USER', 'LOGNAME', 'TMPDIR']);
+const LOCALE_NAME = /^LC_[A-Z]+$/;
 
 /**
- * The environment for a target's test and setup commands: the target's code is not ours,
- * so it gets no credential, and no Node runtime options of the Moderator process.
+ * Names that can never be passed to the target's commands, even when declared in
+ * `project.pass_env`: Moderator's credentials, anything named like one, and Node runtime options.
  */
-export function childProcessEnv(env: Env): Record<string, string> {
+export function isWithheldName(name: string): boolean {
+  const upper = name.toUpperCase();
+  return SECRET_NAMES.has(upper) || SECRET_SUFFIX.test(name) || NODE_RUNTIME.has(upper);
+}
+
+/**
+ * The environment for a target's test and setup commands and the TechLead's run_command: an
+ * allow-list, since the target's code is not ours. PATH, HOME, LANG, LC_*, TZ, TERM, USER,
+ * LOGNAME and TMPDIR, plus the variables the project declares (`project.pass_env`); never a
+ * credential or a Node runtime option of the Moderator process, declared or not. Anything else
+ * this process has (a DATABASE_URL with a password, AWS keys, ...) stays out.
+ */
+export function childProcessEnv(env: Env, passEnv: readonly string[] = []): Record<string, string> {
+  const declared = new Set(passEnv);
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
-    if (value === undefined) continue;
-    const upper = name.toUpperCase();
-    if (SECRET_NAMES.has(upper) || SECRET_SUFFIX.test(name) || NODE_RUNTIME.has(upper)) continue;
-    out[name] = value;
+    if (value === undefined || isWithheldName(name)) continue;
+    if (BASE_NAMES.has(name) || LOCALE_NAME.test(name) || declared.has(name)) out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * The environment of Moderator's own git processes: PATH and HOME (for the user's global
+ * config, of which the git runner overrides what matters). Without LANG git speaks its untranslated
+ * messages, which the one-line errors quote.
+ */
+export function gitEnv(env: Env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of ['PATH', 'HOME'] as const) {
+    const value = env[name];
+    if (value !== undefined) out[name] = value;
   }
   return out;
 }

@@ -9,6 +9,7 @@ import {
   ConfigError,
   childProcessEnv,
   configForResume,
+  gitEnv,
   configJsonSchema,
   configSchema,
   loadConfig,
@@ -51,13 +52,14 @@ function failure(t: ExecutionContext, run: () => unknown): string {
 
 function defaultsFor(name: string): Config {
   return {
-    project: { name, type: 'app', language: 'unknown', test_timeout_seconds: 600 },
+    project: { name, type: 'app', language: 'unknown', test_timeout_seconds: 600, pass_env: [] },
     model: { replay_delay_ms: 0, timeout_seconds: 600, max_retries: 4, reply_retries: 2, claude_cli_path: 'claude' },
     agents: {
       moderator: { model: 'claude-sonnet-4-6', temperature: 0.3, max_tokens: 8000 },
       techlead: {
         model: 'claude-sonnet-4-6', temperature: 0.5, max_tokens: 8000, max_tool_turns: 40, command_timeout_seconds: 300,
         allowed_commands: ['npm', 'npx', 'node', 'yarn', 'pnpm', 'python', 'python3', 'pytest', 'make', 'cargo', 'go'],
+        sandbox: 'auto', allow_network: false,
       },
       ever_thinker: {
         model: 'claude-sonnet-4-6',
@@ -103,6 +105,7 @@ test('the seed sample files load unchanged from the target and give the seed val
     type: 'web_app',
     language: 'python',
     test_timeout_seconds: 600,
+    pass_env: [],
   });
   t.deepEqual(config.agents.moderator, { model: 'claude-3-opus', temperature: 0.3, max_tokens: 8000 });
   t.like(config.agents.techlead, { model: 'claude-3-opus', temperature: 0.5, max_tokens: 8000 });
@@ -448,11 +451,23 @@ test('the vendor variable names are fallbacks for the DUO_AGENT secrets', (t) =>
   t.deepEqual(load(dir, { env: { DUO_AGENT_GIT_TOKEN: 'tok', GITHUB_TOKEN: 'other' } }).secrets, { gitToken: 'tok' });
 });
 
-test('childProcessEnv drops credentials and the Node options of this process', (t) => {
+test('childProcessEnv is an allow-list: what programs need, the declared variables, never a credential', (t) => {
   const env = {
     PATH: '/usr/bin',
     HOME: '/home/u',
+    LANG: 'de_DE.UTF-8',
+    LC_ALL: 'C',
+    LC_CTYPE: 'C.UTF-8',
+    TZ: 'UTC',
+    TERM: 'xterm',
+    USER: 'u',
+    LOGNAME: 'u',
+    TMPDIR: '/var/tmp',
     CI: 'true',
+    DATABASE_URL: 'postgres://app:hunter2@db/app',
+    AWS_SECRET_ACCESS_KEY: 'aws',
+    AWS_ACCESS_KEY_ID: 'AKIA',
+    SSH_AUTH_SOCK: '/tmp/agent.sock',
     DUO_AGENT_API_KEY: 'a',
     DUO_AGENT_GIT_TOKEN: 'b',
     OPENAI_API_KEY: 'c',
@@ -467,7 +482,33 @@ test('childProcessEnv drops credentials and the Node options of this process', (
     DUO_AGENT_LOG_LEVEL: 'debug',
     UNSET: undefined,
   };
-  t.deepEqual(childProcessEnv(env), { PATH: '/usr/bin', HOME: '/home/u', CI: 'true', DUO_AGENT_LOG_LEVEL: 'debug' });
+  const base = { PATH: '/usr/bin', HOME: '/home/u', LANG: 'de_DE.UTF-8', LC_ALL: 'C', LC_CTYPE: 'C.UTF-8', TZ: 'UTC', TERM: 'xterm', USER: 'u', LOGNAME: 'u', TMPDIR: '/var/tmp' };
+  t.deepEqual(childProcessEnv(env), base);
+  t.deepEqual(childProcessEnv(env, ['CI', 'DATABASE_URL', 'UNSET', 'MISSING']), { ...base, CI: 'true', DATABASE_URL: 'postgres://app:hunter2@db/app' });
+  // Declared or not, credentials and Node options of this process stay out.
+  t.deepEqual(childProcessEnv(env, ['AWS_SECRET_ACCESS_KEY', 'NPM_TOKEN', 'ANTHROPIC_API_KEY', 'DB_PASSWORD', 'NODE_OPTIONS', 'NODE_TEST_CONTEXT']), base);
+});
+
+test('gitEnv gives git only PATH and HOME', (t) => {
+  t.deepEqual(gitEnv({ PATH: '/usr/bin', HOME: '/home/u', LANG: 'de_DE.UTF-8', GIT_DIR: '/elsewhere', CI: 'true', GITHUB_TOKEN: 'e' }), { PATH: '/usr/bin', HOME: '/home/u' });
+});
+
+test('project.pass_env takes variable names and refuses credentials', (t) => {
+  const dir = target(t, { 'duo-agent.config.yaml': 'project:\n  pass_env: [CI, DATABASE_URL]\n' });
+  t.deepEqual(load(dir).config.project.pass_env, ['CI', 'DATABASE_URL']);
+  for (const name of ['AWS_SECRET_ACCESS_KEY', 'NPM_TOKEN', 'ANTHROPIC_API_KEY', 'NODE_OPTIONS', 'not a name']) {
+    const bad = target(t, { 'duo-agent.config.yaml': `project:\n  pass_env: [${JSON.stringify(name)}]\n` });
+    t.regex(failure(t, () => load(bad)), /^duo-agent\.config\.yaml: project\.pass_env\[0\]: expected an environment variable name that is not a credential/, name);
+  }
+});
+
+test('agents.techlead.sandbox is auto, bwrap or off', (t) => {
+  const dir = target(t, { 'duo-agent.config.yaml': 'agents:\n  techlead:\n    sandbox: bwrap\n    allow_network: true\n' });
+  const { config } = load(dir);
+  t.is(config.agents.techlead.sandbox, 'bwrap');
+  t.true(config.agents.techlead.allow_network);
+  const bad = target(t, { 'duo-agent.config.yaml': 'agents:\n  techlead:\n    sandbox: docker\n' });
+  t.regex(failure(t, () => load(bad)), /^duo-agent\.config\.yaml: agents\.techlead\.sandbox: expected one of "auto", "bwrap", "off", found "docker"/);
 });
 
 test('resolveTarget: flag, then DUO_AGENT_WORKSPACE, then the current directory', (t) => {
