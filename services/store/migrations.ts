@@ -149,4 +149,8 @@ export const migrations: readonly string[] = [
   `,
   // 2: where a live run's monitoring server listens, for `moderator status`.
   `ALTER TABLE runs ADD COLUMN monitor_url TEXT;`,
+  // 3: PRs that live on GitHub: their number and page there, also on the task for the task board.
+  `ALTER TABLE pull_requests ADD COLUMN remote_number INTEGER;
+   ALTER TABLE pull_requests ADD COLUMN url TEXT;
+   ALTER TABLE tasks ADD COLUMN pr_url TEXT;`,
 ];
