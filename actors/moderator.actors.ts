@@ -3,6 +3,7 @@ import type { NewTaskRef } from '../machines/events.ts';
 import type { ReviewInput, ReviewOutput } from '../machines/moderator.machine.ts';
 import { once } from '../services/effects.ts';
 import { ModeratorError } from '../errors.ts';
+import { PrError } from '../services/pr/pr-error.ts';
 import { ask } from './ask.ts';
 import { contracts, describeTask, projectLine, systemPrompt } from './prompts.ts';
 import { clarifyReply, planReply, reviewReply, type ClarifyReply, type PlanReply } from './replies.ts';
@@ -125,9 +126,19 @@ export function moderatorActors(services: RunServices) {
       comments,
       testsPassed,
     });
+    await services.prs.postReview(pr.number, {
+      taskId: task.id,
+      attempt: input.attempt,
+      kind: 'review',
+      verdict: final,
+      summary: verdict.summary,
+      comments,
+      criteria: task.acceptanceCriteria,
+      tests: tests ? { command: tests.command, passed: tests.passed } : null,
+    }, signal);
     const lastAttempt = input.attempt >= services.config.limits.max_review_attempts;
     if (final === 'request_changes' && lastAttempt) {
-      await services.prs.close(pr.number);
+      await services.prs.close(pr.number, signal);
       services.store.updateTask(services.runId, task.id, { status: 'rejected' });
     }
     const label = final === 'approve' ? 'approved' : lastAttempt ? 'rejected (no review attempts left)' : 'changes requested';
@@ -136,14 +147,41 @@ export function moderatorActors(services: RunServices) {
     return { verdict: final };
   });
 
-  const merge = fromPromise<{ mergeSha: string }, ReviewInput>(async ({ input }) => {
+  const merge = fromPromise<{ mergeSha: string }, ReviewInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
-    const sha = await services.prs.merge(input.prNumber, `Merge PR #${input.prNumber}: ${task.type}(${task.id}): ${task.title}`);
+    let sha: string;
+    try {
+      sha = await services.prs.merge(input.prNumber, `Merge PR #${input.prNumber}: ${task.type}(${task.id}): ${task.title}`, signal);
+    } catch (error) {
+      if (error instanceof PrError && error.code === 'pr_conflict') await requestRevisionFor(task, input, error);
+      throw error;
+    }
     services.store.updateTask(services.runId, task.id, { status: 'merged' });
     await services.git.removeWorktree(worktreePath(services, task.id));
-    services.progress(`merged PR #${input.prNumber} (${task.id}) into ${services.git.baseBranch} at ${sha.slice(0, 8)}`);
+    const url = services.prs.get(input.prNumber)?.url;
+    services.progress(`merged PR #${input.prNumber} (${task.id}) into ${services.git.baseBranch} at ${sha.slice(0, 8)}${url ? `: ${url}` : ''}`);
     return { mergeSha: sha };
   });
+
+  /**
+   * An approved PR that conflicts with the base goes back to the TechLead: the round's review
+   * becomes a change request naming the conflict (the revision reads it), also on the PR.
+   */
+  async function requestRevisionFor(task: TaskRecord, input: ReviewInput, conflict: PrError): Promise<void> {
+    const tests = services.store.getTestRun(services.runId, task.id, input.attempt);
+    const comments = [
+      `Merge ${services.git.baseBranch} into the branch and resolve the conflicts${conflict.conflicts.length ? ` in ${conflict.conflicts.join(', ')} (the conflict markers are in those files)` : ''}, keeping both sides' intent.`,
+    ];
+    services.store.recordReview({
+      runId: services.runId, taskId: task.id, prNumber: input.prNumber, attempt: input.attempt, verdict: 'request_changes', summary: conflict.message, comments, testsPassed: tests?.passed ?? false,
+    });
+    await services.prs.postReview(input.prNumber, {
+      taskId: task.id, attempt: input.attempt, kind: 'conflict', verdict: 'request_changes', summary: conflict.message, comments,
+      criteria: task.acceptanceCriteria, tests: tests ? { command: tests.command, passed: tests.passed } : null,
+    });
+    const lastAttempt = input.attempt >= services.config.limits.max_review_attempts;
+    services.progress(`merge ${task.id}: ${conflict.message}${lastAttempt ? '; no review attempts left' : ': the TechLead revises it'}`);
+  }
 
   return { clarify, plan, review, merge };
 }

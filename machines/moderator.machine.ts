@@ -1,4 +1,4 @@
-import { assign, fromPromise, sendParent, setup } from 'xstate';
+import { and, assign, fromPromise, sendParent, setup } from 'xstate';
 import {
   errorCode, errorMessage,
   type AgentRetry, type AgentReset, type AgentStagnant, type ClarifyRequested, type NewTaskRef, type PlanRequested, type ReviewRequested,
@@ -74,6 +74,8 @@ export const moderatorMachine = setup({
   guards: {
     approved: ({ event }) => (event as unknown as { output: ReviewOutput }).output.verdict === 'approve',
     attemptsLeft: ({ context }) => (context.review?.attempt ?? 0) < context.maxReviewAttempts,
+    // PrError's code for a branch in conflict with the base: a revision can fix it, a person need not.
+    mergeConflict: ({ event }) => errorCode((event as { error?: unknown }).error) === 'pr_conflict',
     stalledIn: ({ context }, state: WorkState) => context.stalledIn === state,
   },
 }).createMachine({
@@ -132,13 +134,16 @@ export const moderatorMachine = setup({
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'reviewing' }, 'reportStall'] } },
     },
     merging: {
-      description: 'Merges the approved PR into the base branch.',
+      description: 'Merges the approved PR into the base branch; a conflict with the base goes back for a revision.',
       invoke: {
         id: 'merge',
         src: 'merge',
         input: ({ context }) => context.review as ReviewInput,
         onDone: { target: 'idle', actions: 'announceMerge' },
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: [
+          { guard: and(['mergeConflict', 'attemptsLeft']), target: 'idle', actions: 'requestChanges' },
+          { target: 'idle', actions: 'reportFailure' },
+        ],
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'merging' }, 'reportStall'] } },
     },
