@@ -17,6 +17,7 @@ import type { CliArgs } from './args.ts';
 import { exitCodeOf, exitCodes } from './exit-codes.ts';
 import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
 import { createProvider, preflight, recording } from './providers.ts';
+import { prepareGitHub } from './pull-requests.ts';
 import { Reporter } from './reporter.ts';
 import { runSession, type SessionOptions } from './run-session.ts';
 import { formatSummary, summarize, type RunSummary } from './summary.ts';
@@ -125,9 +126,6 @@ export async function startRun(
     cwd: context.cwd,
   });
   const { config } = loaded;
-  if (config.git.provider !== 'local') {
-    throw new UsageError(`git.provider "${config.git.provider}" is not available in this version yet; set git.provider: local`);
-  }
   const backend = createProvider({ config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
   if (!args.yes && !context.stdinIsTty) {
     throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
@@ -141,6 +139,7 @@ export async function startRun(
   } catch (error) {
     throw error instanceof ModeratorError && error.code === 'git' ? new UsageError(error.message, { cause: error }) : error;
   }
+  await prepareGitHub({ config, secrets: loaded.secrets, target: start.target, env: context.env, report: (line) => context.reporter.line(line) });
 
   await preflight(backend, config, context.env);
   const provider = withRecording(args, backend, start.requirements, config);
@@ -156,6 +155,7 @@ export async function startRun(
     context.reporter.line(`models: ${provider.description}`);
     return await drive(context, args, {
       store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, autoApprove: args.yes, reporter: context.reporter,
+      gitToken: loaded.secrets.gitToken,
     });
   } catch (error) {
     markInterrupted(store);
@@ -218,11 +218,13 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
     store.updateRunSettings(runId, { config, agents } satisfies StoredSettings);
     const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: childProcessEnv(context.env) });
     for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
+    await prepareGitHub({ config, secrets, target, env: context.env, report: (line) => context.reporter.line(line) });
     context.reporter.line(`resuming run ${runId} (phase ${run.phase}, session ${run.sessions + 1})`);
     context.reporter.line(`models: ${provider.description}`);
     context.reporter.setTokens(store.totals(runId).tokensUsed);
     return await drive(context, args, {
       store, runId, target, requirements: run.requirements, config, agents, env: context.env, provider, autoApprove: true, reporter: context.reporter,
+      gitToken: secrets.gitToken,
       ...(snapshot ? { snapshot } : {}),
     });
   } catch (error) {

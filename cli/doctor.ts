@@ -9,6 +9,7 @@ import { Store, databasePath } from '../services/store/store.ts';
 import type { CliArgs } from './args.ts';
 import type { CliContext } from './commands.ts';
 import { createProvider } from './providers.ts';
+import { gitHubChecks } from './pull-requests.ts';
 
 interface Check {
   name: string;
@@ -68,6 +69,7 @@ export async function doctor(context: CliContext, args: CliArgs): Promise<number
       detail: claude.ok ? claude.version : claude.message,
       optional: config.model.provider !== 'claude-cli',
     });
+    if (config.git.provider === 'github') checks.push(...(await gitHubChecks(config, secrets)));
     const free = await portFree(config.monitor.host, config.monitor.port);
     checks.push({ name: 'monitor port', ok: free, detail: `${config.monitor.host}:${config.monitor.port} ${free ? 'is free' : 'is in use: set DUO_AGENT_MONITOR_PORT or monitor.port (0 picks a free port)'}` });
   }
