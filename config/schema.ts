@@ -144,8 +144,8 @@ export const configSchema = z
         api_url: expecting(z.url({ protocol: /^https?$/ }), 'an http(s) URL').default('https://api.github.com'),
         /**
          * Where task branches are pushed and the base branch fetched from. Unset: derived from
-         * api_url and repository (`https://github.com/<repository>.git`). A path or file:// URL
-         * names a repository on disk.
+         * api_url and repository (`https://github.com/<repository>.git`). A path (relative to the
+         * target) or file:// URL names a repository on disk.
          */
         push_url: text().optional(),
         /** How long a merge waits for GitHub to compute mergeability and for required checks, in seconds. */

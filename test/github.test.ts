@@ -14,6 +14,8 @@ import { createActor, fromPromise, setup, waitFor } from 'xstate';
 import { defaultPushUrl, prepareGitHub } from '../cli/pull-requests.ts';
 import { configSchema } from '../config/index.ts';
 import { UsageError } from '../errors.ts';
+import { moderatorActors } from '../actors/moderator.actors.ts';
+import type { RunServices } from '../actors/run-services.ts';
 import { moderatorMachine, type ReviewInput, type ReviewOutput } from '../machines/moderator.machine.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { GitRemote } from '../services/pr/git-remote.ts';
@@ -272,7 +274,7 @@ test('merge merges on GitHub once, brings the local base to the merged result, a
   t.is(await localSha(w), sha, 'the next task branches from the merged result');
   t.is(await sh(w.target, w.cleanHome, 'status', '--porcelain'), '', 'the main work tree is clean on it');
   t.true(fs.existsSync(path.join(w.target, 'a.js')));
-  t.regex(await sh(w.bare, w.cleanHome, 'log', '-1', '--format=%B', 'main'), /^Merge PR #1: feature\(T1\): task T1\n\nModerator-Step: merge:T1/);
+  t.regex(await sh(w.bare, w.cleanHome, 'log', '-1', '--format=%B', 'main'), /^Merge pull request #7 from acme\/duo-agent\/feature\/T1\n\nfeature\(T1\): task T1\n\nModerator-Step: merge:T1$/);
   t.is(await w.provider.merge(pr.number, 'again'), sha);
   t.is(count(w.fake, 'PUT', /\/merge$/), 1);
   t.like(w.store.getPullRequestForTask('r1', 'T1'), { status: 'merged', mergeSha: sha });
@@ -357,6 +359,36 @@ test('a conflict with the base goes back as a revision: the worktree gets the ba
   t.is(w.fake.merges.length, 1);
   t.is(await localSha(w), sha);
   t.is(fs.readFileSync(path.join(w.target, 'todo.js'), 'utf8'), 'export const todos = ["mine", "theirs"];\n');
+});
+
+test("the merge step turns a conflict into the round's change request, recorded and posted on the PR, for the TechLead to read", async (t) => {
+  const w = await world(t);
+  const head = await implement(w, 'T1', { 'todo.js': 'export const todos = ["mine"];\n' });
+  const pr = await openPr(w, 'T1', head);
+  w.store.recordReview({ runId: 'r1', taskId: 'T1', prNumber: pr.number, attempt: 1, verdict: 'approve', summary: 'fine', comments: [], testsPassed: true });
+  const other = path.join(w.dir, 'other');
+  await sh(w.dir, w.cleanHome, 'clone', '--quiet', w.bare, other);
+  await fs.promises.writeFile(path.join(other, 'todo.js'), 'export const todos = ["theirs"];\n');
+  await sh(other, w.cleanHome, 'commit', '--quiet', '-am', 'theirs');
+  await sh(other, w.cleanHome, 'push', '--quiet', 'origin', 'main');
+  const progress: string[] = [];
+  // The merge step needs only these services; the model gateway and the rest are not touched.
+  const services = {
+    runId: 'r1', target: w.target, store: w.store, git: w.git, prs: w.provider, progress: (line: string) => progress.push(line),
+    config: configSchema.parse({ limits: { max_review_attempts: 3 } }),
+  } as unknown as RunServices;
+  const failure = await new Promise<unknown>((resolve) => {
+    const actor = createActor(moderatorActors(services).merge, { input: { taskId: 'T1', prNumber: pr.number, attempt: 1 } });
+    actor.subscribe({ error: resolve, complete: () => resolve(undefined) });
+    actor.start();
+  });
+  t.like(failure, { code: 'pr_conflict', conflicts: ['todo.js'] });
+  const changed = w.store.getReview('r1', 'T1', 1);
+  t.is(changed?.verdict, 'request_changes');
+  t.regex(changed?.comments[0] ?? '', /Merge main into the branch and resolve the conflicts in todo\.js/);
+  t.is(w.fake.reviews.length, 1);
+  t.regex(w.fake.reviews[0]?.body ?? '', /merge conflict, round 1: changes requested[\s\S]*todo\.js[\s\S]*<!-- moderator-review conflict T1 round 1 -->/);
+  t.regex(progress.join('\n'), /merge T1: acme\/todo#7 conflicts with main in todo\.js: the TechLead revises it/);
 });
 
 test('required checks pending (blocked) are waited for, then merged; still blocked after the wait is a clear PrError', async (t) => {
@@ -717,4 +749,10 @@ test('the demo on GitHub, killed between a push and its PR, after a PR opened un
   t.regex(output, new RegExp(`T1: PR #1 opened, tests passing: ${fake.url}/acme/todo/pull/\\d+`));
   t.regex(output, /main fast-forwarded to GitHub's [0-9a-f]{12}/, 'the resume after the unrecorded merge brought main up to GitHub first');
   t.false(output.includes(TOKEN));
+  const logs = path.join(target, '.duo-agent', 'logs');
+  for (const file of fs.readdirSync(logs)) t.false(fs.readFileSync(path.join(logs, file), 'utf8').includes(TOKEN), `${file} holds no token`);
+  t.regex(fs.readFileSync(path.join(logs, 'git.jsonl'), 'utf8'), /found acme\/todo#7 already open for duo-agent\/feature\/T1 \(opened by an interrupted step\)/, 'the git log tells what happened on GitHub');
+  for (const file of ['moderator.db', 'moderator.db-wal'].map((name) => path.join(target, '.duo-agent', name)).filter((file) => fs.existsSync(file))) {
+    t.false(fs.readFileSync(file).includes(TOKEN), `nor does ${path.basename(file)}`);
+  }
 });

@@ -70,12 +70,14 @@ export class GitRemote {
       baseDir: this.root,
       config: [
         'core.hooksPath=/dev/null',
+        // A worktree's tools could plant one in the shared .git/config (FACTS.md).
+        'core.fsmonitor=false',
         // No helper may offer the user's stored credentials, or store ours.
         'credential.helper=',
         'color.ui=false',
         'core.quotepath=false',
       ],
-      unsafe: { allowUnsafeHooksPath: true, allowUnsafeCredentialHelper: true, allowUnsafeConfigEnvCount: true },
+      unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true, allowUnsafeCredentialHelper: true, allowUnsafeConfigEnvCount: true },
       allowEnvironment: [...Object.keys(credentials), 'GIT_TERMINAL_PROMPT'],
       errors: (error, result) => {
         if (result.exitCode === 0) return error;
@@ -128,7 +130,7 @@ export class GitRemote {
         'pr_base',
         ahead
           ? `the local ${this.baseBranch} has commits ${this.url} does not: push them there first, or reset ${this.baseBranch} to the remote's ${remote.slice(0, 12)}`
-          : `the local ${this.baseBranch} and the one on ${this.url} have diverged: make the local ${this.baseBranch} equal to the remote's (${remote.slice(0, 12)}) first`,
+          : `the local ${this.baseBranch} and the one on ${this.url} have diverged: use a clone of that repository as the target, or make the local ${this.baseBranch} equal to the remote's (${remote.slice(0, 12)})`,
       );
     }
     const current = (await this.local.run(this.root, ['branch', '--show-current'])).trim();

@@ -170,5 +170,5 @@ export function githubMessage(error: HttpFailure): string {
   const details = Array.isArray(data?.errors)
     ? data.errors.map((entry: unknown) => (typeof entry === 'string' ? entry : typeof (entry as { message?: unknown })?.message === 'string' ? String((entry as { message: string }).message) : '')).filter((text) => text !== '')
     : [];
-  return [message, ...details].join(': ');
+  return [message, ...details].join(': ').replace(/\s+/g, ' ').trim();
 }

@@ -101,7 +101,9 @@ export class GitHubPrProvider implements PrProvider {
       async () => {
         await this.options.remote.push(pr.branch);
         // Killed after GitHub opened the PR and before it was recorded, the step finds it here.
-        const pull = (await this.findByHead(pr.branch, signal)) ?? (await this.create(pr, signal));
+        const found = await this.findByHead(pr.branch, signal);
+        if (found) this.logLine(`found ${this.ref(found.number)} already open for ${pr.branch} (opened by an interrupted step): not opening another`);
+        const pull = found ?? (await this.create(pr, signal));
         return { remoteNumber: pull.number, url: pull.html_url };
       },
       (opened) =>
@@ -153,14 +155,18 @@ export class GitHubPrProvider implements PrProvider {
     this.logLine(`closed ${this.ref(remoteNumber)}`);
   }
 
-  async merge(number: number, message: string, signal?: AbortSignal): Promise<string> {
+  /**
+   * Merges on GitHub with a merge commit titled as GitHub titles them (its PR number, not
+   * Moderator's, which `_message` names) and the PR title and step trailer as its body.
+   */
+  async merge(number: number, _message: string, signal?: AbortSignal): Promise<string> {
     const pr = this.require(number);
     if (pr.status === 'merged' && pr.mergeSha) return pr.mergeSha;
     return once(
       this.options.store,
       this.options.runId,
       `github:merge:${pr.taskId}`,
-      () => this.mergeOnGitHub(pr, message, signal),
+      () => this.mergeOnGitHub(pr, signal),
       (sha) => this.options.store.markPullRequestMerged(number, sha),
     );
   }
@@ -201,7 +207,7 @@ export class GitHubPrProvider implements PrProvider {
 
   // ---------------------------------------------------------------- internals
 
-  private async mergeOnGitHub(pr: PullRequestRecord, message: string, signal: AbortSignal | undefined): Promise<string> {
+  private async mergeOnGitHub(pr: PullRequestRecord, signal: AbortSignal | undefined): Promise<string> {
     const remoteNumber = this.remoteNumberOf(pr);
     const ref = this.ref(remoteNumber);
     const deadline = Date.now() + this.options.mergeWaitMs;
@@ -223,15 +229,15 @@ export class GitHubPrProvider implements PrProvider {
         await delay(Math.max(0, Math.min(wait, deadline - Date.now())), undefined, signal ? { signal } : undefined);
         continue;
       }
-      const [title = message, ...rest] = withStepTrailer(message, `merge:${pr.taskId}`).split('\n\n');
       try {
         const { data } = await this.options.client.octokit.rest.pulls.merge({
           owner: this.owner,
           repo: this.repo,
           pull_number: remoteNumber,
           merge_method: 'merge',
-          commit_title: title,
-          commit_message: rest.join('\n\n').trimEnd(),
+          // GitHub's own subject: a "#n" there links to that number on GitHub, so it must be GitHub's.
+          commit_title: `Merge pull request #${remoteNumber} from ${this.owner}/${pr.branch}`,
+          commit_message: withStepTrailer(pr.title, `merge:${pr.taskId}`).trimEnd(),
           // GitHub refuses (409) if the branch moved since the review: nothing unreviewed is merged.
           ...(pr.headSha ? { sha: pr.headSha } : {}),
           request: { signal },

@@ -30,7 +30,10 @@ export interface PrProvider {
   open(pr: OpenPullRequest, signal?: AbortSignal): Promise<PullRequestRecord>;
   /** Points the PR at a new head after a revision, with the revision's body. */
   update(number: number, headSha: string, revision: number, body?: string, signal?: AbortSignal): Promise<void>;
-  /** Merges the PR into the base branch; merging a merged PR returns its merge commit. */
+  /**
+   * Merges the PR into the base branch; merging a merged PR returns its merge commit. `message`
+   * is the merge commit's message where Moderator writes it (local).
+   */
   merge(number: number, message: string, signal?: AbortSignal): Promise<string>;
   close(number: number, signal?: AbortSignal): Promise<void>;
   get(number: number): PullRequestRecord | undefined;
