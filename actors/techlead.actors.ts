@@ -6,6 +6,7 @@ import { runTestCommand } from '../services/test-runner.ts';
 import { LOOKED_FOR, TestEnvironmentError, cannotRun } from '../services/test-environment.ts';
 import { firstLine, lastLines, plural } from '../services/text.ts';
 import { formatFiles, readTree } from '../services/workspace.ts';
+import { pullRequestBody } from '../services/pr/pr-text.ts';
 import type { TaskRecord } from '../services/store/types.ts';
 import { ask } from './ask.ts';
 import { taskOf } from './moderator.actors.ts';
@@ -97,6 +98,11 @@ export function techleadActors(services: RunServices) {
 
   const revise = fromPromise<{ files: number }, TaskStepInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
+    if (services.prs.prepareRevision) {
+      // Where PRs live elsewhere the base may have moved: the revision starts by merging it in.
+      await services.git.ensureWorktree(branchOf(task), worktreePath(services, task.id));
+      await services.prs.prepareRevision(task.id, worktreePath(services, task.id), signal);
+    }
     // The newest review before this round: the previous round's, or the one a retry answers.
     const review = services.store.getLatestReviewBefore(services.runId, task.id, input.attempt);
     const tests = services.store.getLatestTestRun(services.runId, task.id, input.attempt - 1);
@@ -139,20 +145,21 @@ export function techleadActors(services: RunServices) {
     return { passed: result.passed };
   });
 
-  const submit = fromPromise<{ prNumber: number }, SubmitInput>(async ({ input }) => {
+  const submit = fromPromise<{ prNumber: number }, SubmitInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
     const branch = branchOf(task);
     const headSha = await services.git.headSha(branch);
+    const body = pullRequestBody(task, services.store.getTestRun(services.runId, task.id, input.attempt), input.attempt);
     const pr = await services.prs.open({
       taskId: task.id,
       branch,
       title: `${task.type}(${task.id}): ${task.title}`,
-      body: describeTask(task),
+      body,
       headSha,
-    });
-    if (input.attempt > 1) await services.prs.update(pr.number, headSha, input.attempt);
-    services.store.updateTask(services.runId, task.id, { status: 'in_review', prNumber: pr.number, attempts: input.attempt });
-    services.progress(`  ${task.id}: PR #${pr.number} ${input.attempt > 1 ? `updated (revision ${input.attempt})` : 'opened'}, tests ${input.testsPassed ? 'passing' : 'failing'}`);
+    }, signal);
+    if (input.attempt > 1) await services.prs.update(pr.number, headSha, input.attempt, body, signal);
+    services.store.updateTask(services.runId, task.id, { status: 'in_review', prNumber: pr.number, prUrl: pr.url, attempts: input.attempt });
+    services.progress(`  ${task.id}: PR #${pr.number} ${input.attempt > 1 ? `updated (revision ${input.attempt})` : 'opened'}, tests ${input.testsPassed ? 'passing' : 'failing'}${pr.url ? `: ${pr.url}` : ''}`);
     return { prNumber: pr.number };
   });
 

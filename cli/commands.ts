@@ -10,7 +10,7 @@ import type { RetryPlan } from '../machines/orchestrator.machine.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import {
   agentsFileSchema, configForResume, gitEnv, isRunConfig, loadConfig, resolveTarget, withBaseBranch,
-  type AgentDefinitions, type Config, type ConfigOverrides, type Env, type LoadedConfig, type RunConfig,
+  type AgentDefinitions, type Config, type ConfigOverrides, type Env, type LoadedConfig, type RunConfig, type Secrets,
 } from '../config/index.ts';
 import { ModeratorError, StorageFullError, UsageError, isStorageFull, messageOf } from '../errors.ts';
 import { GitService } from '../services/git/git-service.ts';
@@ -22,6 +22,7 @@ import type { CliArgs } from './args.ts';
 import { exitCodeOf, exitCodes } from './exit-codes.ts';
 import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
 import { createProvider, preflight, recording } from './providers.ts';
+import { prepareGitHub } from './pull-requests.ts';
 import { Reporter } from './reporter.ts';
 import { commandSandbox, runSession, type SessionOptions } from './run-session.ts';
 import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
@@ -156,9 +157,6 @@ export async function startRun(
     ...(base ? { base } : {}),
     cwd: context.cwd,
   });
-  if (loaded.config.git.provider !== 'local') {
-    throw new UsageError(`git.provider "${loaded.config.git.provider}" is not available in this version yet; set git.provider: local`);
-  }
   const backend = createProvider({ config: loaded.config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
   if (!args.yes && !context.stdinIsTty) {
     throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
@@ -234,6 +232,7 @@ async function startLocked(
   if (config.model.provider === 'replay' && config.model.replay_file) {
     assertReplayFits(readSessionOrRefuse(config.model.replay_file), config.model.replay_file, start.requirements, startTree);
   }
+  await prepareGitHub({ config, secrets: loaded.secrets, target: start.target, env: context.env, report: (line) => context.reporter.line(line) });
 
   const sandbox = await commandSandbox(config, context.env);
   await preflight(backend, config, context.env);
@@ -252,6 +251,7 @@ async function startLocked(
     context.reporter.line(`models: ${provider.description}`);
     return await drive(context, args, {
       store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, sandbox, autoApprove: args.yes, reporter: context.reporter,
+      gitToken: loaded.secrets.gitToken,
     });
   } catch (error) {
     throw afterError(store, target, error);
@@ -340,7 +340,7 @@ async function continueRun(context: CliContext, args: CliArgs, store: Store, tar
   const provider = withRecording(args, backend, { requirements: run.requirements }, config);
   const held = takeTarget(target, `run ${run.id}`);
   try {
-    return await continueLocked(context, args, store, target, run, snapshot, announce, { config, agents, provider, sandbox, retry: stored.retry });
+    return await continueLocked(context, args, store, target, run, snapshot, announce, { config, secrets: resolved.secrets, agents, provider, sandbox, retry: stored.retry });
   } finally {
     held.release();
   }
@@ -354,9 +354,9 @@ async function continueLocked(
   run: RunRecord,
   snapshot: StoredSnapshot | undefined,
   announce: string,
-  settings: { config: RunConfig; agents: AgentDefinitions; provider: ModelProvider; sandbox: CommandSandbox; retry: RetryPlan | undefined },
+  settings: { config: RunConfig; secrets: Secrets; agents: AgentDefinitions; provider: ModelProvider; sandbox: CommandSandbox; retry: RetryPlan | undefined },
 ): Promise<number> {
-  const { config, agents, provider, sandbox, retry } = settings;
+  const { config, secrets, agents, provider, sandbox, retry } = settings;
   try {
     store.claimRun(run.id, isAlive);
   } catch (error) {
@@ -365,11 +365,13 @@ async function continueLocked(
   store.updateRunSettings(run.id, { config, agents, ...(retry ? { retry } : {}) } satisfies StoredSettings);
   const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: gitEnv(context.env) });
   for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
+  await prepareGitHub({ config, secrets, target, env: context.env, report: (line) => context.reporter.line(line) });
   context.reporter.line(`${announce} (phase ${run.phase}, session ${run.sessions + 1})`);
   context.reporter.line(`models: ${provider.description}`);
   context.reporter.setTokens(store.totals(run.id).tokensUsed);
   return drive(context, args, {
     store, runId: run.id, target, requirements: run.requirements, config, agents, env: context.env, provider, sandbox, autoApprove: true, reporter: context.reporter,
+    gitToken: secrets.gitToken,
     ...(snapshot ? { snapshot } : {}),
     ...(retry ? { retry } : {}),
   });

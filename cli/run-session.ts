@@ -11,7 +11,6 @@ import { GitService } from '../services/git/git-service.ts';
 import { ModelGateway } from '../services/llm/gateway.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import { AgentLogs } from '../services/logger.ts';
-import { LocalPrProvider } from '../services/pr/local-pr-provider.ts';
 import { resolveSandbox, type CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { Preferences } from '../services/preferences.ts';
@@ -20,6 +19,7 @@ import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 import { exportCheckpoint } from './checkpoint-export.ts';
 import { MonitorServerError, createStatelyInspector, startMonitoring } from '../server/index.ts';
+import { createPrProvider } from './pull-requests.ts';
 import type { Reporter } from './reporter.ts';
 
 export interface SessionOptions {
@@ -43,6 +43,8 @@ export interface SessionOptions {
   inspectUrl?: string | undefined;
   /** When the configured monitor port is busy, say so and take a free one instead of failing (the demo). */
   portFallback?: boolean | undefined;
+  /** For git.provider github (DUO_AGENT_GIT_TOKEN); never stored with the run. */
+  gitToken?: string | undefined;
 }
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
@@ -168,7 +170,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     store,
     gateway,
     git,
-    prs: new LocalPrProvider({ store, git, runId }),
+    prs: createPrProvider({ config, gitToken: options.gitToken, store, git, runId, target: options.target, env: childEnv, logs }),
     childEnv,
     sandbox: commands.sandbox,
     logs,

@@ -170,6 +170,22 @@ export const configSchema = z
         ).default('duo-agent'),
         /** Unset: the branch the target has checked out when the run starts (main for a new repository). */
         base_branch: text().optional(),
+        /** GitHub's REST API; GitHub Enterprise Server is `https://HOST/api/v3`. */
+        api_url: expecting(z.url({ protocol: /^https?$/ }), 'an http(s) URL').default('https://api.github.com'),
+        /**
+         * Where task branches are pushed and the base branch fetched from. Unset: derived from
+         * api_url and repository (`https://github.com/<repository>.git`). A path (relative to the
+         * target) or file:// URL names a repository on disk.
+         */
+        push_url: text().optional(),
+        /** How long a merge waits for GitHub to compute mergeability and for required checks, in seconds. */
+        merge_wait_seconds: nonNegativeInt().default(600),
+        /** The longest wait for a spent GitHub rate limit to reset before the PR step gives up, in seconds. */
+        rate_limit_wait_seconds: nonNegativeInt().default(900),
+        /** Spacing of GitHub API writes, in ms (GitHub asks for 1 s); 0 turns it off. */
+        write_spacing_ms: nonNegativeInt().default(1000),
+        /** Spacing of writes that notify people (PRs, reviews, merges), in ms; 0 turns it off. */
+        notification_spacing_ms: nonNegativeInt().default(3000),
         author_name: text().default('Moderator'),
         author_email: text().default('moderator@localhost'),
       })

@@ -1,4 +1,4 @@
-import { assign, fromPromise, sendParent, setup } from 'xstate';
+import { and, assign, fromPromise, sendParent, setup } from 'xstate';
 import {
   errorCode, errorMessage,
   type AgentRetry, type AgentReset, type AgentStagnant, type ClarifyRequested, type NewTaskRef, type PlanRequested, type ReviewRequested,
@@ -80,6 +80,8 @@ export const moderatorMachine = setup({
     approved: ({ event }) => (event as unknown as { output: ReviewOutput }).output.verdict === 'approve',
     held: ({ event }) => (event as unknown as { output: ReviewOutput }).output.verdict === 'hold',
     attemptsLeft: ({ context }) => context.review?.lastRound === false,
+    // PrError's code for a branch in conflict with the base: a revision can fix it, a person need not.
+    mergeConflict: ({ event }) => errorCode((event as { error?: unknown }).error) === 'pr_conflict',
     stalledIn: ({ context }, state: WorkState) => context.stalledIn === state,
   },
 }).createMachine({
@@ -139,7 +141,7 @@ export const moderatorMachine = setup({
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'reviewing' }, 'reportStall'] } },
     },
     merging: {
-      description: 'Merges the approved PR into the base branch.',
+      description: 'Merges the approved PR into the base branch; a conflict with the base goes back for a revision.',
       invoke: {
         id: 'merge',
         src: 'merge',
@@ -148,7 +150,10 @@ export const moderatorMachine = setup({
           return { taskId, prNumber, attempt };
         },
         onDone: { target: 'idle', actions: 'announceMerge' },
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: [
+          { guard: and(['mergeConflict', 'attemptsLeft']), target: 'idle', actions: 'requestChanges' },
+          { target: 'idle', actions: 'reportFailure' },
+        ],
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'merging' }, 'reportStall'] } },
     },

@@ -82,6 +82,11 @@ function defaultsFor(name: string): Config {
     git: {
       provider: 'local',
       branch_prefix: 'duo-agent',
+      api_url: 'https://api.github.com',
+      merge_wait_seconds: 600,
+      rate_limit_wait_seconds: 900,
+      write_spacing_ms: 1000,
+      notification_spacing_ms: 3000,
       author_name: 'Moderator',
       author_email: 'moderator@localhost',
     },

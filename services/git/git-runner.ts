@@ -88,7 +88,10 @@ function failure(cwd: string, args: string[], exit: GitExit): GitError {
       why = exit.errno !== 'ENOENT' ? exit.message : existsSync(cwd) ? 'git was not found on PATH: install git' : 'the folder does not exist';
       break;
   }
-  return new GitError(`git ${command} failed in ${cwd}: ${why}`, { cause: exit });
+  // git names a full disk in a later line than the one shown ("unable to write file x" first):
+  // said in the message, so the run halts resumable instead of failing the task (isStorageFull).
+  const full = exit.kind === 'exit' && /no space left on device|out of diskspace/i.test(exit.output) && !/no space left on device|out of diskspace/i.test(why);
+  return new GitError(`git ${command} failed in ${cwd}: ${why}${full ? ' (no space left on device)' : ''}`, { cause: exit });
 }
 
 /**
@@ -145,6 +148,21 @@ export class GitRunner {
     if (typeof result === 'string') return true;
     if (result.kind === 'exit' && result.code === 1) return false;
     throw failure(cwd, args, result);
+  }
+
+  /**
+   * For commands whose exit code carries an answer beyond yes and no (`merge-tree --write-tree`
+   * exits 1 on conflicts and still prints what it found): the code and stdout of any exit; only
+   * a git that did not run to an exit (not found, killed, too much output) throws.
+   */
+  async runForExit(cwd: string, args: string[]): Promise<{ code: number; stdout: string }> {
+    return new Promise((resolve, reject) => {
+      execFile('git', [...this.prefix, ...args], { cwd, env: this.env, encoding: 'utf8', maxBuffer: MAX_OUTPUT_BYTES, windowsHide: true }, (error, stdout, stderr) => {
+        if (error === null) resolve({ code: 0, stdout });
+        else if (typeof error.code === 'number') resolve({ code: error.code, stdout });
+        else reject(failure(cwd, args, error.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER' ? { kind: 'too-much' } : typeof error.code === 'string' ? { kind: 'not-started', errno: error.code, message: error.message } : { kind: 'signal', signal: error.signal ?? 'a signal', output: `${stderr}\n${stdout}` }));
+      });
+    });
   }
 
   /** stdout when git exited 0; how it ended otherwise. Never rejects. */

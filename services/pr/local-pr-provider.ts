@@ -2,7 +2,7 @@ import type { GitService } from '../git/git-service.ts';
 import type { Store } from '../store/store.ts';
 import type { PullRequestRecord } from '../store/types.ts';
 import { ModeratorError } from '../../errors.ts';
-import type { OpenPullRequest, PrProvider } from './pr-provider.ts';
+import type { OpenPullRequest, PostedReview, PrProvider } from './pr-provider.ts';
 
 /** The embedded PR provider: PR records in SQLite, branches in the target, `git merge --no-ff`. */
 export class LocalPrProvider implements PrProvider {
@@ -23,8 +23,8 @@ export class LocalPrProvider implements PrProvider {
     });
   }
 
-  async update(number: number, headSha: string, revision: number): Promise<void> {
-    this.options.store.updatePullRequestHead(number, headSha, revision);
+  async update(number: number, headSha: string, revision: number, body?: string): Promise<void> {
+    this.options.store.updatePullRequestHead(number, headSha, revision, body);
   }
 
   async merge(number: number, message: string): Promise<string> {
@@ -41,6 +41,9 @@ export class LocalPrProvider implements PrProvider {
   async close(number: number): Promise<void> {
     this.options.store.markPullRequestClosed(number);
   }
+
+  /** Local reviews live in the store only (the review actor records them). */
+  async postReview(_number: number, _review: PostedReview): Promise<void> {}
 
   get(number: number): PullRequestRecord | undefined {
     return this.options.store.listPullRequests(this.options.runId).find((pr) => pr.number === number);

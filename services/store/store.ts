@@ -337,16 +337,17 @@ export class Store {
     return (this.db.prepare('SELECT * FROM tasks WHERE run_id = ? ORDER BY created_at, rowid').all(runId) as Row[]).map(toTask);
   }
 
-  updateTask(runId: string, id: string, change: { status?: TaskStatus; attempts?: number; branch?: string; prNumber?: number }): void {
+  updateTask(runId: string, id: string, change: { status?: TaskStatus; attempts?: number; branch?: string; prNumber?: number; prUrl?: string | null }): void {
     const current = this.getTask(runId, id);
     if (!current) throw new StoreError(`unknown task ${id} in run ${runId}`);
     this.db
-      .prepare('UPDATE tasks SET status = ?, attempts = ?, branch = ?, pr_number = ?, updated_at = ? WHERE run_id = ? AND id = ?')
+      .prepare('UPDATE tasks SET status = ?, attempts = ?, branch = ?, pr_number = ?, pr_url = ?, updated_at = ? WHERE run_id = ? AND id = ?')
       .run(
         change.status ?? current.status,
         change.attempts ?? current.attempts,
         change.branch ?? current.branch,
         change.prNumber ?? current.prNumber,
+        change.prUrl ?? current.prUrl,
         now(),
         runId,
         id,
@@ -356,22 +357,27 @@ export class Store {
   // ---- pull requests, reviews, test runs -----------------------------------------------------
 
   /** Opens the PR of a task, or returns the one already open (a re-run submit opens nothing new). */
-  openPullRequest(pr: Omit<PullRequestRecord, 'number' | 'status' | 'mergeSha' | 'revision' | 'createdAt' | 'updatedAt'>): PullRequestRecord {
+  openPullRequest(
+    pr: Omit<PullRequestRecord, 'number' | 'status' | 'mergeSha' | 'revision' | 'createdAt' | 'updatedAt' | 'remoteNumber' | 'url'> &
+      Partial<Pick<PullRequestRecord, 'remoteNumber' | 'url'>>,
+  ): PullRequestRecord {
     // Look first: a conflicting INSERT OR IGNORE would still burn an AUTOINCREMENT number.
     const existing = this.getPullRequestForTask(pr.runId, pr.taskId);
     if (existing) return existing;
     const at = now();
     this.db
       .prepare(
-        `INSERT INTO pull_requests (run_id, task_id, provider, branch, base, title, body, status, head_sha, created_at, updated_at)
-         VALUES (@runId, @taskId, @provider, @branch, @base, @title, @body, 'open', @headSha, @at, @at)`,
+        `INSERT INTO pull_requests (run_id, task_id, provider, branch, base, title, body, status, head_sha, merge_sha, remote_number, url, created_at, updated_at)
+         VALUES (@runId, @taskId, @provider, @branch, @base, @title, @body, 'open', @headSha, NULL, @remoteNumber, @url, @at, @at)`,
       )
-      .run({ ...pr, at });
+      .run({ ...pr, remoteNumber: pr.remoteNumber ?? null, url: pr.url ?? null, at });
     return this.getPullRequestForTask(pr.runId, pr.taskId) as PullRequestRecord;
   }
 
-  updatePullRequestHead(number: number, headSha: string, revision: number): void {
-    this.db.prepare('UPDATE pull_requests SET head_sha = ?, revision = MAX(revision, ?), updated_at = ? WHERE number = ?').run(headSha, revision, now(), number);
+  updatePullRequestHead(number: number, headSha: string, revision: number, body?: string): void {
+    this.db
+      .prepare('UPDATE pull_requests SET head_sha = ?, revision = MAX(revision, ?), body = COALESCE(?, body), updated_at = ? WHERE number = ?')
+      .run(headSha, revision, body ?? null, now(), number);
   }
 
   markPullRequestMerged(number: number, mergeSha: string): void {
@@ -640,6 +646,7 @@ function toTask(row: Row): TaskRecord {
     attempts: Number(row.attempts),
     branch: row.branch === null ? null : String(row.branch),
     prNumber: row.pr_number === null ? null : Number(row.pr_number),
+    prUrl: row.pr_url === null || row.pr_url === undefined ? null : String(row.pr_url),
   };
 }
 
@@ -656,6 +663,8 @@ function toPullRequest(row: Row): PullRequestRecord {
     status: row.status as PullRequestRecord['status'],
     headSha: row.head_sha === null ? null : String(row.head_sha),
     mergeSha: row.merge_sha === null ? null : String(row.merge_sha),
+    remoteNumber: row.remote_number === null || row.remote_number === undefined ? null : Number(row.remote_number),
+    url: row.url === null || row.url === undefined ? null : String(row.url),
     revision: Number(row.revision),
     createdAt: String(row.created_at),
     updatedAt: String(row.updated_at),

@@ -68,6 +68,8 @@ export interface TaskRecord extends Required<NewTask> {
   attempts: number;
   branch: string | null;
   prNumber: number | null;
+  /** The PR's page where it lives (GitHub); null for local PRs. */
+  prUrl: string | null;
   angle: string | null;
   priority: number | null;
 }
@@ -84,6 +86,10 @@ export interface PullRequestRecord {
   status: 'open' | 'merged' | 'closed';
   headSha: string | null;
   mergeSha: string | null;
+  /** The PR's number on GitHub (`number` is Moderator's own, unique in the target); null for local PRs. */
+  remoteNumber: number | null;
+  /** The PR's page on GitHub; null for local PRs. */
+  url: string | null;
   revision: number;
   createdAt: string;
   updatedAt: string;
