@@ -18,7 +18,7 @@ import { exitCodeOf, exitCodes } from './exit-codes.ts';
 import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
 import { createProvider, preflight, recording } from './providers.ts';
 import { Reporter } from './reporter.ts';
-import { runSession, type SessionOptions } from './run-session.ts';
+import type { SessionOptions } from './run-session.ts';
 import { formatSummary, summarize, type RunSummary } from './summary.ts';
 
 export interface CliContext {
@@ -128,7 +128,7 @@ export async function startRun(
   if (config.git.provider !== 'local') {
     throw new UsageError(`git.provider "${config.git.provider}" is not available in this version yet; set git.provider: local`);
   }
-  const backend = createProvider({ config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
+  const backend = await createProvider({ config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
   if (!args.yes && !context.stdinIsTty) {
     throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
   }
@@ -168,6 +168,8 @@ export async function startRun(
 /** Runs this process's session of a run, records how it ended, prints the summary. */
 async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback'>): Promise<number> {
   const { store, runId } = session;
+  // The actor system, the monitoring server and their dependencies load only for a run.
+  const { runSession } = await import('./run-session.ts');
   const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo' });
   if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
   store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
@@ -207,7 +209,7 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
     const stored = run.settings as Partial<StoredSettings>;
     const { config, secrets } = configForResume(stored.config, overridesOf(args), context.env, context.cwd);
     const agents = agentsFileSchema.parse({ agents: stored.agents ?? {} }).agents;
-    const backend = createProvider({ config, secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
+    const backend = await createProvider({ config, secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
     await preflight(backend, config, context.env);
     const provider = withRecording(args, backend, run.requirements, config);
     try {

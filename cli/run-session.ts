@@ -18,7 +18,7 @@ import { RunClock } from '../services/run-clock.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 import { exportCheckpoint } from './checkpoint-export.ts';
-import { MonitorServerError, createStatelyInspector, startMonitoring } from '../server/index.ts';
+import { MonitorServerError, startMonitoring } from '../server/index.ts';
 import type { Reporter } from './reporter.ts';
 
 export interface SessionOptions {
@@ -219,7 +219,8 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     reporter.line(`${(error as Error).message.split(':')[0]}; the demo monitors on a free port instead`);
     return startMonitoring({ ...monitoringOptions, port: 0 });
   });
-  const inspector = options.inspectUrl ? createStatelyInspector({ url: options.inspectUrl }) : undefined;
+  // @statelyai/inspect loads only for --inspect.
+  const inspector = options.inspectUrl ? (await import('../server/inspector.ts')).createStatelyInspector({ url: options.inspectUrl }) : undefined;
   store.setMonitorUrl(runId, monitoring.url);
   reporter.line(`monitoring: ${monitoring.url}${config.monitor.token ? '' : ` (intervention token ${monitoring.token})`}`);
   if (inspector) reporter.line(`inspection events also go to the Stately inspector at ${options.inspectUrl}`);
