@@ -6,13 +6,13 @@ import { formatFiles, readTree } from '../services/workspace.ts';
 import type { TaskRecord } from '../services/store/types.ts';
 import { ask } from './ask.ts';
 import { taskOf } from './moderator.actors.ts';
-import { contracts, describeTask, projectLine, systemPrompt } from './prompts.ts';
+import { contracts, describeTask, projectLine, stepSettings, systemPrompt } from './prompts.ts';
 import { changeReply, type ChangeReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
 
 /** The TechLead's effects: worktree, implementation, revision, tests, PR. */
 export function techleadActors(services: RunServices) {
-  const settings = services.config.agents.techlead;
+  const settings = stepSettings(services, 'techlead');
   const branchOf = (task: TaskRecord) => GitService.branchName(services.config.git.branch_prefix, task.type, task.id);
 
   /** Writes the model's files into the task's worktree and commits them as this step. */
@@ -50,10 +50,10 @@ export function techleadActors(services: RunServices) {
       purpose,
       taskId: task.id,
       callKey: `techlead:${purpose}:${task.id}:${attempt}`,
-      system: systemPrompt(services, 'techlead', tools ? contracts.changeWithTools : contracts.change),
+      system: systemPrompt(services, 'techlead', tools ? contracts.changeWithTools : contracts.change, purpose),
       prompt,
       schema: changeReply,
-      settings,
+      settings: stepSettings(services, 'techlead', purpose),
       signal,
       ...(tools ? { tools, maxTurns: settings.max_tool_turns } : {}),
       // Claude Code edits the worktree itself and answers in prose: its answer is the summary.

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Snapshot } from 'xstate';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import {
-  agentsFileSchema, childProcessEnv, configForResume, loadConfig, resolveTarget,
+  agentDefinitionWarnings, agentsFileSchema, childProcessEnv, configForResume, loadConfig, resolveTarget,
   type AgentDefinitions, type Config, type ConfigOverrides, type Env,
 } from '../config/index.ts';
 import { ModeratorError, UsageError } from '../errors.ts';
@@ -168,6 +168,7 @@ export async function startRun(
 /** Runs this process's session of a run, records how it ended, prints the summary. */
 async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback'>): Promise<number> {
   const { store, runId } = session;
+  for (const warning of agentDefinitionWarnings(session.config, session.agents)) context.reporter.line(`warning: ${warning}`);
   // The actor system, the monitoring server and their dependencies load only for a run.
   const { runSession } = await import('./run-session.ts');
   const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo' });

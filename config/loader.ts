@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { checkRoles } from './agent-steps.ts';
 import { ConfigError, type ConfigIssue } from './config-error.ts';
 import { envLayers, type Env } from './env.ts';
 import { flagLayers, type ConfigOverrides } from './flags.ts';
@@ -69,6 +70,7 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   if (agentsValues !== undefined) {
     files.push(agentsFile);
     agents = validate(agentsFileSchema, agentsValues, () => agentsLabel).agents;
+    checkRoles(agents, agentsLabel);
   }
 
   return { config, agents, secrets: readSecrets(options.env), files };

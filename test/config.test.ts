@@ -450,6 +450,12 @@ test('the vendor variable names are fallbacks for the DUO_AGENT secrets', (t) =>
   t.deepEqual(load(dir, { env: { DUO_AGENT_GIT_TOKEN: 'tok', GITHUB_TOKEN: 'other' } }).secrets, { gitToken: 'tok' });
 });
 
+test('agents.yaml: two entries claiming one role are refused, naming both', (t) => {
+  const entry = (type: string) => `    name: N\n    type: ${type}\n    system_prompt: P\n`;
+  const dir = target(t, { 'agents.yaml': `agents:\n  gen_a:\n${entry('generator')}  gen_b:\n${entry('generator')}  reviewer:\n${entry('reviewer')}` });
+  t.is(failure(t, () => load(dir)), 'agents.yaml: agents: "gen_a" and "gen_b" both have type generator; keep one (specialist agents are not implemented)');
+});
+
 test('childProcessEnv drops credentials and the Node options of this process', (t) => {
   const env = {
     PATH: '/usr/bin',
