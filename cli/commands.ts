@@ -218,7 +218,8 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
     } catch (error) {
       throw new UsageError((error as Error).message, { cause: error });
     }
-    store.updateRunSettings(runId, { config, agents } satisfies StoredSettings);
+    // The intervention token may come from DUO_AGENT_MONITOR_TOKEN again: still not stored.
+    store.updateRunSettings(runId, { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents } satisfies StoredSettings);
     const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: childProcessEnv(context.env) });
     for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
     context.reporter.line(`resuming run ${runId} (phase ${run.phase}, session ${run.sessions + 1})`);
