@@ -181,7 +181,8 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       for (const message of messages) {
         logs.for(logName(message.from)).info({ type: message.type, to: message.to, payload: message.payload, correlationId: message.correlationId }, 'message');
       }
-      reporter.messages(messages);
+      // A message whose text is the run's stop reason is left to the summary, which prints that reason.
+      reporter.messages(messages, actor.getSnapshot().context.reason);
       clock.flushIfDue(1000);
       projectDecisions(store, runId, actor.getSnapshot().context.tasks);
       if (phase !== exportedPhase) {
