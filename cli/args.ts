@@ -20,6 +20,8 @@ export interface CliArgs {
   inspect: boolean;
   /** Also save every model reply of the run as a replay session. */
   record?: string;
+  /** After the run ends, keep the monitoring server (the dashboard) up until Ctrl-C. */
+  keepServing: boolean;
 }
 
 const options = {
@@ -37,6 +39,7 @@ const options = {
   port: { type: 'string' },
   inspect: { type: 'boolean', default: false },
   record: { type: 'string' },
+  'keep-serving': { type: 'boolean', default: false },
   run: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean', short: 'v', default: false },
@@ -46,7 +49,8 @@ export const usage = `Usage:
   moderator "<requirements>" [--target DIR] [-y]     start a run with the configured model provider
   moderator --resume <runId> [--target DIR]           continue a run after a crash or Ctrl-C
   moderator runs [--target DIR] [--json]              list the runs of a target
-  moderator demo [--target DIR] [--replay-delay-ms N] a whole run of the bundled offline scenario
+  moderator demo [--target DIR] [--replay-delay-ms N] [--keep-serving]
+                                                      a whole run of the bundled offline scenario
   moderator status [--target DIR] [--run ID] [--json] the live state of a run, or its last stored state
   moderator doctor [--target DIR]                     check config, keys, endpoint, git, claude CLI, monitor port
 
@@ -64,6 +68,7 @@ Options:
       --log-level LEVEL     trace, debug, info, warn, error
       --port N              monitoring server port (default 8080; 0 picks a free one)
       --inspect             also send XState inspection events to the Stately inspector
+      --keep-serving        after the run ends, keep the dashboard up until Ctrl-C
   -h, --help                this text
   -v, --version             the version`;
 
@@ -90,6 +95,7 @@ export function parseCli(argv: string[]): CliArgs {
     port: values.port,
     inspect: values.inspect,
     record: values.record,
+    keepServing: values['keep-serving'],
   };
   if (values.help) return { ...common, command: 'help' };
   if (values.version) return { ...common, command: 'version' };

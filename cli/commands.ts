@@ -166,12 +166,12 @@ export async function startRun(
 }
 
 /** Runs this process's session of a run, records how it ended, prints the summary. */
-async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback'>): Promise<number> {
+async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback' | 'keepServing'>): Promise<number> {
   const { store, runId } = session;
   for (const warning of agentDefinitionWarnings(session.config, session.agents)) context.reporter.line(`warning: ${warning}`);
   // The actor system, the monitoring server and their dependencies load only for a run.
   const { runSession } = await import('./run-session.ts');
-  const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo' });
+  const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo', keepServing: args.keepServing });
   if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
   store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
   return finish(context, args, store, runId, result.kind === 'interrupted');
@@ -254,6 +254,9 @@ export async function runDemo(context: CliContext, args: CliArgs): Promise<numbe
     );
   }
   context.reporter.line(`demo: "${session.title ?? session.requirements}", replayed from ${path.relative(context.cwd, sessionFile) || sessionFile}`);
+  if (args.replayDelayMs === undefined && !args.keepServing) {
+    context.reporter.line('to watch it on the dashboard: --replay-delay-ms 1500 (a slower replay) and --keep-serving (the dashboard stays up after the run until Ctrl-C)');
+  }
   const code = await startRun(context, { ...args, yes: true }, {
     requirements: session.requirements,
     target,

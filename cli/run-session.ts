@@ -19,6 +19,7 @@ import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 import { exportCheckpoint } from './checkpoint-export.ts';
 import { MonitorServerError, startMonitoring } from '../server/index.ts';
+import { relayListening } from './inspect-relay.ts';
 import type { Reporter } from './reporter.ts';
 
 export interface SessionOptions {
@@ -38,6 +39,8 @@ export interface SessionOptions {
   inspectUrl?: string | undefined;
   /** When the configured monitor port is busy, say so and take a free one instead of failing (the demo). */
   portFallback?: boolean | undefined;
+  /** After the run ends, keep the monitoring server up until SIGINT or SIGTERM (`--keep-serving`). */
+  keepServing?: boolean | undefined;
 }
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
@@ -225,6 +228,9 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   store.setMonitorUrl(runId, monitoring.url);
   reporter.line(`monitoring: ${monitoring.url}${config.monitor.token ? '' : ` (intervention token ${monitoring.token})`}`);
   if (inspector) reporter.line(`inspection events also go to the Stately inspector at ${options.inspectUrl}`);
+  if (options.inspectUrl && !(await relayListening(options.inspectUrl))) {
+    reporter.line(`warning: no Stately inspector relay listens at ${options.inspectUrl}; events wait until one does (start one with: node -e "import('@statelyai/inspect/server').then((m) => m.createInspectorServer({ port: 8081 }))")`);
+  }
 
   const actor = createActor(machine, {
     id: 'orchestrator',
@@ -240,8 +246,10 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   checkpointer.attach(actor);
   monitoring.attach(actor);
 
+  let interrupted = false;
   const result = await new Promise<SessionResult>((resolve, reject) => {
     const onSignal = (signal: NodeJS.Signals) => {
+      interrupted = true;
       // Keep what is journaled, tear nothing down into the checkpoint: the run resumes from here.
       checkpointer.flush();
       checkpointer.stop();
@@ -288,8 +296,25 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     // Also when the tree failed: the port is released and status stops pointing at it.
     clock.flush();
     inspector?.stop();
+    if (options.keepServing && !interrupted) {
+      reporter.line(`the run has ended; the dashboard stays up at ${monitoring.url} until Ctrl-C`);
+      await nextSignal();
+    }
     await monitoring.close();
     store.setMonitorUrl(runId, null);
   });
   return result;
+}
+
+/** Resolves at the next SIGINT or SIGTERM, which it takes instead of the default exit. */
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
 }
