@@ -4,7 +4,7 @@ import { once } from '../services/effects.ts';
 import type { NewTask } from '../services/store/types.ts';
 import { formatFiles, readTree } from '../services/workspace.ts';
 import { ask } from './ask.ts';
-import { contracts, projectLine, systemPrompt } from './prompts.ts';
+import { contracts, projectLine, stepSettings, systemPrompt } from './prompts.ts';
 import { priorityOf, replies } from './replies.ts';
 import type { RunServices } from './run-services.ts';
 
@@ -19,7 +19,7 @@ const typeOfAngle: Record<string, string> = {
 
 /** The Ever-Thinker's effect: one analysis of the merged code, its best proposals stored as tasks. */
 export function everThinkerActors(services: RunServices) {
-  const settings = services.config.agents.ever_thinker;
+  const settings = stepSettings(services, 'ever_thinker');
 
   const analyze = fromPromise<AnalyzeOutput, AnalyzeInput>(async ({ input, signal }) => {
     const stepKey = `ever-thinker:analyze:${input.cycle}`;

@@ -6,7 +6,7 @@ import { ModeratorError } from '../errors.ts';
 import { ModelError } from '../services/llm/model-error.ts';
 import { PrError } from '../services/pr/pr-error.ts';
 import { ask } from './ask.ts';
-import { contracts, describeTask, projectLine, systemPrompt } from './prompts.ts';
+import { contracts, describeTask, projectLine, stepSettings, systemPrompt } from './prompts.ts';
 import { replies, type ClarifyReply, type PlanReply, type ReviewReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
 import { readTree, formatFiles } from '../services/workspace.ts';
@@ -38,7 +38,7 @@ function renumber(services: RunServices, plan: PlanReply): PlanReply {
 
 /** The Moderator's effects: scope, plan, review, merge. */
 export function moderatorActors(services: RunServices) {
-  const settings = services.config.agents.moderator;
+  const settings = stepSettings(services, 'moderator');
 
   const clarify = fromPromise<{ assumptions: number; questions: number }>(async ({ signal }) => {
     const scope: ClarifyReply = await ask(services, {
@@ -112,10 +112,10 @@ export function moderatorActors(services: RunServices) {
         purpose: 'review',
         taskId: task.id,
         callKey: `moderator:review:${task.id}:${input.attempt}`,
-        system: systemPrompt(services, 'moderator', contracts.review),
+        system: systemPrompt(services, 'moderator', contracts.review, 'review'),
         prompt: `${projectLine(services)}\n\n${describeTask(task)}\n\nPull request #${pr.number} (${pr.branch}), review round ${input.attempt}.\n${testsLine}\n\nDiff against ${pr.base}:\n${diff}\n\nFiles on the branch:\n${formatFiles(files)}\n\nReview it.`,
         reply: replies.review,
-        settings,
+        settings: stepSettings(services, 'moderator', 'review'),
         signal,
       });
     } catch (error) {

@@ -1,9 +1,10 @@
+import { resolveStep, type Config, type LlmAgent, type RoleStepOf } from '../config/index.ts';
 import type { TaskRecord } from '../services/store/types.ts';
 import { LOOKED_FOR, detectTestCommand, type DetectedTestCommand } from '../services/test-environment.ts';
 import { replies } from './replies.ts';
 import type { RunServices } from './run-services.ts';
 
-const defaultSystem: Record<'moderator' | 'techlead' | 'ever_thinker', string> = {
+const defaultSystem: Record<LlmAgent, string> = {
   moderator:
     'You are the Moderator of an autonomous software team. You turn requirements into a clear scope, split it into small ' +
     'pull-request-sized tasks with testable acceptance criteria, and review every pull request strictly against its criteria.',
@@ -16,10 +17,18 @@ const defaultSystem: Record<'moderator' | 'techlead' | 'ever_thinker', string> =
     'impact, effort and risk. Propose only what is worth doing.',
 };
 
-/** The agent's system prompt: from agents.yaml when it defines the agent, else the built-in one. */
-export function systemPrompt(services: RunServices, agent: keyof typeof defaultSystem, contract: string): string {
-  const defined = services.agents[agent]?.system_prompt;
+/**
+ * The system prompt of an agent's call: agents.yaml's for the step's role or for the agent
+ * (config/agent-steps.ts has the precedence), else the built-in one; then the reply contract.
+ */
+export function systemPrompt<A extends LlmAgent>(services: RunServices, agent: A, contract: string, step?: RoleStepOf<A>): string {
+  const defined = resolveStep(services.config, services.agents, agent, step).systemPrompt;
   return `${defined ?? defaultSystem[agent]}\n\n${contract}`;
+}
+
+/** The model settings of an agent's calls, or of one role step: `agents.<agent>` with agents.yaml over it. */
+export function stepSettings<A extends LlmAgent>(services: RunServices, agent: A, step?: RoleStepOf<A>): Config['agents'][A] {
+  return resolveStep(services.config, services.agents, agent, step).settings;
 }
 
 /**

@@ -10,7 +10,7 @@ import { pullRequestBody } from '../services/pr/pr-text.ts';
 import type { TaskRecord } from '../services/store/types.ts';
 import { ask } from './ask.ts';
 import { taskOf } from './moderator.actors.ts';
-import { contracts, describeTask, projectLine, systemPrompt, testCommandFor } from './prompts.ts';
+import { contracts, describeTask, projectLine, stepSettings, systemPrompt, testCommandFor } from './prompts.ts';
 import { replies, type ChangeReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
 
@@ -19,7 +19,7 @@ const SHOWN_LINES = 12;
 
 /** The TechLead's effects: worktree, implementation, revision, tests, PR. */
 export function techleadActors(services: RunServices) {
-  const settings = services.config.agents.techlead;
+  const settings = stepSettings(services, 'techlead');
   const branchOf = (task: TaskRecord) => GitService.branchName(services.config.git.branch_prefix, task.type, task.id);
 
   /** Asks the model for the change: with tools when the backend loops through us, plain JSON otherwise. */
@@ -32,10 +32,10 @@ export function techleadActors(services: RunServices) {
       purpose,
       taskId: task.id,
       callKey,
-      system: systemPrompt(services, 'techlead', tools ? contracts.changeWithTools : contracts.change),
+      system: systemPrompt(services, 'techlead', tools ? contracts.changeWithTools : contracts.change, purpose),
       prompt,
       reply: replies.change,
-      settings,
+      settings: stepSettings(services, 'techlead', purpose),
       signal,
       ...(tools ? { tools, maxTurns: settings.max_tool_turns } : {}),
       // Claude Code edits the worktree itself and answers in prose: its answer is the summary.

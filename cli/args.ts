@@ -22,6 +22,8 @@ export interface CliArgs {
   record?: string;
   /** `retry --task T2`: only these tasks are re-queued. */
   tasks?: string[];
+  /** After the run ends, keep the monitoring server (the dashboard) up until Ctrl-C. */
+  keepServing: boolean;
 }
 
 const options = {
@@ -39,6 +41,7 @@ const options = {
   port: { type: 'string' },
   inspect: { type: 'boolean', default: false },
   record: { type: 'string' },
+  'keep-serving': { type: 'boolean', default: false },
   run: { type: 'string' },
   task: { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h', default: false },
@@ -51,7 +54,8 @@ export const usage = `Usage:
   moderator retry <runId> [--task T2]...              continue a failed or needs_human run: re-queue its failed,
                                                       rejected, skipped and held tasks (or only those named)
   moderator runs [--target DIR] [--json]              list the runs of a target
-  moderator demo [--target DIR] [--replay-delay-ms N] a whole run of the bundled offline scenario
+  moderator demo [--target DIR] [--replay-delay-ms N] [--keep-serving]
+                                                      a whole run of the bundled offline scenario
   moderator status [--target DIR] [--run ID] [--json] the live state of a run, or its last stored state
   moderator doctor [--target DIR]                     check config, keys, endpoint, git, claude CLI, monitor port
 
@@ -69,6 +73,7 @@ Options:
       --log-level LEVEL     trace, debug, info, warn, error
       --port N              monitoring server port (default 8080; 0 picks a free one)
       --inspect             also send XState inspection events to the Stately inspector
+      --keep-serving        after the run ends, keep the dashboard up until Ctrl-C
   -h, --help                this text
   -v, --version             the version`;
 
@@ -95,6 +100,7 @@ export function parseCli(argv: string[]): CliArgs {
     port: values.port,
     inspect: values.inspect,
     record: values.record,
+    keepServing: values['keep-serving'],
   };
   if (values.help) return { ...common, command: 'help' };
   if (values.version) return { ...common, command: 'version' };

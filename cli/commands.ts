@@ -9,7 +9,7 @@ import type { TaskRef } from '../machines/events.ts';
 import type { RetryPlan } from '../machines/orchestrator.machine.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import {
-  agentsFileSchema, configForResume, gitEnv, isRunConfig, loadConfig, resolveTarget, withBaseBranch,
+  agentDefinitionWarnings, agentsFileSchema, configForResume, gitEnv, isRunConfig, loadConfig, resolveTarget, withBaseBranch,
   type AgentDefinitions, type Config, type ConfigOverrides, type Env, type LoadedConfig, type RunConfig, type Secrets,
 } from '../config/index.ts';
 import { ModeratorError, StorageFullError, UsageError, isStorageFull, messageOf } from '../errors.ts';
@@ -24,7 +24,8 @@ import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
 import { createProvider, preflight, recording } from './providers.ts';
 import { prepareGitHub } from './pull-requests.ts';
 import { Reporter } from './reporter.ts';
-import { commandSandbox, runSession, type SessionOptions } from './run-session.ts';
+import { commandSandbox } from './command-sandbox.ts';
+import type { SessionOptions } from './run-session.ts';
 import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { formatSummary, summarize, type RunSummary } from './summary.ts';
 
@@ -157,7 +158,7 @@ export async function startRun(
     ...(base ? { base } : {}),
     cwd: context.cwd,
   });
-  const backend = createProvider({ config: loaded.config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
+  const backend = await createProvider({ config: loaded.config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
   if (!args.yes && !context.stdinIsTty) {
     throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
   }
@@ -261,9 +262,12 @@ async function startLocked(
 }
 
 /** Runs this process's session of a run, records how it ended, prints the summary. */
-async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback'>): Promise<number> {
+async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback' | 'keepServing'>): Promise<number> {
   const { store, runId } = session;
-  const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo' });
+  for (const warning of agentDefinitionWarnings(session.config, session.agents)) context.reporter.line(`warning: ${warning}`);
+  // The actor system, the monitoring server and their dependencies load only for a run.
+  const { runSession } = await import('./run-session.ts');
+  const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo', keepServing: args.keepServing });
   if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
   store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
   store.checkpointWal();
@@ -334,7 +338,7 @@ async function continueRun(context: CliContext, args: CliArgs, store: Store, tar
   if (!isRunConfig(resolved.config)) throw new UsageError(`run ${run.id}'s stored settings have no base branch; they were not written by this version: start a new run`);
   const config = resolved.config;
   const agents = agentsFileSchema.parse({ agents: stored.agents ?? {} }).agents;
-  const backend = createProvider({ config, secrets: resolved.secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
+  const backend = await createProvider({ config, secrets: resolved.secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
   const sandbox = await commandSandbox(config, context.env);
   await preflight(backend, config, context.env);
   const provider = withRecording(args, backend, { requirements: run.requirements }, config);
@@ -362,7 +366,8 @@ async function continueLocked(
   } catch (error) {
     throw new UsageError((error as Error).message, { cause: error });
   }
-  store.updateRunSettings(run.id, { config, agents, ...(retry ? { retry } : {}) } satisfies StoredSettings);
+  // The intervention token may come from DUO_AGENT_MONITOR_TOKEN again: still not stored.
+  store.updateRunSettings(run.id, { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents, ...(retry ? { retry } : {}) } satisfies StoredSettings);
   const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: gitEnv(context.env) });
   for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
   await prepareGitHub({ config, secrets, target, env: context.env, report: (line) => context.reporter.line(line) });
@@ -493,6 +498,9 @@ export async function runDemo(context: CliContext, args: CliArgs): Promise<numbe
     );
   }
   context.reporter.line(`demo: "${session.title ?? session.requirements}", replayed from ${path.relative(context.cwd, sessionFile) || sessionFile}`);
+  if (args.replayDelayMs === undefined && !args.keepServing) {
+    context.reporter.line('to watch it on the dashboard: --replay-delay-ms 1500 (a slower replay) and --keep-serving (the dashboard stays up after the run until Ctrl-C)');
+  }
   const code = await startRun(context, { ...args, yes: true }, {
     requirements: session.requirements,
     target,

@@ -54,7 +54,7 @@ export async function doctor(context: CliContext, args: CliArgs): Promise<number
 
   if (config && secrets) {
     try {
-      const provider = createProvider({ config: { ...config, model: { ...config.model, max_retries: 0 } }, secrets, env: context.env, target, worktreeOf: () => target });
+      const provider = await createProvider({ config: { ...config, model: { ...config.model, max_retries: 0 } }, secrets, env: context.env, target, worktreeOf: () => target });
       checks.push({ name: 'provider', ok: true, detail: provider.description });
       if (config.model.provider === 'anthropic' || config.model.provider === 'openai') {
         const connection = await checkConnection(provider, config.agents.moderator.model);

@@ -2,9 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { childProcessEnv, type Config, type Env, type Secrets } from '../config/index.ts';
 import { UsageError } from '../errors.ts';
-import { AnthropicProvider } from '../services/llm/anthropic-provider.ts';
 import { ClaudeCliProvider, checkInstalled } from '../services/llm/claude-cli-provider.ts';
-import { OpenAIProvider } from '../services/llm/openai-provider.ts';
 import { withPrices } from '../services/llm/prices.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from '../services/llm/provider.ts';
 import { RecordingProvider } from '../services/llm/recording-provider.ts';
@@ -44,8 +42,11 @@ class ClaudeCliRouter implements ModelProvider {
   }
 }
 
-/** The configured model backend, or a one-line refusal saying what to configure. */
-export function createProvider(context: ProviderContext): ModelProvider {
+/**
+ * The configured model backend, or a one-line refusal saying what to configure. Each SDK is
+ * imported here, when its provider is chosen: together they are ~400 modules no other command needs.
+ */
+export async function createProvider(context: ProviderContext): Promise<ModelProvider> {
   const { config, secrets } = context;
   const provider = config.model.provider;
   const common = {
@@ -76,12 +77,16 @@ export function createProvider(context: ProviderContext): ModelProvider {
         throw new UsageError((error as Error).message, { cause: error });
       }
     }
-    case 'anthropic':
+    case 'anthropic': {
       if (!secrets.anthropicApiKey) throw new UsageError('the anthropic provider needs an API key: set DUO_AGENT_API_KEY (or ANTHROPIC_API_KEY)');
+      const { AnthropicProvider } = await import('../services/llm/anthropic-provider.ts');
       return new AnthropicProvider({ ...common, apiKey: secrets.anthropicApiKey, keyVariable: 'DUO_AGENT_API_KEY (or ANTHROPIC_API_KEY)', sdkLogging: Boolean(context.env.ANTHROPIC_LOG) });
-    case 'openai':
+    }
+    case 'openai': {
       if (!secrets.openaiApiKey) throw new UsageError('the openai provider needs an API key: set OPENAI_API_KEY (a local OpenAI-compatible server accepts any value)');
+      const { OpenAIProvider } = await import('../services/llm/openai-provider.ts');
       return new OpenAIProvider({ ...common, apiKey: secrets.openaiApiKey, keyVariable: 'OPENAI_API_KEY', sdkLogging: Boolean(context.env.OPENAI_LOG) });
+    }
     case 'claude-cli': {
       const env = childProcessEnv(context.env);
       // Claude Code authenticates itself; hand it the Anthropic key when Moderator has one.

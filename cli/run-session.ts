@@ -4,21 +4,22 @@ import { createActor, type Snapshot } from 'xstate';
 import { provideRun, type AskApproval } from '../actors/provide.ts';
 import type { RunServices } from '../actors/run-services.ts';
 import { childProcessEnv, gitEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
-import { StorageFullError, UsageError, messageOf } from '../errors.ts';
+import { StorageFullError, messageOf } from '../errors.ts';
 import { interAgentEventTypes, type TaskRef } from '../machines/events.ts';
 import type { OrchestratorInput, OrchestratorOutput, RetryPlan } from '../machines/orchestrator.machine.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { ModelGateway } from '../services/llm/gateway.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import { AgentLogs } from '../services/logger.ts';
-import { resolveSandbox, type CommandSandbox } from '../services/sandbox/sandbox.ts';
+import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { Preferences } from '../services/preferences.ts';
 import { RunClock } from '../services/run-clock.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 import { exportCheckpoint } from './checkpoint-export.ts';
-import { MonitorServerError, createStatelyInspector, startMonitoring } from '../server/index.ts';
+import { MonitorServerError, startMonitoring } from '../server/index.ts';
+import { relayListening } from './inspect-relay.ts';
 import { createPrProvider } from './pull-requests.ts';
 import type { Reporter } from './reporter.ts';
 
@@ -45,6 +46,8 @@ export interface SessionOptions {
   portFallback?: boolean | undefined;
   /** For git.provider github (DUO_AGENT_GIT_TOKEN); never stored with the run. */
   gitToken?: string | undefined;
+  /** After the run ends, keep the monitoring server up until SIGINT or SIGTERM (`--keep-serving`). */
+  keepServing?: boolean | undefined;
 }
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
@@ -123,16 +126,6 @@ const askOnTerminal: AskApproval = async () => {
 };
 
 /**
- * The sandbox of the run's commands, bwrap probed once per process before the run is created or
- * claimed, so a `sandbox: bwrap` that cannot work here is refused (exit 2) with nothing stored.
- */
-export async function commandSandbox(config: Config, env: Env): Promise<CommandSandbox> {
-  const resolved = await resolveSandbox(config.agents.techlead.sandbox, { network: config.agents.techlead.allow_network, path: childProcessEnv(env, config.project.pass_env).PATH });
-  if (resolved.refusal !== undefined) throw new UsageError(resolved.refusal);
-  return resolved.sandbox;
-}
-
-/**
  * Drives one process's share of a run: wires the services into the statecharts, starts (or
  * restores) the actor tree with the checkpointer watching, and waits for the outcome or a signal.
  */
@@ -205,7 +198,8 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       for (const message of messages) {
         logs.for(logName(message.from)).info({ type: message.type, to: message.to, payload: message.payload, correlationId: message.correlationId }, 'message');
       }
-      reporter.messages(messages);
+      // A message whose text is the run's stop reason is left to the summary, which prints that reason.
+      reporter.messages(messages, actor.getSnapshot().context.reason);
       clock.flushIfDue(1000);
       projectDecisions(store, runId, actor.getSnapshot().context.tasks);
       if (phase !== exportedPhase) {
@@ -245,10 +239,14 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     reporter.line(`${(error as Error).message.split(':')[0]}; the demo monitors on a free port instead`);
     return startMonitoring({ ...monitoringOptions, port: 0 });
   });
-  const inspector = options.inspectUrl ? createStatelyInspector({ url: options.inspectUrl }) : undefined;
+  // @statelyai/inspect loads only for --inspect.
+  const inspector = options.inspectUrl ? (await import('../server/inspector.ts')).createStatelyInspector({ url: options.inspectUrl }) : undefined;
   store.setMonitorUrl(runId, monitoring.url);
   reporter.line(`monitoring: ${monitoring.url}${config.monitor.token ? '' : ` (intervention token ${monitoring.token})`}`);
   if (inspector) reporter.line(`inspection events also go to the Stately inspector at ${options.inspectUrl}`);
+  if (options.inspectUrl && !(await relayListening(options.inspectUrl))) {
+    reporter.line(`warning: no Stately inspector relay listens at ${options.inspectUrl}; events wait until one does (start one with: node -e "import('@statelyai/inspect/server').then((m) => m.createInspectorServer({ port: 8081 }))")`);
+  }
 
   const actor = createActor(machine, {
     id: 'orchestrator',
@@ -270,6 +268,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   checkpointer.attach(actor);
   monitoring.attach(actor);
 
+  let interrupted = false;
   const result = await new Promise<SessionResult>((resolve, reject) => {
     let settled = false;
     const settle = (finish: () => void) => {
@@ -281,6 +280,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     };
     const onSignal = (signal: NodeJS.Signals) =>
       settle(() => {
+        interrupted = true;
         // Keep what is journaled, tear nothing down into the checkpoint: the run resumes from here.
         checkpointer.flush();
         checkpointer.stop();
@@ -323,6 +323,8 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     const steps: [string, () => unknown][] = [
       ['account the run time', () => clock.flush()],
       ['stop the inspector bridge', () => inspector?.stop()],
+      // --keep-serving: the dashboard stays up after the run until Ctrl-C (not after an interruption).
+      ['keep serving', () => (options.keepServing && !interrupted ? keepServing(reporter, monitoring.url) : undefined)],
       ['close the monitoring server', () => monitoring.close()],
       ['clear the monitor address', () => store.setMonitorUrl(runId, null)],
     ];
@@ -335,4 +337,22 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     }
   });
   return result;
+}
+
+async function keepServing(reporter: Reporter, url: string): Promise<void> {
+  reporter.line(`the run has ended; the dashboard stays up at ${url} until Ctrl-C`);
+  await nextSignal();
+}
+
+/** Resolves at the next SIGINT or SIGTERM, which it takes instead of the default exit. */
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
 }

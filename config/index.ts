@@ -1,4 +1,13 @@
 /** The config module's public surface; config/ imports nothing from the project but errors.ts. */
+export {
+  ROLE_STEPS,
+  agentDefinitionWarnings,
+  resolveStep,
+  type LlmAgent,
+  type ResolvedStep,
+  type RoleStep,
+  type RoleStepOf,
+} from './agent-steps.ts';
 export { ConfigError, type ConfigIssue } from './config-error.ts';
 export { resolveTarget, ENV_BINDINGS, type Env } from './env.ts';
 export { FLAG_BINDINGS, type ConfigOverrides } from './flags.ts';

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { checkRoles } from './agent-steps.ts';
 import { ConfigError, type ConfigIssue } from './config-error.ts';
 import { envLayers, envValue, type Env } from './env.ts';
 import { flagLayers, type ConfigOverrides } from './flags.ts';
@@ -69,9 +70,24 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   if (agentsValues !== undefined) {
     files.push(agentsFile);
     agents = validate(agentsFileSchema, agentsValues, () => agentsLabel).agents;
+    checkRoles(agents, agentsLabel);
   }
 
-  return { config, agents, secrets: readSecrets(options.env), files };
+  const secrets = readSecrets(options.env);
+  return { config: withMonitorToken(config, secrets), agents, secrets, files };
+}
+
+const MONITOR_TOKEN_VARIABLE = 'DUO_AGENT_MONITOR_TOKEN';
+
+/**
+ * `DUO_AGENT_MONITOR_TOKEN` over `monitor.token`. It is a secret: the run's stored settings drop
+ * the token, so it is read again on resume, and a bad one is reported without its value.
+ */
+function withMonitorToken(config: Config, secrets: Secrets): Config {
+  const token = secrets.monitorToken;
+  if (token === undefined) return config;
+  if (token.length < 16) throw ConfigError.of(MONITOR_TOKEN_VARIABLE, '', `expected a token of at least 16 characters, found one of ${token.length}`);
+  return { ...config, monitor: { ...config.monitor, token } };
 }
 
 export const STORED_SOURCE = 'stored settings';
@@ -105,7 +121,8 @@ export function configForResume(
   }
   const merged = mergeLayers([{ source: STORED_SOURCE, values: settings }, ...flagLayers(flags, cwd)], STORED_SOURCE);
   const config = validate(configSchema, merged.values, (at) => merged.sourceOf(at));
-  return { config, secrets: readSecrets(env) };
+  const secrets = readSecrets(env);
+  return { config: withMonitorToken(config, secrets), secrets };
 }
 
 /** The base-URL variables the SDKs themselves read, by provider. */

@@ -5,6 +5,8 @@ export interface Secrets {
   anthropicApiKey?: string;
   openaiApiKey?: string;
   gitToken?: string;
+  /** Bearer token for POST /api/intervention, read again on every resume (never stored). */
+  monitorToken?: string;
 }
 
 /** DUO_AGENT_* first (the seed's names), then the vendors' usual names as a fallback. */
@@ -16,6 +18,8 @@ export function readSecrets(env: Env): Secrets {
   if (anthropicApiKey !== undefined) secrets.anthropicApiKey = anthropicApiKey;
   if (openaiApiKey !== undefined) secrets.openaiApiKey = openaiApiKey;
   if (gitToken !== undefined) secrets.gitToken = gitToken;
+  const monitorToken = firstSet(env, 'DUO_AGENT_MONITOR_TOKEN');
+  if (monitorToken !== undefined) secrets.monitorToken = monitorToken;
   return secrets;
 }
 
@@ -32,7 +36,7 @@ export const REDACTED = '[redacted]';
 
 /** `text` with every occurrence of every secret value replaced by "[redacted]". */
 export function redact(text: string, secrets: Secrets): string {
-  const values = [secrets.anthropicApiKey, secrets.openaiApiKey, secrets.gitToken]
+  const values = [secrets.anthropicApiKey, secrets.openaiApiKey, secrets.gitToken, secrets.monitorToken]
     .filter((value): value is string => value !== undefined && value !== '')
     // Longest first, so a secret that contains another is not left half-visible.
     .sort((a, b) => b.length - a.length);
@@ -44,6 +48,7 @@ export function redact(text: string, secrets: Secrets): string {
 const SECRET_NAMES = new Set([
   'DUO_AGENT_API_KEY',
   'DUO_AGENT_GIT_TOKEN',
+  'DUO_AGENT_MONITOR_TOKEN',
   'OPENAI_API_KEY',
   'ANTHROPIC_API_KEY',
   'GITHUB_TOKEN',

@@ -100,12 +100,16 @@ test('without -y and without a terminal to ask on, the run refuses to start', (t
 
 test('the token budget is never overrun: the run stops with budget_exhausted and exit 3', (t) => {
   const target = path.join(tempDir('budget'), 'todo');
-  const { code, stdout } = cli(['demo', '--target', target, '--max-tokens', '30000', '--json']);
+  const { code, stdout, stderr } = cli(['demo', '--target', target, '--max-tokens', '30000', '--json']);
   t.is(code, 3);
   const summary = JSON.parse(stdout) as { outcome: string; tokensUsed: number; reason: string };
   t.is(summary.outcome, 'budget_exhausted');
   t.true(summary.tokensUsed <= 30_000, `used ${summary.tokensUsed}`);
   t.regex(summary.reason, /token budget/);
+  t.false(stderr.includes('token budget:'), 'the stop reason is printed once, by the summary, not also as a progress error');
+  const text = cli(['demo', '--target', path.join(tempDir('budget'), 'todo'), '--max-tokens', '30000']);
+  t.is(text.code, 3);
+  t.is(`${text.stderr}${text.stdout}`.split('token budget:').length - 1, 1, `${text.stderr}${text.stdout}`);
 });
 
 test('runs that cannot be resumed are refused with exit 2: unknown id, other chart version', (t) => {

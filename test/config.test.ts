@@ -201,6 +201,7 @@ const ENV_CASES: ReadonlyArray<[name: string, value: string, pick: (c: Config) =
   ['DUO_AGENT_LOG_LEVEL', 'DEBUG', (c) => c.logging.level, 'debug'],
   ['DUO_AGENT_MODEL_PROVIDER', 'openai', (c) => c.model.provider, 'openai'],
   ['DUO_AGENT_MONITOR_PORT', '9090', (c) => c.monitor.port, 9090],
+  ['DUO_AGENT_MONITOR_HOST', '0.0.0.0', (c) => c.monitor.host, '0.0.0.0'],
   ['DUO_AGENT_ENABLE_WEBSOCKET', 'false', (c) => c.monitor.enable_websocket, false],
   ['DUO_AGENT_MAX_TOKENS', '2000000', (c) => c.limits.max_tokens_total, 2_000_000],
   ['DUO_AGENT_MAX_CONTEXT', '50000', (c) => c.limits.max_context_tokens, 50_000],
@@ -454,6 +455,30 @@ test('the vendor variable names are fallbacks for the DUO_AGENT secrets', (t) =>
   const { secrets } = load(dir, { env: { ANTHROPIC_API_KEY: 'sk-a', DUO_AGENT_API_KEY: '', GITHUB_TOKEN: 'ghp-b' } });
   t.deepEqual(secrets, { anthropicApiKey: 'sk-a', gitToken: 'ghp-b' });
   t.deepEqual(load(dir, { env: { DUO_AGENT_GIT_TOKEN: 'tok', GITHUB_TOKEN: 'other' } }).secrets, { gitToken: 'tok' });
+});
+
+test('DUO_AGENT_MONITOR_TOKEN is the intervention token, over the file, read again on resume, and a short one is refused without its value', (t) => {
+  const dir = target(t, { 'duo-agent.config.yaml': 'monitor:\n  token: from-the-file-0123456789\n' });
+  const token = 'from-the-environment-0123456789';
+  const { config, secrets } = load(dir, { env: { DUO_AGENT_MONITOR_TOKEN: token } });
+  t.is(config.monitor.token, token, 'the environment wins over the file');
+  t.is(secrets.monitorToken, token);
+  t.is(redact(`Bearer ${token}`, secrets), 'Bearer [redacted]');
+  t.is(childProcessEnv({ DUO_AGENT_MONITOR_TOKEN: token, PATH: '/bin' }).DUO_AGENT_MONITOR_TOKEN, undefined);
+
+  // A run's stored settings drop the token (cli/commands.ts); a resume takes it from the environment again.
+  const stored = { ...config, monitor: { ...config.monitor, token: undefined } };
+  t.is(configForResume(stored, undefined, { DUO_AGENT_MONITOR_TOKEN: token }).config.monitor.token, token);
+  t.is(configForResume(stored, undefined, {}).config.monitor.token, undefined);
+
+  const short = failure(t, () => load(dir, { env: { DUO_AGENT_MONITOR_TOKEN: 'hunter2' } }));
+  t.is(short, 'DUO_AGENT_MONITOR_TOKEN: expected a token of at least 16 characters, found one of 7');
+});
+
+test('agents.yaml: two entries claiming one role are refused, naming both', (t) => {
+  const entry = (type: string) => `    name: N\n    type: ${type}\n    system_prompt: P\n`;
+  const dir = target(t, { 'agents.yaml': `agents:\n  gen_a:\n${entry('generator')}  gen_b:\n${entry('generator')}  reviewer:\n${entry('reviewer')}` });
+  t.is(failure(t, () => load(dir)), 'agents.yaml: agents: "gen_a" and "gen_b" both have type generator; keep one (specialist agents are not implemented)');
 });
 
 test('childProcessEnv is an allow-list: what programs need, the declared variables, never a credential', (t) => {
