@@ -5,6 +5,8 @@ import { parseReply } from './reply-parser.ts';
 import type { ReplyKind } from './replies.ts';
 import type { RunServices } from './run-services.ts';
 import { toolCallsInText } from './text-tool-calls.ts';
+import { callKeys, stepKeys, type CallKey } from '../protocol/keys.ts';
+import { AGENTS, agentOfCaller } from '../protocol/agents.ts';
 
 /** Tools an agent may use in a conversation; `run` never throws, a failure is an error result. */
 export interface AgentTools {
@@ -16,8 +18,8 @@ export interface AskOptions<T> {
   agent: AgentName;
   purpose: string;
   taskId?: string;
-  /** Deterministic journal key of the call, e.g. `techlead:implement:T2:1`. */
-  callKey: string;
+  /** Deterministic journal key of the call (protocol/keys.ts). */
+  callKey: CallKey;
   system: string;
   prompt: string;
   /** What the answer must be: its schema, and the structured-output form of it. */
@@ -33,9 +35,6 @@ export interface AskOptions<T> {
   lenient?: (text: string) => T;
 }
 
-/** The config section of each model-calling agent, named in messages about its settings. */
-const configKey: Record<AgentName, string> = { moderator: 'moderator', techlead: 'techlead', 'ever-thinker': 'ever_thinker' };
-
 /** How much of an unusable reply goes back into the conversation for the re-ask: enough to see the slip, not a wall of text. */
 const ECHO_LIMIT = 4_000;
 
@@ -50,8 +49,6 @@ function reAskText(problems: string[], truncated: boolean): string {
 function capped(text: string): string {
   return text.length <= ECHO_LIMIT ? text : `${text.slice(0, ECHO_LIMIT)}\n[... ${text.length - ECHO_LIMIT} more characters of this reply left out]`;
 }
-
-const callKeyOf = (key: string, round: number): string => (round === 0 ? key : round === 1 ? `${key}:retry` : `${key}:retry${round}`);
 
 /**
  * One structured exchange with a model: its final answer must parse against the reply's schema.
@@ -81,13 +78,13 @@ export async function ask<T>(services: RunServices, options: AskOptions<T>): Pro
   const maxTurns = options.tools ? (options.maxTurns ?? 40) : 1;
   const retries = options.replyRetries ?? services.config.model.reply_retries;
   const label = `${options.agent} ${options.purpose}${options.taskId ? ` ${options.taskId}` : ''}`;
-  const setting = `agents.${configKey[options.agent]}.max_tokens`;
+  const setting = `agents.${AGENTS[agentOfCaller(options.agent)].configKey}.max_tokens`;
   const log = services.logs.for(options.agent);
 
-  const runTools = async (turnKey: string, calls: ToolCall[], cutOff: boolean): Promise<ToolResult[]> => {
+  const runTools = async (turnKey: CallKey, calls: ToolCall[], cutOff: boolean): Promise<ToolResult[]> => {
     const results: ToolResult[] = [];
     for (const call of calls) {
-      const result = await once(services.store, services.runId, `tool:${turnKey}:${call.id}`, async () => {
+      const result = await once(services.store, services.runId, stepKeys.tool(turnKey, call.id), async () => {
         // A call whose arguments were cut off at the token limit would be "repaired" into a
         // truncated edit: it is refused, like arguments that are not JSON at all.
         if (cutOff) return { id: call.id, content: `your ${call.name} call was cut off at the token limit (${options.settings.max_tokens} tokens, ${setting}): make smaller edits`, isError: true };
@@ -105,9 +102,9 @@ export async function ask<T>(services: RunServices, options: AskOptions<T>): Pro
     return results;
   };
 
-  const converse = async (key: string, purpose: string): Promise<ModelReply> => {
+  const converse = async (key: CallKey, purpose: string): Promise<ModelReply> => {
     for (let turn = 1; turn <= maxTurns; turn += 1) {
-      const turnKey = turn === 1 ? key : `${key}:turn${turn}`;
+      const turnKey = callKeys.turn(key, turn);
       const reply = await services.gateway.call(turnKey, { ...base, purpose, messages: [...conversation] });
       const cutOff = reply.stopReason === 'max_tokens';
       const native = reply.toolCalls ?? [];
@@ -133,7 +130,7 @@ export async function ask<T>(services: RunServices, options: AskOptions<T>): Pro
   };
 
   for (let round = 0; ; round += 1) {
-    const reply = await converse(callKeyOf(options.callKey, round), round === 0 ? options.purpose : `${options.purpose}-retry`);
+    const reply = await converse(callKeys.reAsk(options.callKey, round), round === 0 ? options.purpose : `${options.purpose}-retry`);
     const truncated = reply.stopReason === 'max_tokens';
     const parsed = parseReply(reply.text, options.reply.schema, truncated ? { truncated: { maxTokens: options.settings.max_tokens, setting } } : {});
     if (parsed.ok) return parsed.value;

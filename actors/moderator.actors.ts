@@ -12,6 +12,7 @@ import { worktreePath, type RunServices } from './run-services.ts';
 import { readTree, formatFiles } from '../services/workspace.ts';
 import type { TaskRecord } from '../services/store/types.ts';
 import { plural } from '../services/text.ts';
+import { callKeys, stepKeys } from '../protocol/keys.ts';
 
 export function taskOf(services: RunServices, taskId: string): TaskRecord {
   const task = services.store.getTask(services.runId, taskId);
@@ -44,7 +45,7 @@ export function moderatorActors(services: RunServices) {
     const scope: ClarifyReply = await ask(services, {
       agent: 'moderator',
       purpose: 'clarify',
-      callKey: 'moderator:clarify',
+      callKey: callKeys.clarify(),
       system: systemPrompt(services, 'moderator', contracts.clarify),
       prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nClarify the scope.`,
       reply: replies.clarify,
@@ -62,12 +63,12 @@ export function moderatorActors(services: RunServices) {
     const planned = await once(
       services.store,
       services.runId,
-      'moderator:plan',
+      stepKeys.plan(),
       async () =>
         renumber(services, await ask(services, {
           agent: 'moderator',
           purpose: 'plan',
-          callKey: 'moderator:plan',
+          callKey: callKeys.plan(),
           system: systemPrompt(services, 'moderator', contracts.plan),
           prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nScope:\n${JSON.stringify(run?.scope ?? null, null, 2)}\n\nPlan the tasks.`,
           reply: replies.plan,
@@ -111,7 +112,7 @@ export function moderatorActors(services: RunServices) {
         agent: 'moderator',
         purpose: 'review',
         taskId: task.id,
-        callKey: `moderator:review:${task.id}:${input.attempt}`,
+        callKey: callKeys.review(task.id, input.attempt),
         system: systemPrompt(services, 'moderator', contracts.review, 'review'),
         prompt: `${projectLine(services)}\n\n${describeTask(task)}\n\nPull request #${pr.number} (${pr.branch}), review round ${input.attempt}.\n${testsLine}\n\nDiff against ${pr.base}:\n${diff}\n\nFiles on the branch:\n${formatFiles(files)}\n\nReview it.`,
         reply: replies.review,
@@ -123,7 +124,6 @@ export function moderatorActors(services: RunServices) {
       // No readable verdict. Work whose tests pass is never thrown away for that: the PR stays
       // open and waits for a person (`moderator retry` asks for the review again).
       if (testsPassed) {
-        services.store.updateTask(services.runId, task.id, { status: 'held' });
         services.progress(`review ${task.id} round ${input.attempt}: no usable verdict from the model; PR #${pr.number} stays open for a person (${error.message})`);
         return { verdict: 'hold', reason: `no usable review of PR #${pr.number}: ${error.message}` };
       }
@@ -152,10 +152,7 @@ export function moderatorActors(services: RunServices) {
       criteria: task.acceptanceCriteria,
       tests: tests ? { command: tests.command, passed: tests.passed } : null,
     }, signal);
-    if (final === 'request_changes' && input.lastRound) {
-      await services.prs.close(pr.number, signal);
-      services.store.updateTask(services.runId, task.id, { status: 'rejected' });
-    }
+    if (final === 'request_changes' && input.lastRound) await services.prs.close(pr.number, signal);
     const label = final === 'approve' ? 'approved' : input.lastRound ? 'rejected (no review attempts left)' : 'changes requested';
     services.progress(`review ${task.id} round ${input.attempt}: ${label}: ${verdict.summary}`);
     for (const comment of final === 'approve' ? [] : comments) services.progress(`  - ${comment}`);
@@ -171,7 +168,6 @@ export function moderatorActors(services: RunServices) {
       if (error instanceof PrError && error.code === 'pr_conflict') await requestRevisionFor(task, input, error);
       throw error;
     }
-    services.store.updateTask(services.runId, task.id, { status: 'merged' });
     await services.git.removeWorktree(worktreePath(services, task.id));
     const url = services.prs.get(input.prNumber)?.url;
     services.progress(`merged PR #${input.prNumber} (${task.id}) into ${services.git.baseBranch} at ${sha.slice(0, 8)}${url ? `: ${url}` : ''}`);

@@ -13,6 +13,7 @@ import { taskOf } from './moderator.actors.ts';
 import { contracts, describeTask, projectLine, stepSettings, systemPrompt, testCommandFor } from './prompts.ts';
 import { replies, type ChangeReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
+import { callKeys, stepKeys, type CallKey, type ChangePurpose } from '../protocol/keys.ts';
 
 /** How many lines of a failing or unrunnable test command's output the progress shows. */
 const SHOWN_LINES = 12;
@@ -23,7 +24,7 @@ export function techleadActors(services: RunServices) {
   const branchOf = (task: TaskRecord) => GitService.branchName(services.config.git.branch_prefix, task.type, task.id);
 
   /** Asks the model for the change: with tools when the backend loops through us, plain JSON otherwise. */
-  async function change(task: TaskRecord, purpose: 'implement' | 'revise', callKey: string, prompt: string, signal: AbortSignal): Promise<ChangeReply> {
+  async function change(task: TaskRecord, purpose: ChangePurpose, callKey: CallKey, prompt: string, signal: AbortSignal): Promise<ChangeReply> {
     const worktree = worktreePath(services, task.id);
     const tools = services.toolsFor?.(worktree);
     const claudeCli = services.config.model.provider === 'claude-cli';
@@ -49,15 +50,15 @@ export function techleadActors(services: RunServices) {
    * (`model.reply_retries` times), then the step fails with `no_change`. A step whose commit is
    * already on the branch (a resumed run) is not checked again.
    */
-  async function changeAndCommit(task: TaskRecord, attempt: number, purpose: 'implement' | 'revise', prompt: string, signal: AbortSignal): Promise<{ files: number }> {
+  async function changeAndCommit(task: TaskRecord, attempt: number, purpose: ChangePurpose, prompt: string, signal: AbortSignal): Promise<{ files: number }> {
     const worktree = worktreePath(services, task.id);
-    const stepKey = `commit:${task.id}:${attempt}`;
-    const baseKey = `techlead:${purpose}:${task.id}:${attempt}`;
+    const stepKey = stepKeys.commit(task.id, attempt);
+    const baseKey = callKeys.change(purpose, task.id, attempt);
     const retries = services.config.model.reply_retries;
     await services.git.ensureWorktree(branchOf(task), worktree);
     for (let round = 0; ; round += 1) {
       const again = round === 0 ? '' : `\n\nYour previous answer left the repository exactly as it was (no file changed): make the change the task asks for, writing the files whole.`;
-      const reply = await change(task, purpose, round === 0 ? baseKey : `${baseKey}:nochange${round}`, `${prompt}${again}`, signal);
+      const reply = await change(task, purpose, callKeys.noChange(baseKey, round), `${prompt}${again}`, signal);
       await services.git.writeFiles(worktree, reply.files, reply.delete);
       const committed = await services.git.committedStep(worktree, stepKey);
       if (committed === null && !(await services.git.hasUncommittedChanges(worktree))) {
@@ -84,7 +85,7 @@ export function techleadActors(services: RunServices) {
     const tasks = services.store.listTasks(services.runId);
     const branch = branchOf(task);
     await services.git.ensureWorktree(branch, worktreePath(services, task.id));
-    services.store.updateTask(services.runId, task.id, { status: 'in_progress', branch, attempts: input.attempt });
+    services.store.updateTask(services.runId, task.id, { branch });
     services.progress(`task ${tasks.findIndex((candidate) => candidate.id === task.id) + 1}/${tasks.length} ${task.id} ${task.type}: ${task.title} (branch ${branch})`);
     return { branch };
   });
@@ -158,7 +159,7 @@ export function techleadActors(services: RunServices) {
       headSha,
     }, signal);
     if (input.attempt > 1) await services.prs.update(pr.number, headSha, input.attempt, body, signal);
-    services.store.updateTask(services.runId, task.id, { status: 'in_review', prNumber: pr.number, prUrl: pr.url, attempts: input.attempt });
+    services.store.updateTask(services.runId, task.id, { prNumber: pr.number, prUrl: pr.url });
     services.progress(`  ${task.id}: PR #${pr.number} ${input.attempt > 1 ? `updated (revision ${input.attempt})` : 'opened'}, tests ${input.testsPassed ? 'passing' : 'failing'}${pr.url ? `: ${pr.url}` : ''}`);
     return { prNumber: pr.number };
   });

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Snapshot } from 'xstate';
 import { z } from 'zod';
 import type { TaskRef } from '../machines/events.ts';
+import { TASK_STATUSES } from '../protocol/tasks.ts';
 import type { RetryPlan } from '../machines/orchestrator.machine.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import {
@@ -445,7 +446,7 @@ export function retryPlan(tasks: readonly TaskRef[], improvementCycle: number, s
 const taskRefsSchema = z.array(
   z.object({
     id: z.string(), type: z.string(), origin: z.enum(['plan', 'improvement']),
-    status: z.enum(['pending', 'active', 'merged', 'rejected', 'failed', 'skipped', 'held']),
+    status: z.enum(TASK_STATUSES),
     attempt: z.int(), roundStart: z.int(), stage: z.enum(['implement', 'revise', 'review']), prNumber: z.int().nullable(), dependsOn: z.array(z.string()),
   }),
 );

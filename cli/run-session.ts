@@ -5,7 +5,7 @@ import { provideRun, type AskApproval } from '../actors/provide.ts';
 import type { RunServices } from '../actors/run-services.ts';
 import { childProcessEnv, gitEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
 import { StorageFullError, messageOf } from '../errors.ts';
-import { interAgentEventTypes, type TaskRef } from '../machines/events.ts';
+import { interAgentEventTypes } from '../machines/events.ts';
 import type { OrchestratorInput, OrchestratorOutput, RetryPlan } from '../machines/orchestrator.machine.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { ModelGateway } from '../services/llm/gateway.ts';
@@ -22,6 +22,7 @@ import { MonitorServerError, startMonitoring } from '../server/index.ts';
 import { relayListening } from './inspect-relay.ts';
 import { createPrProvider } from './pull-requests.ts';
 import type { Reporter } from './reporter.ts';
+import { logName } from '../protocol/agents.ts';
 
 export interface SessionOptions {
   store: Store;
@@ -72,25 +73,6 @@ export function orchestratorInput(config: Config, autoApprove: boolean, retry?: 
       },
     },
   };
-}
-
-/** Log files are named like the model-call agents: `ever-thinker`, not the actor id `everThinker`. */
-const logName = (actor: string): string => (actor === 'everThinker' ? 'ever-thinker' : actor);
-
-/**
- * Decisions only the orchestrator makes (a task failed, or was skipped by a person or for
- * stagnation) are copied to the tasks table, and a skipped task's open PR is closed.
- */
-function projectDecisions(store: Store, runId: string, tasks: readonly TaskRef[]): void {
-  for (const ref of tasks) {
-    if (ref.status !== 'failed' && ref.status !== 'skipped') continue;
-    // A failed task's PR stays open for a person (and for `moderator retry`); a skipped one is closed.
-    const stored = store.getTask(runId, ref.id);
-    if (!stored || stored.status === ref.status) continue;
-    store.updateTask(runId, ref.id, { status: ref.status });
-    const pr = store.getPullRequestForTask(runId, ref.id);
-    if (pr?.status === 'open' && ref.status === 'skipped') store.markPullRequestClosed(pr.number);
-  }
 }
 
 /** Keeps how this run's improvement ideas ended, for later runs (features.learning). */
@@ -201,7 +183,6 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       // A message whose text is the run's stop reason is left to the summary, which prints that reason.
       reporter.messages(messages, actor.getSnapshot().context.reason);
       clock.flushIfDue(1000);
-      projectDecisions(store, runId, actor.getSnapshot().context.tasks);
       if (phase !== exportedPhase) {
         exportedPhase = phase;
         exportCheckpoint(options.target, runId, store);
@@ -209,6 +190,8 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
         store.checkpointWal();
       }
     },
+    // The tasks table is the chart's task list, written with each checkpoint.
+    project: () => store.projectTasks(runId, actor.getSnapshot().context.tasks),
     onPhase: (phase) => {
       reporter.phase(phase);
       logs.for('orchestrator').info({ phase }, 'phase');
@@ -236,7 +219,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   };
   const monitoring = await startMonitoring(monitoringOptions).catch((error: unknown) => {
     if (!options.portFallback || !(error instanceof MonitorServerError) || config.monitor.port === 0) throw error;
-    reporter.line(`${(error as Error).message.split(':')[0]}; the demo monitors on a free port instead`);
+    reporter.line(`${error.problem}; the demo monitors on a free port instead`);
     return startMonitoring({ ...monitoringOptions, port: 0 });
   });
   // @statelyai/inspect loads only for --inspect.

@@ -1,4 +1,5 @@
-import { isStorageFull } from '../errors.ts';
+import { isErrorCode, isStorageFull, type ErrorCode } from '../errors.ts';
+import type { TaskStatus } from '../protocol/tasks.ts';
 
 /**
  * The typed vocabulary the agents speak. Every inter-agent event is namespaced (`task.assigned`)
@@ -7,7 +8,8 @@ import { isStorageFull } from '../errors.ts';
 
 export type Outcome = 'done' | 'budget_exhausted' | 'stuck' | 'needs_human' | 'failed' | 'cancelled';
 
-export type AgentId = 'moderator' | 'techlead' | 'monitor' | 'everThinker';
+export type { AgentId } from '../protocol/agents.ts';
+import type { AgentId } from '../protocol/agents.ts';
 
 /** What a pending task needs next: a first implementation, a revision of its open PR, or only a review. */
 export type TaskStage = 'implement' | 'revise' | 'review';
@@ -17,8 +19,8 @@ export interface TaskRef {
   id: string;
   type: string;
   origin: 'plan' | 'improvement';
-  /** `held`: its PR is open and waits for a person (its review could not be read); never closed with passing tests. */
-  status: 'pending' | 'active' | 'merged' | 'rejected' | 'failed' | 'skipped' | 'held';
+  /** One vocabulary with the store and the API (protocol/tasks.ts); this chart decides it. */
+  status: TaskStatus;
   /** Review round the task is in: 1 for the first implementation, +1 per revision (and per retry). */
   attempt: number;
   /** The attempt its current allowance of `max_review_attempts` rounds started at: 1, or where a retry re-queued it. */
@@ -66,7 +68,7 @@ export type PrMerged = { type: 'pr.merged'; taskId: string; prNumber: number; co
 export type ReviewHeld = { type: 'review.held'; taskId: string; prNumber: number; attempt: number; reason: string; correlationId: string };
 export type ImprovementsProposed = { type: 'improvements.proposed'; cycle: number; tasks: NewTaskRef[] };
 export type ImprovementsExhausted = { type: 'improvements.exhausted'; cycle: number; bestPriority: number | null };
-export type AgentFailed = { type: 'agent.failed'; agent: AgentId; taskId: string | null; code: string; message: string };
+export type AgentFailed = { type: 'agent.failed'; agent: AgentId; taskId: string | null; code: ErrorCode; message: string };
 export type AgentStalled = { type: 'agent.stalled'; agent: AgentId; taskId: string | null };
 
 // ---- monitor
@@ -98,10 +100,10 @@ export const interAgentEventTypes = [
  * `storage_full` whatever failed on it (git, SQLite, a file write): the session halts on that code,
  * resumable, instead of counting it against the task.
  */
-export function errorCode(error: unknown): string {
+export function errorCode(error: unknown): ErrorCode {
   if (isStorageFull(error)) return 'storage_full';
-  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
-  return 'error';
+  const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+  return isErrorCode(code) ? code : 'unexpected';
 }
 
 export function errorMessage(error: unknown): string {

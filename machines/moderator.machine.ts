@@ -1,4 +1,5 @@
 import { and, assign, fromPromise, sendParent, setup } from 'xstate';
+import { correlationId } from '../protocol/keys.ts';
 import {
   errorCode, errorMessage,
   type AgentRetry, type AgentReset, type AgentStagnant, type ClarifyRequested, type NewTaskRef, type PlanRequested, type ReviewRequested,
@@ -58,20 +59,20 @@ export const moderatorMachine = setup({
     })),
     requestChanges: sendParent(({ context }) => {
       const { taskId, prNumber, attempt } = context.review as ReviewInput;
-      return { type: 'review.changes_requested', taskId, prNumber, attempt, correlationId: `${taskId}#${attempt}` };
+      return { type: 'review.changes_requested', taskId, prNumber, attempt, correlationId: correlationId(taskId, attempt) };
     }),
     rejectPr: sendParent(({ context }) => {
       const { taskId, prNumber, attempt } = context.review as ReviewInput;
-      return { type: 'pr.rejected', taskId, prNumber, attempt, correlationId: `${taskId}#${attempt}` };
+      return { type: 'pr.rejected', taskId, prNumber, attempt, correlationId: correlationId(taskId, attempt) };
     }),
     holdPr: sendParent(({ context, event }) => {
       const review = context.review as ReviewInput;
       const reason = (event as unknown as { output: ReviewOutput }).output.reason ?? 'the review could not be completed';
-      return { type: 'review.held', taskId: review.taskId, prNumber: review.prNumber, attempt: review.attempt, reason, correlationId: `${review.taskId}#${review.attempt}` };
+      return { type: 'review.held', taskId: review.taskId, prNumber: review.prNumber, attempt: review.attempt, reason, correlationId: correlationId(review.taskId, review.attempt) };
     }),
     announceMerge: sendParent(({ context }) => {
       const review = context.review as ReviewInput;
-      return { type: 'pr.merged', taskId: review.taskId, prNumber: review.prNumber, correlationId: `${review.taskId}#${review.attempt}` };
+      return { type: 'pr.merged', taskId: review.taskId, prNumber: review.prNumber, correlationId: correlationId(review.taskId, review.attempt) };
     }),
     markStalled: assign((_, state: WorkState) => ({ stalledIn: state })),
     reportStall: sendParent(({ context }) => ({ type: 'agent.stalled', agent: 'moderator', taskId: context.review?.taskId ?? null })),

@@ -8,6 +8,7 @@ import type {
 import { moderatorMachine } from './moderator.machine.ts';
 import { monitorMachine, type MonitorInput } from './monitor.machine.ts';
 import { techleadMachine } from './techlead.machine.ts';
+import { correlationId } from '../protocol/keys.ts';
 
 /** A finished run continued by `moderator retry`: its tasks, some re-queued, and where the improvement cycles were. */
 export interface RetryPlan {
@@ -76,7 +77,7 @@ export function isLastRound(task: Pick<TaskRef, 'attempt' | 'roundStart'>, maxRe
   return task.attempt - task.roundStart + 1 >= maxReviewAttempts;
 }
 
-const correlation = (task: Pick<TaskRef, 'id' | 'attempt'>): string => `${task.id}#${task.attempt}`;
+const correlation = (task: Pick<TaskRef, 'id' | 'attempt'>): string => correlationId(task.id, task.attempt);
 
 /** The outcome when the work ran out: done if everything merged, otherwise a person must look. */
 export function concludedOutcome(tasks: TaskRef[]): { outcome: Outcome; reason: string | null } {
@@ -118,7 +119,7 @@ export const orchestratorMachine = setup({
     startNextTask: enqueueActions(({ context, enqueue }) => {
       const next = nextReadyTask(context.tasks);
       if (!next) return;
-      enqueue.assign({ currentTaskId: next.id, tasks: withStatus(context.tasks, next.id, 'active') });
+      enqueue.assign({ currentTaskId: next.id, tasks: withStatus(context.tasks, next.id, next.stage === 'review' ? 'in_review' : 'in_progress') });
       if (next.stage === 'review' && next.prNumber !== null) {
         const lastRound = isLastRound(next, context.settings.maxReviewAttempts);
         enqueue.sendTo('moderator', { type: 'review.requested', taskId: next.id, prNumber: next.prNumber, attempt: next.attempt, lastRound, correlationId: correlation(next) });
@@ -132,7 +133,7 @@ export const orchestratorMachine = setup({
       const submitted = event as PrSubmitted;
       const task = context.tasks.find((candidate) => candidate.id === submitted.taskId);
       const lastRound = task ? isLastRound({ attempt: submitted.attempt, roundStart: task.roundStart }, context.settings.maxReviewAttempts) : true;
-      enqueue.assign({ tasks: context.tasks.map((candidate) => (candidate.id === submitted.taskId ? { ...candidate, prNumber: submitted.prNumber } : candidate)) });
+      enqueue.assign({ tasks: context.tasks.map((candidate) => (candidate.id === submitted.taskId ? { ...candidate, status: 'in_review' as const, prNumber: submitted.prNumber } : candidate)) });
       enqueue.sendTo('moderator', {
         type: 'review.requested', taskId: submitted.taskId, prNumber: submitted.prNumber, attempt: submitted.attempt, lastRound, correlationId: submitted.correlationId,
       });
@@ -141,14 +142,14 @@ export const orchestratorMachine = setup({
       const review = event as ChangesRequested;
       const task = context.tasks.find((candidate) => candidate.id === review.taskId);
       const attempt = review.attempt + 1;
-      enqueue.assign({ tasks: context.tasks.map((candidate) => (candidate.id === review.taskId ? { ...candidate, attempt } : candidate)) });
+      enqueue.assign({ tasks: context.tasks.map((candidate) => (candidate.id === review.taskId ? { ...candidate, status: 'in_progress' as const, attempt } : candidate)) });
       enqueue.sendTo('techlead', {
         type: 'task.feedback',
         taskId: review.taskId,
         taskType: task?.type ?? 'feature',
         attempt,
         prNumber: review.prNumber,
-        correlationId: `${review.taskId}#${attempt}`,
+        correlationId: correlationId(review.taskId, attempt),
       });
     }),
     markCurrent: assign(({ context }, status: TaskRef['status']) => ({
@@ -343,5 +344,3 @@ export const orchestratorMachine = setup({
   output: ({ context }) => ({ outcome: context.outcome ?? 'failed', reason: context.reason }),
 });
 
-/** Which agent a systemId names, for logs and the journal. */
-export const agentIds: readonly AgentId[] = ['moderator', 'techlead', 'monitor', 'everThinker'];

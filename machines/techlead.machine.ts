@@ -3,6 +3,7 @@ import {
   errorCode, errorMessage,
   type AgentReset, type AgentRetry, type AgentStagnant, type TaskAssigned, type TaskFeedback,
 } from './events.ts';
+import { correlationId } from '../protocol/keys.ts';
 
 export interface TaskStepInput {
   taskId: string;
@@ -66,7 +67,7 @@ export const techleadMachine = setup({
         prNumber: (event as unknown as { output: { prNumber: number } }).output.prNumber,
         attempt: task.attempt,
         testsPassed: context.testsPassed,
-        correlationId: `${task.taskId}#${task.attempt}`,
+        correlationId: correlationId(task.taskId, task.attempt),
       };
     }),
     markStalled: assign((_, state: WorkState) => ({ stalledIn: state })),

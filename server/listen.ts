@@ -20,7 +20,10 @@ export async function listen(app: uWS.TemplatedApp, host: string, port: number):
   const socket = await new Promise<uWS.us_listen_socket | false>((resolve) =>
     exclusive.listen(host, port, exclusivePort, resolve),
   );
-  if (socket === false) throw new MonitorServerError(await whyNot(host, port));
+  if (socket === false) {
+    const why = await whyNot(host, port);
+    throw new MonitorServerError(why.problem, why.advice);
+  }
   return {
     // The listen socket is a socket for this call; the typings only name the general one.
     port: uWS.us_socket_local_port(socket as unknown as uWS.us_socket),
@@ -38,15 +41,15 @@ export async function listen(app: uWS.TemplatedApp, host: string, port: number):
   };
 }
 
-async function whyNot(host: string, port: number): Promise<string> {
+async function whyNot(host: string, port: number): Promise<{ problem: string; advice: string }> {
   const code = await new Promise<string | null>((resolve) => {
     const probe = net.createServer();
     probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'unknown'));
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(null)));
   });
-  if (code === 'EACCES') return `port ${port} on ${host} needs privileges: set DUO_AGENT_MONITOR_PORT or monitor.port above 1023 (0 picks a free port)`;
+  if (code === 'EACCES') return { problem: `port ${port} on ${host} needs privileges`, advice: 'set DUO_AGENT_MONITOR_PORT or monitor.port above 1023 (0 picks a free port)' };
   if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return `cannot listen on ${host}: no such local address; set monitor.host (default 127.0.0.1)`;
+    return { problem: `cannot listen on ${host}`, advice: 'no such local address; set monitor.host (default 127.0.0.1)' };
   }
-  return `port ${port} on ${host} is in use: set DUO_AGENT_MONITOR_PORT or monitor.port (0 picks a free port)`;
+  return { problem: `port ${port} on ${host} is in use`, advice: 'set DUO_AGENT_MONITOR_PORT or monitor.port (0 picks a free port)' };
 }

@@ -10,6 +10,7 @@ import type { ModelProvider, ModelReply, ModelRequest, ToolCall } from '../servi
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { AgentLogs } from '../services/logger.ts';
 import { Store } from '../services/store/store.ts';
+import { callKeys } from '../protocol/keys.ts';
 
 class Scripted implements ModelProvider {
   readonly name = 'scripted';
@@ -34,7 +35,7 @@ function services(provider: ModelProvider): { services: RunServices; store: Stor
 }
 
 const options = {
-  agent: 'moderator' as const, purpose: 'review', callKey: 'moderator:review:T1:1', system: 's', prompt: 'p', reply: replies.review,
+  agent: 'moderator' as const, purpose: 'review', callKey: callKeys.review('T1', 1), system: 's', prompt: 'p', reply: replies.review,
   settings: { model: 'm', temperature: 0, max_tokens: 100 }, replyRetries: 1,
 };
 
@@ -81,7 +82,7 @@ test('with tools, each tool call is run in the worktree, its result sent back, a
     '```json\n{"summary":"added a","files":[],"delete":[]}\n```',
   ]);
   const { services: run, store } = services(provider);
-  const change = await ask(run, { ...options, agent: 'techlead', purpose: 'implement', callKey: 'techlead:implement:T1:1', reply: replies.change, tools, maxTurns: 5 });
+  const change = await ask(run, { ...options, agent: 'techlead', purpose: 'implement', callKey: callKeys.change('implement', 'T1', 1), reply: replies.change, tools, maxTurns: 5 });
   t.is(change.summary, 'added a');
   t.is(fs.readFileSync(path.join(worktree, 'src', 'a.js'), 'utf8'), 'export const a = 1;\n');
   const second = provider.seen[1]?.messages.at(-1);

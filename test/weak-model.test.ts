@@ -21,6 +21,7 @@ import { Store } from '../services/store/store.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { startFakeAnthropic, step, type FakeServer, type FakeStep, type Script, type StructuredSupport } from './fakes/anthropic-api.ts';
 import { startFakeOpenAI } from './fakes/openai-api.ts';
+import { callKeys } from '../protocol/keys.ts';
 
 for (const name of Object.keys(process.env)) {
   if (/^(ANTHROPIC|OPENAI)_/.test(name)) delete process.env[name];
@@ -69,7 +70,7 @@ function services(provider: ModelProvider, progress: string[] = []): RunServices
 }
 
 const reviewAsk = (overrides: Partial<AskOptions<unknown>> = {}): AskOptions<unknown> => ({
-  agent: 'moderator', purpose: 'review', callKey: 'moderator:review:T1:1', system: 's', prompt: 'Review it.', reply: replies.review,
+  agent: 'moderator', purpose: 'review', callKey: callKeys.review('T1', 1), system: 's', prompt: 'Review it.', reply: replies.review,
   settings: { model: 'm', temperature: 0, max_tokens: 1000 }, ...overrides,
 });
 
@@ -173,7 +174,7 @@ test('ask: a call with broken arguments is answered with an error result, the mo
     step.reply({ text: JSON.stringify({ summary: 'read a', files: [], delete: [] }) }),
   ]);
   const tools = createWorktreeTools({ root: worktree, allowedCommands: [], commandTimeoutMs: 5000, outputCapBytes: 10_000, env: {}, baseBranch: 'main' });
-  const change = await ask(services(provider), { ...reviewAsk(), agent: 'techlead', purpose: 'implement', callKey: 'techlead:implement:T1:1', reply: replies.change, tools, maxTurns: 5, settings: { model: api.model, temperature: 0, max_tokens: 1000 } });
+  const change = await ask(services(provider), { ...reviewAsk(), agent: 'techlead', purpose: 'implement', callKey: callKeys.change('implement', 'T1', 1), reply: replies.change, tools, maxTurns: 5, settings: { model: api.model, temperature: 0, max_tokens: 1000 } });
   t.like(change, { summary: 'read a' });
   const second = fake.requests[1]?.body as { messages: { role: string; content: string }[] };
   t.regex(second.messages.at(-1)?.content ?? '', /not a JSON object/);
@@ -192,7 +193,7 @@ test('ask: tool calls written as text are parsed, run, their results sent back, 
   const progress: string[] = [];
   const tools = createWorktreeTools({ root: worktree, allowedCommands: [], commandTimeoutMs: 5000, outputCapBytes: 10_000, env: {}, baseBranch: 'main' });
   const run = services(provider, progress);
-  const change = await ask(run, { ...reviewAsk(), agent: 'techlead', purpose: 'implement', callKey: 'techlead:implement:T1:1', reply: replies.change, tools, maxTurns: 5, settings: { model: api.model, temperature: 0, max_tokens: 1000 } });
+  const change = await ask(run, { ...reviewAsk(), agent: 'techlead', purpose: 'implement', callKey: callKeys.change('implement', 'T1', 1), reply: replies.change, tools, maxTurns: 5, settings: { model: api.model, temperature: 0, max_tokens: 1000 } });
   t.like(change, { summary: 'wrote hello.txt' });
   t.is(fs.readFileSync(path.join(worktree, 'hello.txt'), 'utf8'), 'hi\n');
   const third = fake.requests[2]?.body as { messages: { role: string; content: string }[] };

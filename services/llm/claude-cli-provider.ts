@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { runProcessGroup } from '../process-group.ts';
+import { messageOf } from '../../errors.ts';
 import { ModelError } from './model-error.ts';
 import type { ConversationItem, ModelProvider, ModelReply, ModelRequest } from './provider.ts';
 
@@ -87,6 +88,13 @@ interface Finished {
 }
 
 /** Runs the CLI without a shell, as the leader of its own process group so a timeout kills all of it. */
+/** The claude executable could not be started; `reason` says why without the provider's prefix. */
+class CliNotStarted extends ModelError {
+  constructor(readonly reason: string, cause: unknown) {
+    super('model', `claude-cli: ${reason}`, { cause });
+  }
+}
+
 async function runCli(file: string, args: string[], options: { cwd: string; env: Record<string, string>; timeoutMs: number; stdin?: string | undefined; signal?: AbortSignal | undefined }): Promise<Finished> {
   const out: Buffer[] = [];
   let outBytes = 0;
@@ -119,7 +127,7 @@ async function runCli(file: string, args: string[], options: { cwd: string; env:
   if (error !== undefined) {
     const reason = error.code === 'ENOENT' ? `${file} was not found: install Claude Code or set its path`
       : error.code === 'EACCES' ? `${file} is not executable` : error.message;
-    throw new ModelError('model', `claude-cli: ${reason}`, { cause: error });
+    throw new CliNotStarted(reason, error);
   }
   return { code: finished.code, stdout: Buffer.concat(out).toString('utf8'), stderr, timedOut: finished.timedOut, aborted: finished.aborted, tooMuch };
 }
@@ -227,6 +235,6 @@ export async function checkInstalled(executable: string, env: Record<string, str
     if (run.code !== 0 || version === undefined) return { ok: false, message: `${executable} --version failed: ${firstLine(run.stderr) ?? `exit status ${run.code}`}` };
     return { ok: true, version };
   } catch (error) {
-    return { ok: false, message: error instanceof Error ? error.message.replace(/^claude-cli: /, '') : String(error) };
+    return { ok: false, message: error instanceof CliNotStarted ? error.reason : messageOf(error) };
   }
 }

@@ -1,9 +1,10 @@
 import type { TokenUsage } from '../store/types.ts';
+import type { CallerName } from '../../protocol/agents.ts';
 
 export type { TokenUsage };
 
-/** The agents that talk to models. Keys of the replay format and of the call journal. */
-export type AgentName = 'moderator' | 'techlead' | 'ever-thinker';
+/** The agents that talk to models (protocol/agents.ts): keys of the replay format and of the call journal. */
+export type AgentName = CallerName;
 
 /** A tool the model may call; `inputSchema` is a JSON Schema object (made with `z.toJSONSchema`). */
 export interface ToolSpec {

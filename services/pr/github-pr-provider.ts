@@ -8,6 +8,7 @@ import { githubMessage, isHttpFailure, type GitHubClient, type RateLimitStatus }
 import { PrError } from './pr-error.ts';
 import type { OpenPullRequest, PostedReview, PrProvider } from './pr-provider.ts';
 import { reviewBody, reviewMarker } from './pr-text.ts';
+import { stepKeys } from '../../protocol/keys.ts';
 
 export interface GitHubRepository {
   owner: string;
@@ -97,7 +98,7 @@ export class GitHubPrProvider implements PrProvider {
     await once(
       store,
       runId,
-      `github:open:${pr.taskId}`,
+      stepKeys.githubOpen(pr.taskId),
       async () => {
         await this.options.remote.push(pr.branch);
         // Killed after GitHub opened the PR and before it was recorded, the step finds it here.
@@ -131,7 +132,7 @@ export class GitHubPrProvider implements PrProvider {
     await once(
       this.options.store,
       this.options.runId,
-      `github:update:${pr.taskId}:${revision}`,
+      stepKeys.githubUpdate(pr.taskId, revision),
       async () => {
         await this.options.remote.push(pr.branch);
         if (body === undefined) return null;
@@ -165,7 +166,7 @@ export class GitHubPrProvider implements PrProvider {
     return once(
       this.options.store,
       this.options.runId,
-      `github:merge:${pr.taskId}`,
+      stepKeys.githubMerge(pr.taskId),
       () => this.mergeOnGitHub(pr, signal),
       (sha) => this.options.store.markPullRequestMerged(number, sha),
     );
@@ -176,7 +177,7 @@ export class GitHubPrProvider implements PrProvider {
     const remoteNumber = this.remoteNumberOf(pr);
     const { octokit } = this.options.client;
     const where = { owner: this.owner, repo: this.repo, pull_number: remoteNumber, request: { signal } };
-    await once(this.options.store, this.options.runId, `github:review:${review.kind}:${review.taskId}:${review.attempt}`, async () => {
+    await once(this.options.store, this.options.runId, stepKeys.githubReview(review.kind, review.taskId, review.attempt), async () => {
       const marker = reviewMarker(review);
       const posted = await this.call(`reading the reviews of ${this.ref(remoteNumber)}`, () =>
         octokit.paginate(octokit.rest.pulls.listReviews, { ...where, per_page: 100 }));
@@ -237,7 +238,7 @@ export class GitHubPrProvider implements PrProvider {
           merge_method: 'merge',
           // GitHub's own subject: a "#n" there links to that number on GitHub, so it must be GitHub's.
           commit_title: `Merge pull request #${remoteNumber} from ${this.owner}/${pr.branch}`,
-          commit_message: withStepTrailer(pr.title, `merge:${pr.taskId}`).trimEnd(),
+          commit_message: withStepTrailer(pr.title, stepKeys.merge(pr.taskId)).trimEnd(),
           // GitHub refuses (409) if the branch moved since the review: nothing unreviewed is merged.
           ...(pr.headSha ? { sha: pr.headSha } : {}),
           request: { signal },

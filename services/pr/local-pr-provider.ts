@@ -3,6 +3,7 @@ import type { Store } from '../store/store.ts';
 import type { PullRequestRecord } from '../store/types.ts';
 import { ModeratorError } from '../../errors.ts';
 import type { OpenPullRequest, PostedReview, PrProvider } from './pr-provider.ts';
+import { stepKeys } from '../../protocol/keys.ts';
 
 /** The embedded PR provider: PR records in SQLite, branches in the target, `git merge --no-ff`. */
 export class LocalPrProvider implements PrProvider {
@@ -33,7 +34,7 @@ export class LocalPrProvider implements PrProvider {
     if (pr.status === 'merged' && pr.mergeSha) return pr.mergeSha;
     if (pr.status === 'closed') throw new ModeratorError('pr', `pull request #${number} is closed and cannot be merged`);
     // The step key makes the merge findable in git if we die between merging and recording it.
-    const sha = await this.options.git.mergeNoFf(pr.branch, message, `merge:${pr.taskId}`);
+    const sha = await this.options.git.mergeNoFf(pr.branch, message, stepKeys.merge(pr.taskId));
     this.options.store.markPullRequestMerged(number, sha);
     return sha;
   }

@@ -7,7 +7,7 @@ import { StoreError } from './store-error.ts';
 import { messageOf } from '../../errors.ts';
 import type {
   AlertRecord, JournalMessage, ModelCallFinish, ModelCallRecord, ModelCallStart, NewRun, NewTask,
-  PullRequestRecord, ReviewRecord, RunRecord, RunStatus, RunTotals, TaskRecord, TaskStatus, TestRunRecord,
+  PullRequestRecord, ReviewRecord, RunRecord, RunStatus, RunTotals, TaskProjection, TaskRecord, TaskStatus, TestRunRecord,
 } from './types.ts';
 
 export * from './types.ts';
@@ -234,7 +234,7 @@ export class Store {
    * Writes the latest snapshot of the actor tree together with the messages delivered since the
    * previous checkpoint, in one transaction: the journal never runs ahead of the state nor behind.
    */
-  saveCheckpoint(runId: string, snapshotJson: string, status: string, messages: JournalMessage[], phase: string | null): void {
+  saveCheckpoint(runId: string, snapshotJson: string, status: string, messages: JournalMessage[], phase: string | null, alsoWrite?: () => void): void {
     const insert = this.db.prepare(
       `INSERT OR IGNORE INTO messages (id, run_id, from_actor, to_actor, type, payload_json, correlation_id, at)
        VALUES (@id, @runId, @from, @to, @type, @payload, @correlationId, @at)`,
@@ -250,6 +250,7 @@ export class Store {
       }
       upsert.run(runId, snapshotJson, status, now());
       if (phase !== null) this.setRunPhase(runId, phase);
+      alsoWrite?.();
     });
   }
 
@@ -335,6 +336,28 @@ export class Store {
 
   listTasks(runId: string): TaskRecord[] {
     return (this.db.prepare('SELECT * FROM tasks WHERE run_id = ? ORDER BY created_at, rowid').all(runId) as Row[]).map(toTask);
+  }
+
+  /**
+   * Writes the orchestrator's task list into the tasks table: the one writer of task status (and
+   * of the attempt a started task is in). Called inside the checkpoint's transaction, so the table
+   * always says what the checkpointed chart says. A task newly skipped has its local PR record
+   * closed; a PR on GitHub is left for a person (see the README).
+   */
+  projectTasks(runId: string, tasks: readonly TaskProjection[]): void {
+    const current = new Map(this.listTasks(runId).map((task) => [task.id, task]));
+    const write = this.db.prepare('UPDATE tasks SET status = ?, attempts = ?, updated_at = ? WHERE run_id = ? AND id = ?');
+    for (const task of tasks) {
+      const stored = current.get(task.id);
+      if (!stored) continue;
+      const attempts = task.status === 'pending' ? stored.attempts : task.attempt;
+      if (stored.status === task.status && stored.attempts === attempts) continue;
+      write.run(task.status, attempts, now(), runId, task.id);
+      if (task.status === 'skipped' && stored.status !== 'skipped') {
+        const pr = this.getPullRequestForTask(runId, task.id);
+        if (pr?.status === 'open' && pr.provider === 'local') this.markPullRequestClosed(pr.number);
+      }
+    }
   }
 
   updateTask(runId: string, id: string, change: { status?: TaskStatus; attempts?: number; branch?: string; prNumber?: number; prUrl?: string | null }): void {

@@ -2,8 +2,8 @@
 
 export type RunStatus = 'running' | 'interrupted' | 'finished';
 
-/** `held`: its PR is open and waits for a person (the review could not be had). */
-export type TaskStatus = 'pending' | 'in_progress' | 'in_review' | 'merged' | 'rejected' | 'failed' | 'skipped' | 'held';
+export type { TaskStatus } from '../../protocol/tasks.ts';
+import type { TaskStatus } from '../../protocol/tasks.ts';
 
 export interface NewRun {
   id: string;
@@ -60,6 +60,13 @@ export interface NewTask {
   origin: 'plan' | 'improvement';
   angle?: string | null;
   priority?: number | null;
+}
+
+/** What the orchestrator's chart says of a task: written to the tasks table at every checkpoint. */
+export interface TaskProjection {
+  id: string;
+  status: TaskStatus;
+  attempt: number;
 }
 
 export interface TaskRecord extends Required<NewTask> {
