@@ -1,4 +1,4 @@
-import { and, assign, fromPromise, sendParent, setup } from 'xstate';
+import { assign, fromPromise, sendParent, setup } from 'xstate';
 import { correlationId } from '../protocol/keys.ts';
 import {
   errorCode, errorMessage,
@@ -33,6 +33,14 @@ type ModeratorEvent = ClarifyRequested | PlanRequested | ReviewRequested | Agent
 
 const notProvided = (name: string) => () => Promise.reject(new Error(`actor ${name} is not provided`));
 
+/** The PR under review: set by the event that entered the review, so its absence is a bug in this chart. */
+function reviewIn(context: ModeratorContext): ReviewInput {
+  if (context.review === null) throw new Error('the moderator chart is reviewing without a review');
+  return context.review;
+}
+
+const failed = { target: 'idle', actions: { type: 'reportFailure', params: ({ event }: { event: { error: unknown } }) => ({ error: event.error }) } } as const;
+
 /**
  * The Moderator agent: clarifies the requirements, splits them into PR-sized tasks, reviews each
  * PR (the model's verdict combined with the test result) and merges what it approves.
@@ -50,39 +58,37 @@ export const moderatorMachine = setup({
     merge: fromPromise<{ mergeSha: string }, MergeInput>(notProvided('merge')),
   },
   actions: {
-    reportFailure: sendParent(({ context, event }) => ({
+    reportFailure: sendParent(({ context }, params: { error: unknown }) => ({
       type: 'agent.failed',
       agent: 'moderator',
       taskId: context.review?.taskId ?? null,
-      code: errorCode((event as { error?: unknown }).error),
-      message: errorMessage((event as { error?: unknown }).error),
+      code: errorCode(params.error),
+      message: errorMessage(params.error),
     })),
     requestChanges: sendParent(({ context }) => {
-      const { taskId, prNumber, attempt } = context.review as ReviewInput;
+      const { taskId, prNumber, attempt } = reviewIn(context);
       return { type: 'review.changes_requested', taskId, prNumber, attempt, correlationId: correlationId(taskId, attempt) };
     }),
     rejectPr: sendParent(({ context }) => {
-      const { taskId, prNumber, attempt } = context.review as ReviewInput;
+      const { taskId, prNumber, attempt } = reviewIn(context);
       return { type: 'pr.rejected', taskId, prNumber, attempt, correlationId: correlationId(taskId, attempt) };
     }),
-    holdPr: sendParent(({ context, event }) => {
-      const review = context.review as ReviewInput;
-      const reason = (event as unknown as { output: ReviewOutput }).output.reason ?? 'the review could not be completed';
-      return { type: 'review.held', taskId: review.taskId, prNumber: review.prNumber, attempt: review.attempt, reason, correlationId: correlationId(review.taskId, review.attempt) };
+    holdPr: sendParent(({ context }, params: { reason: string | undefined }) => {
+      const { taskId, prNumber, attempt } = reviewIn(context);
+      return { type: 'review.held', taskId, prNumber, attempt, reason: params.reason ?? 'the review could not be completed', correlationId: correlationId(taskId, attempt) };
     }),
     announceMerge: sendParent(({ context }) => {
-      const review = context.review as ReviewInput;
-      return { type: 'pr.merged', taskId: review.taskId, prNumber: review.prNumber, correlationId: correlationId(review.taskId, review.attempt) };
+      const { taskId, prNumber, attempt } = reviewIn(context);
+      return { type: 'pr.merged', taskId, prNumber, correlationId: correlationId(taskId, attempt) };
     }),
     markStalled: assign((_, state: WorkState) => ({ stalledIn: state })),
     reportStall: sendParent(({ context }) => ({ type: 'agent.stalled', agent: 'moderator', taskId: context.review?.taskId ?? null })),
   },
   guards: {
-    approved: ({ event }) => (event as unknown as { output: ReviewOutput }).output.verdict === 'approve',
-    held: ({ event }) => (event as unknown as { output: ReviewOutput }).output.verdict === 'hold',
+    verdictIs: (_, params: { verdict: ReviewOutput['verdict']; wanted: ReviewOutput['verdict'] }) => params.verdict === params.wanted,
     attemptsLeft: ({ context }) => context.review?.lastRound === false,
-    // PrError's code for a branch in conflict with the base: a revision can fix it, a person need not.
-    mergeConflict: ({ event }) => errorCode((event as { error?: unknown }).error) === 'pr_conflict',
+    // PrError's code for a branch in conflict with the base: a revision can fix it while a round is left.
+    revisableConflict: ({ context }, params: { error: unknown }) => errorCode(params.error) === 'pr_conflict' && context.review?.lastRound === false,
     stalledIn: ({ context }, state: WorkState) => context.stalledIn === state,
   },
 }).createMachine({
@@ -111,7 +117,7 @@ export const moderatorMachine = setup({
           target: 'idle',
           actions: sendParent(({ event }) => ({ type: 'scope.clarified', assumptions: event.output.assumptions, questions: event.output.questions })),
         },
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'clarifying' }, 'reportStall'] } },
     },
@@ -121,7 +127,7 @@ export const moderatorMachine = setup({
         id: 'plan',
         src: 'plan',
         onDone: { target: 'idle', actions: sendParent(({ event }) => ({ type: 'plan.ready', tasks: event.output.tasks })) },
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'planning' }, 'reportStall'] } },
     },
@@ -130,14 +136,18 @@ export const moderatorMachine = setup({
       invoke: {
         id: 'review',
         src: 'review',
-        input: ({ context }) => context.review as ReviewInput,
+        input: ({ context }) => reviewIn(context),
         onDone: [
-          { guard: 'approved', target: 'merging' },
-          { guard: 'held', target: 'idle', actions: 'holdPr' },
+          { guard: { type: 'verdictIs', params: ({ event }) => ({ verdict: event.output.verdict, wanted: 'approve' }) }, target: 'merging' },
+          {
+            guard: { type: 'verdictIs', params: ({ event }) => ({ verdict: event.output.verdict, wanted: 'hold' }) },
+            target: 'idle',
+            actions: { type: 'holdPr', params: ({ event }) => ({ reason: event.output.reason }) },
+          },
           { guard: 'attemptsLeft', target: 'idle', actions: 'requestChanges' },
           { target: 'idle', actions: 'rejectPr' },
         ],
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'reviewing' }, 'reportStall'] } },
     },
@@ -147,13 +157,13 @@ export const moderatorMachine = setup({
         id: 'merge',
         src: 'merge',
         input: ({ context }) => {
-          const { taskId, prNumber, attempt } = context.review as ReviewInput;
+          const { taskId, prNumber, attempt } = reviewIn(context);
           return { taskId, prNumber, attempt };
         },
         onDone: { target: 'idle', actions: 'announceMerge' },
         onError: [
-          { guard: and(['mergeConflict', 'attemptsLeft']), target: 'idle', actions: 'requestChanges' },
-          { target: 'idle', actions: 'reportFailure' },
+          { guard: { type: 'revisableConflict', params: ({ event }) => ({ error: event.error }) }, target: 'idle', actions: 'requestChanges' },
+          failed,
         ],
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'merging' }, 'reportStall'] } },

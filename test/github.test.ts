@@ -375,7 +375,7 @@ test("the merge step turns a conflict into the round's change request, recorded 
   // The merge step needs only these services; the model gateway and the rest are not touched.
   const services = {
     runId: 'r1', target: w.target, store: w.store, git: w.git, prs: w.provider, progress: (line: string) => progress.push(line),
-    config: configSchema.parse({ limits: { max_review_attempts: 3 } }),
+    config: configSchema.parse({ limits: { max_review_attempts: 3 } }), agents: {},
   } as unknown as RunServices;
   const failure = await new Promise<unknown>((resolve) => {
     const actor = createActor(moderatorActors(services).merge, { input: { taskId: 'T1', prNumber: pr.number, attempt: 1 } });
