@@ -57,14 +57,18 @@ export class GitService {
    * and excludes `.duo-agent/`. `initialised` is true when this call created the repository or
    * its first commit.
    */
-  static async prepareTarget(options: GitServiceOptions): Promise<{ initialised: boolean }> {
-    const repo = new Repository(options);
+  static prepareTarget(options: GitServiceOptions): Promise<{ initialised: boolean }> {
+    return new GitService(options).prepareTarget();
+  }
+
+  /** See the static prepareTarget: this service's target made a repository Moderator can work in. */
+  async prepareTarget(): Promise<{ initialised: boolean }> {
     try {
-      await fs.mkdir(repo.root, { recursive: true });
+      await fs.mkdir(this.root, { recursive: true });
     } catch (error) {
-      throw new GitError(`cannot create the target folder ${repo.root}: ${messageOf(error)}`, { cause: error });
+      throw new GitError(`cannot create the target folder ${this.root}: ${messageOf(error)}`, { cause: error });
     }
-    return new TargetSetup(repo).prepare();
+    return this.setup.prepare();
   }
 
   /**
