@@ -5,7 +5,7 @@ import { messageOf } from '../../errors.ts';
 import { branchName, commitMessage, type CommitTask } from './commit-message.ts';
 import { CrashRecovery } from './crash-recovery.ts';
 import { GitError } from './git-error.ts';
-import { Merges } from './merges.ts';
+import { Merges, mergeBaseInto } from './merges.ts';
 import { Repository, type CommitInfo, type GitServiceOptions, type RecoverOptions } from './repository.ts';
 import { StepCommits } from './step-commits.ts';
 import { TargetSetup } from './target-setup.ts';
@@ -128,6 +128,11 @@ export class GitService {
   /** Merges `branch` into the base branch as this step, at most once. */
   mergeNoFf(branch: string, message: string, stepKey: string): Promise<string> {
     return this.merges.mergeNoFf(branch, message, stepKey);
+  }
+
+  /** Starts merging the base into a task's worktree (markers left for its next commit); see merges.ts. */
+  async mergeBaseInto(worktreePath: string): Promise<{ merging: boolean; conflicts: string[] }> {
+    return mergeBaseInto(this.repo.runner, await this.repo.worktreeRoot(worktreePath), this.baseBranch, this.repo.logLine);
   }
 
   /** `git diff base...branch` (the branch's own changes), cut to `maxBytes` with a marker line. */

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { checkStepKey, hasStepTrailer, withStepTrailer } from './commit-message.ts';
 import { GitError } from './git-error.ts';
+import type { GitRunner } from './git-runner.ts';
 import { headFileIsOn } from './repository-memo.ts';
 import { Repository } from './repository.ts';
 
@@ -100,4 +101,28 @@ export class Merges {
   }
 
 
+}
+
+/**
+ * Starts merging the base branch into a task branch in its worktree, without committing, so the
+ * TechLead's next commit concludes it: a clean merge just becomes part of the revision, a
+ * conflicting one leaves the conflict markers in the files for the revision to resolve. Returns
+ * the files in conflict. Nothing to do when the branch already contains the base; a merge already
+ * in progress (a re-run after a kill) is left as it is. Shared by the local provider and the
+ * GitHub one (which first brings the local base up to the remote's).
+ */
+export async function mergeBaseInto(runner: GitRunner, worktree: string, baseBranch: string, log: (line: string) => void): Promise<{ merging: boolean; conflicts: string[] }> {
+  const gitDir = (await runner.run(worktree, ['rev-parse', '--absolute-git-dir'])).trim();
+  const unmerged = async () => [...new Set((await runner.run(worktree, ['diff', '--name-only', '-z', '--diff-filter=U'])).split('\0').filter((name) => name !== ''))];
+  if (existsSync(path.join(gitDir, 'MERGE_HEAD'))) return { merging: true, conflicts: await unmerged() };
+  const base = `refs/heads/${baseBranch}`;
+  if (await runner.test(worktree, ['merge-base', '--is-ancestor', base, 'HEAD'])) return { merging: false, conflicts: [] };
+  try {
+    await runner.run(worktree, ['merge', '--no-ff', '--no-commit', '--no-edit', '--no-autostash', base]);
+  } catch (error) {
+    if (!existsSync(path.join(gitDir, 'MERGE_HEAD'))) throw error;
+  }
+  const conflicts = await unmerged();
+  log(`merging ${baseBranch} into ${worktree}${conflicts.length ? `: conflicts in ${conflicts.join(', ')}` : ''}`);
+  return { merging: true, conflicts };
 }

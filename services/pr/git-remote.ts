@@ -3,6 +3,7 @@ import path from 'node:path';
 import { GitError as SimpleGitError, simpleGit, type SimpleGit } from 'simple-git';
 import { messageOf } from '../../errors.ts';
 import { GitRunner } from '../git/git-runner.ts';
+import { mergeBaseInto } from '../git/merges.ts';
 import { PrError } from './pr-error.ts';
 
 export interface GitRemoteOptions {
@@ -155,26 +156,9 @@ export class GitRemote {
     return result.stdout.split('\n').map((line) => line.trim()).filter((line) => line !== '').slice(1);
   }
 
-  /**
-   * Starts merging the base into a task branch in its worktree, without committing, so the
-   * TechLead's next commit concludes it: a clean merge just becomes part of the revision, a
-   * conflicting one leaves the conflict markers in the files for the revision to resolve.
-   * Returns the files in conflict. Nothing to do when the branch already contains the base; a
-   * merge already in progress (a re-run) is left as it is.
-   */
-  async mergeBaseInto(worktree: string): Promise<{ merging: boolean; conflicts: string[] }> {
-    const gitDir = (await this.local.run(worktree, ['rev-parse', '--absolute-git-dir'])).trim();
-    if (existsSync(path.join(gitDir, 'MERGE_HEAD'))) return { merging: true, conflicts: await this.unmerged(worktree) };
-    const base = `refs/heads/${this.baseBranch}`;
-    if (await this.local.test(worktree, ['merge-base', '--is-ancestor', base, 'HEAD'])) return { merging: false, conflicts: [] };
-    try {
-      await this.local.run(worktree, ['merge', '--no-ff', '--no-commit', '--no-edit', '--no-autostash', base]);
-    } catch (error) {
-      if (!existsSync(path.join(gitDir, 'MERGE_HEAD'))) throw error;
-    }
-    const conflicts = await this.unmerged(worktree);
-    this.logLine(`merging ${this.baseBranch} into ${worktree}${conflicts.length ? `: conflicts in ${conflicts.join(', ')}` : ''}`);
-    return { merging: true, conflicts };
+  /** Starts merging the (synced) base into a task's worktree; see services/git/merges.ts. */
+  mergeBaseInto(worktree: string): Promise<{ merging: boolean; conflicts: string[] }> {
+    return mergeBaseInto(this.local, worktree, this.baseBranch, this.logLine);
   }
 
   private async fetchBase(): Promise<string> {
@@ -190,10 +174,6 @@ export class GitRemote {
     return (await this.local.run(this.root, ['rev-parse', '--verify', '--quiet', `${trackingRef(this.baseBranch)}^{commit}`])).trim();
   }
 
-  private async unmerged(worktree: string): Promise<string[]> {
-    const out = await this.local.run(worktree, ['diff', '--name-only', '-z', '--diff-filter=U']);
-    return [...new Set(out.split('\0').filter((name) => name !== ''))];
-  }
 
   private networkFailure(what: string, text: string, cause: unknown): PrError {
     if (/authentication failed|could not read username|terminal prompts disabled|\b401\b|\b403\b/i.test(text)) {

@@ -4,6 +4,8 @@ import type { PullRequestRecord } from '../store/types.ts';
 import { ModeratorError } from '../../errors.ts';
 import type { OpenPullRequest, PostedReview, PrProvider } from './pr-provider.ts';
 import { stepKeys } from '../../protocol/keys.ts';
+import { GitError } from '../git/git-error.ts';
+import { PrError } from './pr-error.ts';
 
 /** The embedded PR provider: PR records in SQLite, branches in the target, `git merge --no-ff`. */
 export class LocalPrProvider implements PrProvider {
@@ -34,9 +36,24 @@ export class LocalPrProvider implements PrProvider {
     if (pr.status === 'merged' && pr.mergeSha) return pr.mergeSha;
     if (pr.status === 'closed') throw new ModeratorError('pr', `pull request #${number} is closed and cannot be merged`);
     // The step key makes the merge findable in git if we die between merging and recording it.
-    const sha = await this.options.git.mergeNoFf(pr.branch, message, stepKeys.merge(pr.taskId));
+    let sha: string;
+    try {
+      sha = await this.options.git.mergeNoFf(pr.branch, message, stepKeys.merge(pr.taskId));
+    } catch (error) {
+      // A conflict is work for the TechLead (the chart sends the task back), not a failure.
+      if (error instanceof GitError && error.conflicts?.length) {
+        throw new PrError('pr_conflict', `PR #${number} (${pr.taskId}) conflicts with ${pr.base} in ${error.conflicts.join(', ')}`, { cause: error, conflicts: error.conflicts });
+      }
+      throw error;
+    }
     this.options.store.markPullRequestMerged(number, sha);
     return sha;
+  }
+
+  /** The base may have moved since the branch was made (another task merged): it is merged in first. */
+  async prepareRevision(taskId: string, worktree: string): Promise<string[]> {
+    const { conflicts } = await this.options.git.mergeBaseInto(worktree);
+    return conflicts;
   }
 
   async close(number: number): Promise<void> {
