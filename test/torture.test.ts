@@ -29,6 +29,16 @@ function reflogPoll(target: string, ref: string, needle: RegExp): () => boolean 
   return () => fs.existsSync(file) && needle.test(fs.readFileSync(file, 'utf8'));
 }
 
+/** A kill point on the run's own journal: the moment `sql` first finds a row in the target's database. */
+function journal(target: string, sql: string, ...params: unknown[]): Pick<KillPoint, 'poll' | 'dispose'> {
+  return dbPoll(target, sql, ...params);
+}
+
+/** Either of two moments, whichever comes first (a narrow window and a sure one after it). */
+function either(first: () => boolean, second: () => boolean): () => boolean {
+  return () => first() || second();
+}
+
 /** Kills mid model call: as soon as the call is journaled as sent (the replay then waits 150 ms). */
 function inFlight(target: string, callKey: string): Pick<KillPoint, 'poll' | 'dispose'> {
   return dbPoll(target, `SELECT 1 FROM model_calls WHERE call_key = ? AND status = 'sent'`, callKey);
@@ -162,17 +172,17 @@ test('kill -9 at many moments, resume each time: the result equals an uninterrup
   t.timeout(480_000);
   const seed = Number(process.env.TORTURE_SEED ?? Date.now() % 1_000_000);
   const rand = random(seed);
-  // Random moments, counted from the line that says the run started or resumed (so the run
-  // exists: a kill before `demo` stored it leaves nothing to resume, whatever the load).
+  // Random moments, counted from when the process holds the run (its row says this session: so
+  // the run exists, and a kill before `demo` stored it cannot leave nothing to resume).
   const randomKills = Array.from({ length: 3 }, (_, index) => {
     const delayMs = Math.round(rand() * 6_000);
-    return (): Planned => ({ label: `random, ${delayMs} ms after the run ${index === 0 ? 'started' : 'resumed'}`, line: /\] (run|resuming run) \S+ /, delayMs });
+    return (target: string): Planned => ({ label: `random, ${delayMs} ms after the run ${index === 0 ? 'started' : 'resumed'}`, ...journal(target, `SELECT 1 FROM runs WHERE sessions >= ?`, index + 1), delayMs });
   });
 
   const schedules: [string, ((target: string) => Planned)[]][] = [
     ['A', [
       // The very first moments: the run row exists, the first checkpoint may not.
-      () => ({ label: 'first moments: run just created', line: /\] run \S+ on / }),
+      (target) => ({ label: 'first moments: run just created', ...journal(target, 'SELECT 1 FROM runs') }),
       (target) => ({
         label: 'mid model call: techlead implement T1 sent, no reply yet',
         ...inFlight(target, 'techlead:implement:T1:1'),
@@ -190,13 +200,13 @@ test('kill -9 at many moments, resume each time: the result equals an uninterrup
     ]],
     ['B', [
       (target) => ({ label: 'first checkpoint: clarify call in flight', ...inFlight(target, 'moderator:clarify'), leavesInFlight: 'moderator:clarify' }),
-      () => ({ label: 'right after a change request', line: /review T2 round 1: changes requested/ }),
-      () => ({ label: 'mid test run: T2 revision tests', line: /T2: committed 2 file/, delayMs: 700 }),
-      () => ({ label: 'between merge and next step: merged PR #2 reported', line: /merged PR #2 / }),
+      (target) => ({ label: 'right after a change request', ...journal(target, `SELECT 1 FROM messages WHERE type = 'review.changes_requested' AND correlation_id = 'T2#1'`) }),
+      (target) => ({ label: 'mid test run: T2 revision tests', poll: reflogPoll(target, 'refs/heads/duo-agent/feature/T2', /\tcommit[\s\S]*\tcommit/), delayMs: 700 }),
+      (target) => ({ label: 'between merge and next step: PR #2 recorded merged', ...journal(target, `SELECT 1 FROM pull_requests WHERE number = 2 AND status = 'merged'`) }),
     ]],
     ['C', [
-      () => ({ label: 'between tests and PR: T1 tests passed', line: /T1: tests passed/ }),
-      () => ({ label: 'PR #2 opened, review not yet done', line: /T2: PR #2 opened/ }),
+      (target) => ({ label: 'between tests and PR: T1 tests passed', ...journal(target, `SELECT 1 FROM test_runs WHERE task_id = 'T1' AND passed = 1`) }),
+      (target) => ({ label: 'PR #2 opened, review not yet done', ...journal(target, 'SELECT 1 FROM pull_requests WHERE number = 2') }),
       (target) => ({
         label: 'mid improvement cycle: ever-thinker analyze 1 in flight',
         ...inFlight(target, 'ever-thinker:analyze:1'),
@@ -211,21 +221,19 @@ test('kill -9 at many moments, resume each time: the result equals an uninterrup
       (target) => ({
         label: 'power cut during `git worktree add` of T1',
         group: true,
-        poll: () => fs.existsSync(path.join(target, '.git', 'worktrees', 'T1')),
-        line: /T1: committed/,
+        // Or, had the window been missed, as soon as T1's commit is made.
+        poll: either(() => fs.existsSync(path.join(target, '.git', 'worktrees', 'T1')), reflogPoll(target, 'refs/heads/duo-agent/feature/T1', /\tcommit/)),
       }),
       (target) => ({
         label: 'power cut while git holds the T2 worktree index.lock',
         group: true,
-        poll: () => fs.existsSync(path.join(target, '.git', 'worktrees', 'T2', 'index.lock')),
-        line: /T2: committed 3 file/,
+        poll: either(() => fs.existsSync(path.join(target, '.git', 'worktrees', 'T2', 'index.lock')), reflogPoll(target, 'refs/heads/duo-agent/feature/T2', /\tcommit/)),
       }),
-      () => ({ label: 'power cut mid test run of T3', group: true, line: /T3: committed/, delayMs: 800 }),
+      (target) => ({ label: 'power cut mid test run of T3', group: true, poll: reflogPoll(target, 'refs/heads/duo-agent/docs/T3', /\tcommit/), delayMs: 800 }),
       (target) => ({
         label: 'power cut during a merge in the main work tree',
         group: true,
-        poll: () => fs.existsSync(path.join(target, '.git', 'index.lock')) || fs.existsSync(path.join(target, '.git', 'MERGE_HEAD')),
-        line: /merged PR #3/,
+        poll: either(() => fs.existsSync(path.join(target, '.git', 'index.lock')) || fs.existsSync(path.join(target, '.git', 'MERGE_HEAD')), reflogPoll(target, 'refs/heads/main', /merge duo-agent\/docs\/T3/)),
       }),
     ]],
   ];
