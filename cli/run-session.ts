@@ -222,6 +222,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   const inspector = options.inspectUrl ? createStatelyInspector({ url: options.inspectUrl }) : undefined;
   store.setMonitorUrl(runId, monitoring.url);
   reporter.line(`monitoring: ${monitoring.url}${config.monitor.token ? '' : ` (intervention token ${monitoring.token})`}`);
+  if (monitoring.exposure) reporter.line(monitoring.exposure);
   if (inspector) reporter.line(`inspection events also go to the Stately inspector at ${options.inspectUrl}`);
 
   const actor = createActor(machine, {

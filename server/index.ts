@@ -1,5 +1,6 @@
 import type { AnyActorRef, InspectionEvent } from 'xstate';
 import type { Store } from '../services/store/store.ts';
+import { AccessPolicy } from './access.ts';
 import { generateToken } from './auth.ts';
 import { Hub } from './hub.ts';
 import { LiveState } from './live-state.ts';
@@ -21,7 +22,10 @@ export interface MonitoringOptions {
   /** 0 picks a free port. */
   port: number;
   enableWebSocket: boolean;
-  /** Bearer token for `POST /api/intervention`; a random one per run when not configured. */
+  /**
+   * Bearer token for `POST /api/intervention`, and for every request when `host` is not a
+   * loopback address; a random one per run when not configured.
+   */
   token?: string;
   /** `<target>/.duo-agent/logs`, the pino files `<agent>.jsonl`. */
   logsDir: string;
@@ -33,6 +37,11 @@ export interface Monitoring {
   /** `http://host:port/`, with the port actually bound. */
   url: string;
   token: string;
+  /**
+   * Set when the server listens on an address other machines can reach (e.g. `0.0.0.0`): a line
+   * for the person running it, saying so and how to open the dashboard with the token.
+   */
+  exposure: string | undefined;
   /** For the actor system's `inspect` option: every inspection event. Cheap; never throws. */
   observe(event: InspectionEvent): void;
   /** The root actor: interventions are sent to it. */
@@ -67,8 +76,10 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
     now,
     websocketClients: () => hub.size,
   };
-  const app = createApp({ context, host: options.host, hub, token, logsDir: options.logsDir, enableWebSocket: options.enableWebSocket, prometheus: new PrometheusMetrics() });
+  const access = new AccessPolicy(options.host, token);
+  const app = createApp({ context, access, hub, token, logsDir: options.logsDir, enableWebSocket: options.enableWebSocket, prometheus: new PrometheusMetrics() });
   const listening = await listen(app, options.host, options.port);
+  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${listening.port}/`;
 
   const metricsTimer = setInterval(() => {
     if (hub.size === 0) return;
@@ -82,8 +93,12 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
 
   let closed = false;
   return {
-    url: `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${listening.port}/`,
+    url,
     token,
+    exposure: access.exposed
+      ? `the monitoring server listens on ${options.host}, which is not a loopback address: it is reachable from the network, and every request needs the token; ` +
+        `open ${url}?token=${options.token ? '<monitor.token>' : token}`
+      : undefined,
     observe(event) {
       if (closed) return;
       try {

@@ -93,3 +93,27 @@ test('text from the run is shown as text, never as markup', async (t) => {
   t.regex((await page.textContent('[data-task="T9"]')) ?? '', /<img src=x/);
   t.is(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
 });
+
+test('on a non-loopback address, the dashboard opened with the printed ?token= works live and drops the token from the address bar', async (t) => {
+  if (!browser) {
+    t.log(`skipped: chromium is not installed (apt-get install -y chromium); looked for ${executablePath}`);
+    t.pass();
+    return;
+  }
+  const fixture = await startFixture({ host: '0.0.0.0' });
+  t.teardown(() => fixture.close());
+  const page = await (browser as Browser).newPage();
+  t.teardown(() => page.close());
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  await page.goto(fixture.url(`/?token=${encodeURIComponent(fixture.monitoring.token)}`));
+  await page.waitForFunction(() => document.getElementById('link')?.textContent === 'live');
+  await page.waitForSelector('[data-agent="moderator"] [data-state="idle"].active');
+  await page.waitForSelector('#board [data-task="T1"]');
+  await page.waitForFunction(() => document.getElementById('health')?.textContent === 'healthy');
+  t.false(page.url().includes('token='), 'the token is not left in the address bar');
+  t.is(await page.inputValue('#token'), fixture.monitoring.token, 'the intervention form has it');
+  fixture.actor.send({ type: 'test.advance' });
+  await page.waitForSelector('[data-agent="moderator"] [data-state="planning"].active');
+  t.deepEqual(errors, []);
+});
