@@ -1,4 +1,5 @@
 import type { AnyActorRef, InspectionEvent } from 'xstate';
+import { RunView } from '../services/store/run-view.ts';
 import type { Store } from '../services/store/store.ts';
 import { AccessPolicy } from './access.ts';
 import { generateToken } from './auth.ts';
@@ -55,8 +56,8 @@ const metricsIntervalMs = 2000;
 
 /**
  * Starts the monitoring server of one run (uWebSockets.js): JSON API, Prometheus text, the
- * WebSocket feed and the dashboard. It reads the store with small synchronous queries and the
- * run's live state from inspection events; it never makes the run wait.
+ * WebSocket feed and the dashboard. It answers from memory: the run's rows from a view the
+ * store's writes keep current, its live state from inspection events; it never makes the run wait.
  */
 export async function startMonitoring(options: MonitoringOptions): Promise<Monitoring> {
   const now = options.now ?? Date.now;
@@ -66,8 +67,11 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
     (message) => hub.publish(message),
     () => hub.size > 0,
   );
+  // Seeded now (a resumed run has history), then kept current by the store's change reports.
+  const view = new RunView(options.store, options.runId);
   const context: ViewContext = {
     store: options.store,
+    view,
     runId: options.runId,
     target: options.target,
     live,
@@ -78,7 +82,10 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
   };
   const access = new AccessPolicy(options.host, token);
   const app = createApp({ context, access, hub, token, logsDir: options.logsDir, enableWebSocket: options.enableWebSocket, prometheus: new PrometheusMetrics() });
-  const listening = await listen(app, options.host, options.port);
+  const listening = await listen(app, options.host, options.port).catch((error: unknown) => {
+    view.close();
+    throw error;
+  });
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${listening.port}/`;
 
   const metricsTimer = setInterval(() => {
@@ -115,6 +122,7 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
       closed = true;
       clearInterval(metricsTimer);
       hub.closeAll();
+      view.close();
       await listening.close();
     },
   };
