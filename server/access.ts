@@ -2,7 +2,7 @@ import { bearerToken, tokenMatches } from './auth.ts';
 import { errorReply, type Reply } from './http.ts';
 
 /** What a request says about where it comes from, read from uWS before any await. */
-export interface RequestOrigin {
+export interface AccessRequest {
   /** The `Host` header. */
   host: string;
   /** The `Origin` header; empty when the client sent none (curl, the CLI, Prometheus). */
@@ -69,7 +69,7 @@ export class AccessPolicy {
     this.exposed = !isLoopbackAddress(boundHost);
   }
 
-  refusal(request: RequestOrigin): Reply | undefined {
+  refusal(request: AccessRequest): Reply | undefined {
     if (!this.exposed && !localHost(request.host)) {
       return errorReply(403, `host "${request.host}" is not served: open the dashboard through localhost or 127.0.0.1`);
     }
@@ -82,7 +82,7 @@ export class AccessPolicy {
     return undefined;
   }
 
-  private authorized(request: RequestOrigin): boolean {
+  private authorized(request: AccessRequest): boolean {
     const presented = bearerToken(request.authorization) ?? new URLSearchParams(request.query).get('token');
     return presented !== null && tokenMatches(presented, this.token);
   }

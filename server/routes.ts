@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import uWS from 'uWebSockets.js';
-import type { AccessPolicy, RequestOrigin } from './access.ts';
+import type { AccessPolicy, AccessRequest } from './access.ts';
 import { bearerMatches } from './auth.ts';
 import { errorReply, jsonReply, readBody, reply, replyLater, type Reply } from './http.ts';
 import type { ClientData, Hub } from './hub.ts';
@@ -27,7 +27,7 @@ const query = (req: uWS.HttpRequest): URLSearchParams => new URLSearchParams(req
 
 type Handler = (res: uWS.HttpResponse, req: uWS.HttpRequest) => void;
 
-const originOf = (req: uWS.HttpRequest): RequestOrigin => ({
+const accessRequest = (req: uWS.HttpRequest): AccessRequest => ({
   host: req.getHeader('host'),
   origin: req.getHeader('origin'),
   authorization: req.getHeader('authorization'),
@@ -41,7 +41,7 @@ export function createApp(options: AppOptions): uWS.TemplatedApp {
   const guard =
     (handler: Handler): Handler =>
     (res, req) => {
-      const refused = access.refusal(originOf(req));
+      const refused = access.refusal(accessRequest(req));
       if (refused) reply(res, () => refused);
       else handler(res, req);
     };
@@ -85,7 +85,7 @@ export function createApp(options: AppOptions): uWS.TemplatedApp {
       // Above the hub's own limit, so the hub closes a slow client before uWS silently drops messages.
       maxBackpressure: 4 * 1024 * 1024,
       upgrade: (res, req, upgradeContext) => {
-        const refused = access.refusal(originOf(req));
+        const refused = access.refusal(accessRequest(req));
         if (refused) {
           reply(res, () => refused);
           return;
