@@ -126,8 +126,13 @@ export class Store {
 
   private changed(change: StoreChange): void {
     if (this.listeners.size === 0) return;
-    if (this.db.inTransaction) this.uncommitted.push(change);
-    else this.report(change);
+    this.uncommitted.push(change);
+    if (this.db.inTransaction) return;
+    // Also what a transaction opened without `transaction()` left behind: a listener re-reads
+    // the rows, so a change that was rolled back after all is only a wasted read.
+    const committed = this.uncommitted;
+    this.uncommitted = [];
+    for (const each of committed) this.report(each);
   }
 
   private report(change: StoreChange): void {
