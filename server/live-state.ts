@@ -24,6 +24,8 @@ export type LiveMessage =
 
 interface ActorState {
   value: unknown;
+  /** `stateString(value)`, worked out once per snapshot: health asks for it on every request. */
+  state: string;
   status: string;
   context: unknown;
 }
@@ -106,7 +108,7 @@ export class LiveState {
     if (!actor) return { state: 'not_started', value: null, status: 'not_started' };
     const gone = actor.status === 'stopped' || actor.status === 'error' || (name !== 'orchestrator' && this.rootGone());
     // A gone actor has no active state; a root that reached its final state keeps it (`stopped`, highlighted).
-    return gone ? { state: 'stopped', value: null, status: actor.status } : { state: stateString(actor.value), value: actor.value, status: actor.status };
+    return gone ? { state: 'stopped', value: null, status: actor.status } : { state: actor.state, value: actor.value, status: actor.status };
   }
 
   /** The root's latest context (tasks, currentTaskId, outcome, improvementCycle, ...). */
@@ -165,7 +167,7 @@ export class LiveState {
     const before = this.actors.has(name) ? this.agent(name).state : undefined;
     const wasGone = this.rootGone();
     const value = field(snapshot, 'value');
-    this.actors.set(name, { value, status: String(field(snapshot, 'status') ?? 'active'), context: field(snapshot, 'context') });
+    this.actors.set(name, { value, state: stateString(value), status: String(field(snapshot, 'status') ?? 'active'), context: field(snapshot, 'context') });
     const after = this.agent(name);
     if (after.state !== before) this.emit({ type: 'agent', agent: name, state: after.state, value: after.value });
     if (name === 'orchestrator') {
