@@ -58,14 +58,13 @@ export class RunView {
       alert: db.prepare('SELECT * FROM alerts WHERE id = ?'),
       run: db.prepare('SELECT outcome, active_ms FROM runs WHERE id = ?'),
     };
-    // Subscribe first, then read: a write in between is reported and re-read, never lost.
-    this.stop = store.onChange((change) => this.apply(change));
     for (const row of db.prepare('SELECT rowid AS seq, * FROM tasks WHERE run_id = ? ORDER BY created_at, rowid').all(runId) as Row[]) this.putTask(row);
     for (const row of db.prepare('SELECT * FROM pull_requests WHERE run_id = ? ORDER BY number').all(runId) as Row[]) this.putPr(row);
     for (const row of db.prepare('SELECT * FROM reviews WHERE run_id = ? ORDER BY id').all(runId) as Row[]) this.putReview(row);
     for (const row of db.prepare('SELECT * FROM alerts WHERE run_id = ? ORDER BY id').all(runId) as Row[]) this.putAlert(toAlert(row));
     for (const row of db.prepare(`SELECT ${callColumns} FROM model_calls WHERE run_id = ? ORDER BY id`).all(runId) as Row[]) this.putCall(row);
     this.readRun();
+    this.stop = store.onChange((change) => this.apply(change));
   }
 
   /** Stops following the store. */
