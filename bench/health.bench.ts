@@ -44,6 +44,12 @@ interface Load {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /**
+   * This process's CPU time (the server, and the run's writes while it runs) per answered request.
+   * The load generator is another process (wrk) or thread (not counted for wrk only), so this
+   * figure holds when other processes crowd the cores and the others do not.
+   */
+  cpuMicrosPerRequest: number;
 }
 
 const round = (value: number): number => Math.round(value * 1000) / 1000;
@@ -61,7 +67,9 @@ function milliseconds(text: string): number {
   return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
 }
 
-function wrk(url: string, seconds: number): Promise<Load> {
+type Measured = Omit<Load, 'cpuMicrosPerRequest'>;
+
+function wrk(url: string, seconds: number): Promise<Measured> {
   return new Promise((resolve, reject) => {
     execFile('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url], (error, stdout) => {
       if (error) return reject(error);
@@ -106,7 +114,7 @@ Promise.all(Array.from({ length: connections }, loop)).then(() => {
 });
 `;
 
-function workerLoad(url: string, seconds: number): Promise<Load> {
+function workerLoad(url: string, seconds: number): Promise<Measured> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(loadWorker, { eval: true, workerData: { url, connections: CONNECTIONS, durationMs: seconds * 1000 } });
     worker.once('error', reject);
@@ -122,7 +130,10 @@ function workerLoad(url: string, seconds: number): Promise<Load> {
 async function measure(url: string): Promise<Load> {
   const load = wrkVersion ? wrk : workerLoad;
   await load(url, WARMUP_S);
-  return load(url, DURATION_S);
+  const cpu = process.cpuUsage();
+  const measured = await load(url, DURATION_S);
+  const used = process.cpuUsage(cpu);
+  return { ...measured, cpuMicrosPerRequest: Math.round(((used.user + used.system) / Math.max(1, measured.requestsPerSecond * DURATION_S)) * 10) / 10 };
 }
 
 // ---- the run -----------------------------------------------------------------------------
@@ -235,7 +246,13 @@ nodeServer.close();
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
 function medianLoad<T extends Load>(of: (round: (typeof rounds)[number]) => T): T {
   const all = rounds.map(of);
-  const figures = { requestsPerSecond: median(all.map((load) => load.requestsPerSecond)), p50Ms: median(all.map((load) => load.p50Ms)), p99Ms: median(all.map((load) => load.p99Ms)), errors: all.reduce((sum, load) => sum + load.errors, 0) };
+  const figures = {
+    requestsPerSecond: median(all.map((load) => load.requestsPerSecond)),
+    p50Ms: median(all.map((load) => load.p50Ms)),
+    p99Ms: median(all.map((load) => load.p99Ms)),
+    errors: all.reduce((sum, load) => sum + load.errors, 0),
+    cpuMicrosPerRequest: median(all.map((load) => load.cpuMicrosPerRequest)),
+  };
   return { ...all[0], ...figures } as T;
 }
 const nodeHttpFixedBody = medianLoad((round) => round.nodeHttpFixedBody);
