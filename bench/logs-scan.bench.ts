@@ -2,7 +2,10 @@
  * How long one `/api/logs` page holds the event loop, at the scan budget `server/logs.ts` uses.
  * Writes ~48 MB of pino-like lines over six agent files plus a file that is one 10 MB line,
  * then times `readLogs` page by page, following the cursors to the end: with a filter that
- * matches nothing (every page reads its whole budget), and unfiltered at the largest limit.
+ * matches nothing (every page reads its whole budget), and unfiltered at the largest limit. The
+ * goal is on the pages' CPU time at p99 (the worst of the three walks); wall times are printed
+ * too, and on a crowded machine (see the load average) they include time other processes held
+ * the cores.
  * Prints ONE JSON line. Run with `node --import tsx bench/logs-scan.bench.ts`.
  */
 import fs from 'node:fs';
@@ -10,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { maxLimit, readLogs, scanBudgetBytes, type LogQuery } from '../server/logs.ts';
 
-const GOAL_MAX_MS = 10;
+const GOAL_P99_MS = 5;
 const agents = ['orchestrator', 'moderator', 'techlead', 'monitor', 'ever-thinker', 'git'];
 const linesPerFile = 40_000;
 
@@ -34,24 +37,30 @@ interface Walk {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** Pages in CPU time: what a page itself costs, whatever else runs on the machine (the longest may hold a garbage collection). */
+  cpuP99Ms: number;
+  cpuMaxMs: number;
 }
 
 /** Follows the cursor from the first page to the last, timing each page (reading and answering: JSON.stringify). */
 function walk(query: LogQuery): Walk {
   const times: number[] = [];
+  const cpuTimes: number[] = [];
   let entries = 0;
   let cursor: string | null | undefined;
   do {
     const started = performance.now();
+    const cpu = process.cpuUsage();
     const page = readLogs(dir, 'r1', { ...query, ...(cursor ? { cursor } : {}) });
     JSON.stringify(page);
+    const used = process.cpuUsage(cpu);
     times.push(performance.now() - started);
+    cpuTimes.push((used.user + used.system) / 1000);
     entries += page.entries.length;
     cursor = page.next_cursor;
   } while (cursor);
-  times.sort((a, b) => a - b);
-  const at = (share: number) => round(times[Math.min(times.length - 1, Math.floor(times.length * share))] ?? NaN);
-  return { pages: times.length, entries, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: round(times.at(-1) ?? NaN) };
+  const at = (values: number[], share: number) => round([...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * share))] ?? NaN);
+  return { pages: times.length, entries, p50Ms: at(times, 0.5), p99Ms: at(times, 0.99), maxMs: at(times, 1), cpuP99Ms: at(cpuTimes, 0.99), cpuMaxMs: at(cpuTimes, 1) };
 }
 
 const round = (value: number): number => Math.round(value * 1000) / 1000;
@@ -62,7 +71,7 @@ const everything = walk({ limit: maxLimit });
 const oneLongLine = walk({ agent: 'specialist', limit: maxLimit });
 fs.rmSync(dir, { recursive: true, force: true });
 
-const worstMs = Math.max(nothingMatches.maxMs, everything.maxMs, oneLongLine.maxMs);
+const worstCpuP99Ms = Math.max(nothingMatches.cpuP99Ms, everything.cpuP99Ms, oneLongLine.cpuP99Ms);
 console.log(
   JSON.stringify({
     bench: 'logs-scan',
@@ -71,8 +80,9 @@ console.log(
     nothingMatches,
     everything,
     oneLongLine,
-    worstPageMs: worstMs,
-    goalWorstPageMs: GOAL_MAX_MS,
-    met: worstMs <= GOAL_MAX_MS,
+    pageCpuP99Ms: worstCpuP99Ms,
+    pageCpuP99MsGoal: GOAL_P99_MS,
+    loadAverage: os.loadavg()[0],
+    met: worstCpuP99Ms <= GOAL_P99_MS,
   }),
 );

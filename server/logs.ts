@@ -34,9 +34,9 @@ const levels: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 4
 /**
  * Bytes one request may read, over all files. The server shares the run's event loop, so this
  * bounds how long a log request can hold the run up. Parsing dominates (~10-20 µs per KiB of
- * pino lines on this 2-core machine): a 128 KiB page took 2.7 ms at the median, 512 KiB took
- * 15 ms (bench/logs-scan.bench.ts). A filter that matches little, or a huge file, pages on with
- * a cursor instead of reading on.
+ * pino lines on this 2-core machine, busy with other sessions): a 512 KiB page took 15 ms at the
+ * median; a 128 KiB one takes ~1-2 ms, 3 ms of CPU at p99 (bench/logs-scan.bench.ts). A filter
+ * that matches little, or a huge file, pages on with a cursor instead of reading on.
  */
 export const scanBudgetBytes = 128 * 1024;
 /** Reads start small, so the newest line of many files costs little, and double while a file is walked. */
@@ -199,18 +199,28 @@ function decodeCursor(cursor: string): Record<string, CursorPosition> {
   return positions;
 }
 
-function toEntry(text: string, file: string): LogEntry | undefined {
+/** A pino line as parsed: an object, or nothing for a torn or foreign line. */
+type ParsedLine = Record<string, unknown>;
+
+function parseLine(text: string): ParsedLine | undefined {
   let line: unknown;
   try {
     line = JSON.parse(text);
   } catch {
     return undefined;
   }
-  if (typeof line !== 'object' || line === null || Array.isArray(line)) return undefined;
-  const { level, time, msg, agent, runId, taskId, pid: _pid, hostname: _hostname, ...data } = line as Record<string, unknown>;
+  return typeof line === 'object' && line !== null && !Array.isArray(line) ? (line as ParsedLine) : undefined;
+}
+
+const levelOf = (line: ParsedLine): number => (typeof line.level === 'number' ? line.level : 30);
+const timeOf = (line: ParsedLine): number => (typeof line.time === 'number' ? line.time : 0);
+
+/** Built only for the lines a page returns: most lines a filtered walk reads are passed over. */
+function toEntry(line: ParsedLine, file: string): LogEntry {
+  const { level: _level, time: _time, msg, agent, runId, taskId, pid: _pid, hostname: _hostname, ...data } = line;
   return {
-    level: typeof level === 'number' ? level : 30,
-    time: typeof time === 'number' ? time : 0,
+    level: levelOf(line),
+    time: timeOf(line),
     msg: typeof msg === 'string' ? msg : '',
     agent: typeof agent === 'string' ? agent : file,
     runId: typeof runId === 'string' ? runId : null,
@@ -220,9 +230,9 @@ function toEntry(text: string, file: string): LogEntry | undefined {
 }
 
 /** A task filter matches the task id, a call key segment (`techlead:revise:T2:2`) or a correlation id (`T2#2`). */
-function concernsTask(entry: LogEntry, task: string): boolean {
-  if (entry.taskId === task) return true;
-  const { callKey, correlationId, payload } = entry.data;
+function concernsTask(line: ParsedLine, task: string): boolean {
+  const { taskId, callKey, correlationId, payload } = line;
+  if (taskId === task) return true;
   if (typeof callKey === 'string' && callKey.split(':').includes(task)) return true;
   if (typeof correlationId === 'string' && correlationId.split('#')[0] === task) return true;
   return typeof payload === 'object' && payload !== null && (payload as Record<string, unknown>).taskId === task;
@@ -236,7 +246,7 @@ interface Source {
    * The newest entry not consumed yet, ending at `end`: read, or (from the cursor) only its time
    * known, so a page does not read again what the previous one already looked at.
    */
-  head: { time: number; end: number; entry?: LogEntry } | undefined;
+  head: { time: number; end: number; line?: ParsedLine } | undefined;
   done: boolean;
 }
 
@@ -250,9 +260,9 @@ function advance(source: Source): 'ok' | 'budget' {
       source.done = true;
       return 'ok';
     }
-    const entry = toEntry(line.text, source.file.replace(/\.jsonl$/, ''));
-    if (entry) {
-      source.head = { time: entry.time, end: line.end, entry };
+    const parsed = parseLine(line.text);
+    if (parsed) {
+      source.head = { time: timeOf(parsed), end: line.end, line: parsed };
       return 'ok';
     }
   }
@@ -304,15 +314,16 @@ export function readLogs(dir: string, runId: string, query: LogQuery): LogPage {
         if (source.head && (!newest?.head || source.head.time > newest.head.time)) newest = source;
       }
       if (!newest?.head) break;
-      const { entry } = newest.head;
-      if (!entry) {
+      const { line } = newest.head;
+      if (!line) {
         outOfBudget = advance(newest) === 'budget';
         continue;
       }
+      const { file } = newest;
       outOfBudget = advance(newest) === 'budget';
-      if (entry.level < minLevel || (run !== '*' && entry.runId !== run)) continue;
-      if (query.task && !concernsTask(entry, query.task)) continue;
-      entries.push(entry);
+      if (levelOf(line) < minLevel || (run !== '*' && line.runId !== run)) continue;
+      if (query.task && !concernsTask(line, query.task)) continue;
+      entries.push(toEntry(line, file.replace(/\.jsonl$/, '')));
     }
     const next: Record<string, CursorPosition> = { ...cursor };
     for (const source of sources) next[source.file] = source.head ? [source.head.end, source.head.time] : [source.lines.resumeAt];
