@@ -10,6 +10,9 @@ export interface Listening {
   close(): Promise<void>;
 }
 
+/** How long open connections get to flush what was written before a close drops them. */
+const drainMs = 200;
+
 /** Binds the app; uWS only says `false` on failure, so a node:net probe tells why. */
 export async function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<Listening> {
   // Exclusive: by default uWS sets SO_REUSEPORT, and a second run on the same port would silently
@@ -26,11 +29,9 @@ export async function listen(app: uWS.TemplatedApp, host: string, port: number):
     port: uWS.us_socket_local_port(socket as unknown as uWS.us_socket),
     async close() {
       uWS.us_listen_socket_close(socket);
-      // A close can come from inside a request's handler (the abort that ended the run, whose
-      // promise settles before the handler returns to uWS): uWS writes the handler's corked
-      // response only once it returns. Dropping the connections on the next turn of the event
-      // loop, not after a fixed wait, lets that 202 out first.
-      await new Promise((resolve) => setImmediate(resolve));
+      // Responses already written (e.g. the 202 of the abort that ended the run) reach their
+      // clients before every connection is dropped.
+      await new Promise((resolve) => setTimeout(resolve, drainMs));
       // `close()` (drop every open connection, keep-alive ones too) exists in this build but not in its typings.
       const closable = app as unknown as { close?: () => void };
       closable.close?.();
