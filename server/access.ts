@@ -10,13 +10,25 @@ export interface AccessRequest {
   authorization: string;
   /** The query string: its `token` is how the dashboard page and its WebSocket carry the token, which a browser cannot put in a header there. */
   query: string;
+  /** The connection comes from this machine (127.0.0.0/8 or ::1, IPv4-mapped or not). */
+  fromLoopback: boolean;
 }
 
 const loopbackName = /^(localhost|[a-z0-9-]+\.localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+/** Names a client on this machine may use for it; `0.0.0.0` is what `moderator status` dials for a server bound there. */
+const localName = /^(localhost|[a-z0-9-]+\.localhost|127(\.\d{1,3}){3}|\[::1\]|0\.0\.0\.0|\[::\])$/i;
 
 /** An address only this machine can reach. `0.0.0.0` and `::` are every interface, not loopback. */
 export function isLoopbackAddress(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./i.test(host);
+}
+
+/** Whether a peer's raw address (4 bytes, or 16 for IPv6, as uWS gives it) is a loopback one. */
+export function isLoopbackPeer(address: Uint8Array): boolean {
+  if (address.length === 4) return address[0] === 127;
+  if (address.length !== 16 || address.subarray(0, 10).some((byte) => byte !== 0)) return false;
+  const mapped = address[10] === 0xff && address[11] === 0xff;
+  return mapped ? address[12] === 127 : address.subarray(10, 15).every((byte) => byte === 0) && address[15] === 1;
 }
 
 /** `host:port` as a browser means it, from a Host header or an origin's authority; undefined when malformed. */
@@ -57,7 +69,9 @@ export function isOwnOrigin(origin: string, hostHeader: string): boolean {
  * - from a browser, only the dashboard's own page: a foreign `Origin` is refused, so no other web
  *   page can read the live feed over a WebSocket (which the same-origin policy does not guard)
  *   or post an intervention;
- * - on any other address, the server is reachable from the network: every request needs the token.
+ * - on any other address, the server is reachable from the network: every request needs the
+ *   token, except one from this machine that names it by a local name (the image's healthcheck,
+ *   `moderator status`, an SSH tunnel), which is no more than a loopback address would serve.
  */
 export class AccessPolicy {
   readonly exposed: boolean;
@@ -76,7 +90,8 @@ export class AccessPolicy {
     if (request.origin !== '' && !isOwnOrigin(request.origin, request.host)) {
       return errorReply(403, `origin "${request.origin}" is not served: only the dashboard's own page may call this server from a browser`);
     }
-    if (this.exposed && !this.authorized(request)) {
+    const local = request.fromLoopback && localHost(request.host);
+    if (this.exposed && !local && !this.authorized(request)) {
       return errorReply(401, `this server listens on ${this.boundHost}, which is not a loopback address: send Authorization: Bearer <token>, or open the dashboard with ?token=<token>`);
     }
     return undefined;
@@ -90,5 +105,5 @@ export class AccessPolicy {
 
 function localHost(hostHeader: string): boolean {
   const parsed = authority('http:', hostHeader);
-  return parsed !== undefined && loopbackName.test(parsed.hostname);
+  return parsed !== undefined && localName.test(parsed.hostname);
 }

@@ -24,8 +24,8 @@ export interface MonitoringOptions {
   port: number;
   enableWebSocket: boolean;
   /**
-   * Bearer token for `POST /api/intervention`, and for every request when `host` is not a
-   * loopback address; a random one per run when not configured.
+   * Bearer token for `POST /api/intervention`, and for requests from other machines when `host`
+   * is not a loopback address; a random one per run when not configured.
    */
   token?: string;
   /** `<target>/.duo-agent/logs`, the pino files `<agent>.jsonl`. */
@@ -103,7 +103,7 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
     url,
     token,
     exposure: access.exposed
-      ? `the monitoring server listens on ${options.host}, which is not a loopback address: it is reachable from the network, and every request needs the token; ` +
+      ? `the monitoring server listens on ${options.host}, which is not a loopback address: it is reachable from the network, and every request from another machine needs the token; ` +
         `open ${url}?token=${options.token ? '<monitor.token>' : token}`
       : undefined,
     observe(event) {

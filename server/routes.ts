@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import uWS from 'uWebSockets.js';
-import type { AccessPolicy, AccessRequest } from './access.ts';
+import { isLoopbackPeer, type AccessPolicy, type AccessRequest } from './access.ts';
 import { bearerMatches } from './auth.ts';
 import { errorReply, jsonReply, readBody, reply, replyLater, type Reply } from './http.ts';
 import type { ClientData, Hub } from './hub.ts';
@@ -27,11 +27,12 @@ const query = (req: uWS.HttpRequest): URLSearchParams => new URLSearchParams(req
 
 type Handler = (res: uWS.HttpResponse, req: uWS.HttpRequest) => void;
 
-const accessRequest = (req: uWS.HttpRequest): AccessRequest => ({
+const accessRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest): AccessRequest => ({
   host: req.getHeader('host'),
   origin: req.getHeader('origin'),
   authorization: req.getHeader('authorization'),
   query: req.getQuery() ?? '',
+  fromLoopback: isLoopbackPeer(new Uint8Array(res.getRemoteAddress())),
 });
 
 /** The routes of the monitoring server. Handlers read what they need from `req` before any await (uWS rule). */
@@ -41,7 +42,7 @@ export function createApp(options: AppOptions): uWS.TemplatedApp {
   const guard =
     (handler: Handler): Handler =>
     (res, req) => {
-      const refused = access.refusal(accessRequest(req));
+      const refused = access.refusal(accessRequest(res, req));
       if (refused) reply(res, () => refused);
       else handler(res, req);
     };
@@ -85,7 +86,7 @@ export function createApp(options: AppOptions): uWS.TemplatedApp {
       // Above the hub's own limit, so the hub closes a slow client before uWS silently drops messages.
       maxBackpressure: 4 * 1024 * 1024,
       upgrade: (res, req, upgradeContext) => {
-        const refused = access.refusal(accessRequest(req));
+        const refused = access.refusal(accessRequest(res, req));
         if (refused) {
           reply(res, () => refused);
           return;

@@ -1,6 +1,7 @@
 import http from 'node:http';
+import os from 'node:os';
 import test from 'ava';
-import { isOwnOrigin } from '../server/access.ts';
+import { isLoopbackPeer, isOwnOrigin } from '../server/access.ts';
 import { eventually, startFixture, type Fixture } from './helpers/monitor-fixture.ts';
 import { openSocket, UpgradeRefused } from './helpers/ws.ts';
 
@@ -74,33 +75,81 @@ test('a foreign Origin is refused for WebSocket upgrades, interventions and read
   t.is((await request(fixture, '/api/health')).status, 200);
 });
 
-test('on a non-loopback address every request needs the token, which the page and its WebSocket take as ?token=', async (t) => {
-  // Bound to every interface, as `monitor.host: 0.0.0.0` does; the test only connects to 127.0.0.1.
+test('a peer address is loopback when it is 127.0.0.0/8 or ::1, IPv4-mapped or not', (t) => {
+  const v6 = (...tail: number[]) => Uint8Array.from([...new Array<number>(16 - tail.length).fill(0), ...tail]);
+  t.true(isLoopbackPeer(Uint8Array.from([127, 0, 0, 1])));
+  t.true(isLoopbackPeer(Uint8Array.from([127, 0, 1, 1])), "Debian's 127.0.1.1 for the host name");
+  t.false(isLoopbackPeer(Uint8Array.from([192, 0, 2, 2])));
+  t.false(isLoopbackPeer(Uint8Array.from([0, 0, 0, 0])));
+  t.true(isLoopbackPeer(v6(1)));
+  t.true(isLoopbackPeer(v6(0xff, 0xff, 127, 0, 0, 1)));
+  t.false(isLoopbackPeer(v6(0xff, 0xff, 192, 0, 2, 2)));
+  t.false(isLoopbackPeer(v6(2)));
+  t.false(isLoopbackPeer(Uint8Array.from([0xfd, ...new Array<number>(14).fill(0), 1])));
+});
+
+test('on a non-loopback address a request needs the token unless it comes from this machine by a local name', async (t) => {
+  // Bound to every interface, as `monitor.host: 0.0.0.0` does; the test only connects from 127.0.0.1.
   const fixture = await startFixture({ host: '0.0.0.0' });
   t.teardown(() => fixture.close());
   const { token } = fixture.monitoring;
-  t.regex(fixture.monitoring.exposure ?? '', /^the monitoring server listens on 0\.0\.0\.0, which is not a loopback address: it is reachable from the network, and every request needs the token; open http:\/\/0\.0\.0\.0:\d+\/\?token=\S+$/);
+  t.regex(fixture.monitoring.exposure ?? '', /^the monitoring server listens on 0\.0\.0\.0, which is not a loopback address: it is reachable from the network, and every request from another machine needs the token; open http:\/\/0\.0\.0\.0:\d+\/\?token=\S+$/);
   t.true(fixture.monitoring.exposure?.endsWith(`?token=${token}`), 'the printed address opens the dashboard');
 
-  for (const route of ['/', '/api/health', '/api/metrics', '/metrics', '/api/state', '/api/tasks', '/api/runs', '/api/logs']) {
-    const refused = await request(fixture, route);
-    t.is(refused.status, 401, route);
-    t.regex(JSON.parse(refused.body).error, /^this server listens on 0\.0\.0\.0, which is not a loopback address: send Authorization: Bearer <token>, or open the dashboard with \?token=<token>$/);
-    t.is((await request(fixture, route, { headers: { authorization: `Bearer ${token}` } })).status, 200, `${route} with the token`);
+  const port = portOf(fixture);
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `0.0.0.0:${port}`]) {
+    t.is((await request(fixture, '/api/health', { headers: { host } })).status, 200, `${host}: the image's healthcheck and moderator status need no token`);
   }
-  t.is((await request(fixture, '/api/health', { headers: { authorization: `Bearer ${token}x` } })).status, 401, 'a wrong token');
-  t.is((await request(fixture, '/api/health?token=nope')).status, 401);
-  const page = await request(fixture, `/?token=${encodeURIComponent(token)}`);
+  // A local browser on a page whose domain was rebound to 127.0.0.1, or any name but a local one.
+  for (const host of ['evil.example:8080', `monitor.lan:${port}`]) {
+    const refused = await request(fixture, '/api/health', { headers: { host } });
+    t.is(refused.status, 401, host);
+    t.regex(JSON.parse(refused.body).error, /^this server listens on 0\.0\.0\.0, which is not a loopback address: send Authorization: Bearer <token>, or open the dashboard with \?token=<token>$/);
+    t.is((await request(fixture, '/api/health', { headers: { host, authorization: `Bearer ${token}` } })).status, 200, `${host} with the token`);
+    t.is((await request(fixture, `/api/health?token=${encodeURIComponent(token)}`, { headers: { host } })).status, 200, `${host} with ?token=`);
+    t.is((await request(fixture, '/api/health', { headers: { host, authorization: `Bearer ${token}x` } })).status, 401, 'a wrong token');
+  }
+});
+
+/** This machine's own non-loopback address: another machine as far as the server can tell, without leaving this one. */
+const ownAddress = Object.values(os.networkInterfaces())
+  .flat()
+  .find((address) => address !== undefined && !address.internal && address.family === 'IPv4')?.address;
+if (!ownAddress) console.log('skipped: the requests from another machine need a non-loopback IPv4 address on this one, and it has none');
+const fromElsewhere = ownAddress ? test : test.skip;
+
+fromElsewhere('on a non-loopback address, from another machine every route and the WebSocket need the token, which the page and its WebSocket take as ?token=', async (t) => {
+  const fixture = await startFixture({ host: '0.0.0.0' });
+  t.teardown(() => fixture.close());
+  const { token } = fixture.monitoring;
+  const elsewhere = (route: string) => `http://${ownAddress}:${portOf(fixture)}${route}`;
+  const get = (route: string, headers: Record<string, string> = {}) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      http
+        .get(elsewhere(route), { headers }, (response) => {
+          let body = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (body += chunk));
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+        })
+        .on('error', reject);
+    });
+
+  for (const route of ['/', '/api/health', '/api/metrics', '/metrics', '/api/state', '/api/tasks', '/api/runs', '/api/logs']) {
+    t.is((await get(route)).status, 401, route);
+    t.is((await get(route, { authorization: `Bearer ${token}` })).status, 200, `${route} with the token`);
+  }
+  const page = await get(`/?token=${encodeURIComponent(token)}`);
   t.is(page.status, 200);
   t.regex(page.body, /data-agent/);
-  t.is((await request(fixture, '/api/health', { headers: { authorization: `Bearer ${token}`, host: 'monitor.lan:8080' } })).status, 200, 'any host name: the token is the guard here');
 
-  const refused = await t.throwsAsync(openSocket(wsUrl(fixture)), { instanceOf: UpgradeRefused });
+  const wsElsewhere = (query = '') => `${elsewhere('/ws').replace(/^http/, 'ws')}${query}`;
+  const refused = await t.throwsAsync(openSocket(wsElsewhere()), { instanceOf: UpgradeRefused });
   t.is(refused?.status, 401);
-  const client = await openSocket(wsUrl(fixture, `?token=${encodeURIComponent(token)}`));
+  const client = await openSocket(wsElsewhere(`?token=${encodeURIComponent(token)}`));
   t.teardown(() => client.socket.terminate());
   await eventually('the hello', () => client.messages.find((message) => message.type === 'hello'));
-  const foreign = await t.throwsAsync(openSocket(wsUrl(fixture, `?token=${encodeURIComponent(token)}`), { origin: 'http://evil.example' }), { instanceOf: UpgradeRefused });
+  const foreign = await t.throwsAsync(openSocket(wsElsewhere(`?token=${encodeURIComponent(token)}`), { origin: 'http://evil.example' }), { instanceOf: UpgradeRefused });
   t.is(foreign?.status, 403, 'the token does not make a foreign page welcome');
 });
 
@@ -109,7 +158,7 @@ test('a configured token is not printed in the exposure notice, and a loopback s
   t.teardown(() => exposed.close());
   t.regex(exposed.monitoring.exposure ?? '', /\?token=<monitor\.token>$/);
   t.false(exposed.monitoring.exposure?.includes('a-configured-token-of-enough-length'));
-  t.is((await request(exposed, '/api/health', { headers: { authorization: 'Bearer a-configured-token-of-enough-length' } })).status, 200);
+  t.is((await request(exposed, '/api/health', { headers: { host: 'monitor.lan', authorization: 'Bearer a-configured-token-of-enough-length' } })).status, 200);
 
   const local = await startFixture();
   t.teardown(() => local.close());
