@@ -4,9 +4,10 @@ import { once } from '../services/effects.ts';
 import type { NewTask } from '../services/store/types.ts';
 import { formatFiles, readTree } from '../services/workspace.ts';
 import { ask } from './ask.ts';
-import { contracts, projectLine, systemPrompt } from './prompts.ts';
-import { analyzeReply, priorityOf } from './replies.ts';
+import { contracts, projectLine, stepSettings, systemPrompt } from './prompts.ts';
+import { priorityOf, replies } from './replies.ts';
 import type { RunServices } from './run-services.ts';
+import { callKeys, stepKeys } from '../protocol/keys.ts';
 
 const typeOfAngle: Record<string, string> = {
   performance: 'perf',
@@ -19,10 +20,10 @@ const typeOfAngle: Record<string, string> = {
 
 /** The Ever-Thinker's effect: one analysis of the merged code, its best proposals stored as tasks. */
 export function everThinkerActors(services: RunServices) {
-  const settings = services.config.agents.ever_thinker;
+  const settings = stepSettings(services, 'ever_thinker');
 
   const analyze = fromPromise<AnalyzeOutput, AnalyzeInput>(async ({ input, signal }) => {
-    const stepKey = `ever-thinker:analyze:${input.cycle}`;
+    const stepKey = stepKeys.analyze(input.cycle);
     const result = await once(
       services.store,
       services.runId,
@@ -37,10 +38,10 @@ export function everThinkerActors(services: RunServices) {
         const reply = await ask(services, {
           agent: 'ever-thinker',
           purpose: 'analyze',
-          callKey: stepKey,
+          callKey: callKeys.analyze(input.cycle),
           system: systemPrompt(services, 'ever_thinker', contracts.analyze),
           prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nDone so far:\n${tasks.map((task) => `- ${task.id} ${task.title}: ${task.status}`).join('\n')}\n\nThe code on ${services.git.baseBranch}:\n${formatFiles(tree.files)}\n\nImprovement cycle ${input.cycle}: what is worth improving?${learned}`,
-          schema: analyzeReply,
+          reply: replies.analyze,
           settings,
           signal,
         });

@@ -1,14 +1,18 @@
 import { fromPromise } from 'xstate';
 import type { NewTaskRef } from '../machines/events.ts';
-import type { ReviewInput, ReviewOutput } from '../machines/moderator.machine.ts';
+import type { MergeInput, ReviewInput, ReviewOutput } from '../machines/moderator.machine.ts';
 import { once } from '../services/effects.ts';
 import { ModeratorError } from '../errors.ts';
+import { ModelError } from '../services/llm/model-error.ts';
+import { PrError } from '../services/pr/pr-error.ts';
 import { ask } from './ask.ts';
-import { contracts, describeTask, projectLine, systemPrompt } from './prompts.ts';
-import { clarifyReply, planReply, reviewReply, type ClarifyReply, type PlanReply } from './replies.ts';
+import { contracts, describeTask, projectLine, stepSettings, systemPrompt } from './prompts.ts';
+import { replies, type ClarifyReply, type PlanReply, type ReviewReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
 import { readTree, formatFiles } from '../services/workspace.ts';
 import type { TaskRecord } from '../services/store/types.ts';
+import { plural } from '../services/text.ts';
+import { callKeys, stepKeys } from '../protocol/keys.ts';
 
 export function taskOf(services: RunServices, taskId: string): TaskRecord {
   const task = services.store.getTask(services.runId, taskId);
@@ -35,16 +39,16 @@ function renumber(services: RunServices, plan: PlanReply): PlanReply {
 
 /** The Moderator's effects: scope, plan, review, merge. */
 export function moderatorActors(services: RunServices) {
-  const settings = services.config.agents.moderator;
+  const settings = stepSettings(services, 'moderator');
 
   const clarify = fromPromise<{ assumptions: number; questions: number }>(async ({ signal }) => {
     const scope: ClarifyReply = await ask(services, {
       agent: 'moderator',
       purpose: 'clarify',
-      callKey: 'moderator:clarify',
+      callKey: callKeys.clarify(),
       system: systemPrompt(services, 'moderator', contracts.clarify),
       prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nClarify the scope.`,
-      schema: clarifyReply,
+      reply: replies.clarify,
       settings,
       signal,
     });
@@ -59,15 +63,15 @@ export function moderatorActors(services: RunServices) {
     const planned = await once(
       services.store,
       services.runId,
-      'moderator:plan',
+      stepKeys.plan(),
       async () =>
         renumber(services, await ask(services, {
           agent: 'moderator',
           purpose: 'plan',
-          callKey: 'moderator:plan',
+          callKey: callKeys.plan(),
           system: systemPrompt(services, 'moderator', contracts.plan),
           prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nScope:\n${JSON.stringify(run?.scope ?? null, null, 2)}\n\nPlan the tasks.`,
-          schema: planReply,
+          reply: replies.plan,
           settings,
           signal,
         })),
@@ -85,7 +89,7 @@ export function moderatorActors(services: RunServices) {
           })),
         ),
     );
-    services.progress(`plan: ${planned.tasks.length} tasks`);
+    services.progress(`plan: ${plural(planned.tasks.length, 'task')}`);
     planned.tasks.forEach((task, index) => services.progress(`  ${index + 1}. ${task.id} ${task.type}: ${task.title}`));
     return { tasks: planned.tasks.map((task) => ({ id: task.id, type: task.type, dependsOn: task.depends_on })) };
   });
@@ -94,26 +98,39 @@ export function moderatorActors(services: RunServices) {
     const task = taskOf(services, input.taskId);
     const pr = services.prs.get(input.prNumber);
     if (!pr) throw new ModeratorError('pr', `pull request #${input.prNumber} does not exist`);
-    const tests = services.store.getTestRun(services.runId, input.taskId, input.attempt);
+    // A retried review has no test run of its own round: the latest one tested the same head.
+    const tests = services.store.getLatestTestRun(services.runId, input.taskId, input.attempt);
     const diff = await services.git.diff(pr.branch);
     const files = readTree(worktreePath(services, task.id), 40_000).files;
     const testsLine = tests
       ? `The TechLead ran \`${tests.command}\`: ${tests.passed ? 'passed' : `FAILED (exit ${tests.exitCode ?? 'none'}${tests.timedOut ? ', timed out' : ''})`}.\n${tests.passed ? '' : tests.output.slice(-4000)}`
       : 'No test run was recorded.';
-    const verdict = await ask(services, {
-      agent: 'moderator',
-      purpose: 'review',
-      taskId: task.id,
-      callKey: `moderator:review:${task.id}:${input.attempt}`,
-      system: systemPrompt(services, 'moderator', contracts.review),
-      prompt: `${projectLine(services)}\n\n${describeTask(task)}\n\nPull request #${pr.number} (${pr.branch}), review round ${input.attempt}.\n${testsLine}\n\nDiff against ${pr.base}:\n${diff}\n\nFiles on the branch:\n${formatFiles(files)}\n\nReview it.`,
-      schema: reviewReply,
-      settings,
-      signal,
-    });
-    // Failing tests overrule an approving model: nothing red is merged.
     const testsPassed = tests?.passed ?? false;
-    const final: ReviewOutput['verdict'] = testsPassed ? verdict.verdict : 'request_changes';
+    let verdict: ReviewReply;
+    try {
+      verdict = await ask(services, {
+        agent: 'moderator',
+        purpose: 'review',
+        taskId: task.id,
+        callKey: callKeys.review(task.id, input.attempt),
+        system: systemPrompt(services, 'moderator', contracts.review, 'review'),
+        prompt: `${projectLine(services)}\n\n${describeTask(task)}\n\nPull request #${pr.number} (${pr.branch}), review round ${input.attempt}.\n${testsLine}\n\nDiff against ${pr.base}:\n${diff}\n\nFiles on the branch:\n${formatFiles(files)}\n\nReview it.`,
+        reply: replies.review,
+        settings: stepSettings(services, 'moderator', 'review'),
+        signal,
+      });
+    } catch (error) {
+      if (!(error instanceof ModelError) || error.code !== 'malformed_reply') throw error;
+      // No readable verdict. Work whose tests pass is never thrown away for that: the PR stays
+      // open and waits for a person (`moderator retry` asks for the review again).
+      if (testsPassed) {
+        services.progress(`review ${task.id} round ${input.attempt}: no usable verdict from the model; PR #${pr.number} stays open for a person (${error.message})`);
+        return { verdict: 'hold', reason: `no usable review of PR #${pr.number}: ${error.message}` };
+      }
+      verdict = { verdict: 'request_changes', summary: 'The model gave no usable review; the tests fail.', comments: [] };
+    }
+    // Failing tests overrule an approving model: nothing red is merged.
+    const final: 'approve' | 'request_changes' = testsPassed ? verdict.verdict : 'request_changes';
     const comments = testsPassed ? verdict.comments : ['The tests fail: make them pass.', ...verdict.comments];
     services.store.recordReview({
       runId: services.runId,
@@ -125,25 +142,57 @@ export function moderatorActors(services: RunServices) {
       comments,
       testsPassed,
     });
-    const lastAttempt = input.attempt >= services.config.limits.max_review_attempts;
-    if (final === 'request_changes' && lastAttempt) {
-      await services.prs.close(pr.number);
-      services.store.updateTask(services.runId, task.id, { status: 'rejected' });
-    }
-    const label = final === 'approve' ? 'approved' : lastAttempt ? 'rejected (no review attempts left)' : 'changes requested';
+    await services.prs.postReview(pr.number, {
+      taskId: task.id,
+      attempt: input.attempt,
+      kind: 'review',
+      verdict: final,
+      summary: verdict.summary,
+      comments,
+      criteria: task.acceptanceCriteria,
+      tests: tests ? { command: tests.command, passed: tests.passed } : null,
+    }, signal);
+    if (final === 'request_changes' && input.lastRound) await services.prs.close(pr.number, signal);
+    const label = final === 'approve' ? 'approved' : input.lastRound ? 'rejected (no review attempts left)' : 'changes requested';
     services.progress(`review ${task.id} round ${input.attempt}: ${label}: ${verdict.summary}`);
     for (const comment of final === 'approve' ? [] : comments) services.progress(`  - ${comment}`);
     return { verdict: final };
   });
 
-  const merge = fromPromise<{ mergeSha: string }, ReviewInput>(async ({ input }) => {
+  const merge = fromPromise<{ mergeSha: string }, MergeInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
-    const sha = await services.prs.merge(input.prNumber, `Merge PR #${input.prNumber}: ${task.type}(${task.id}): ${task.title}`);
-    services.store.updateTask(services.runId, task.id, { status: 'merged' });
+    let sha: string;
+    try {
+      sha = await services.prs.merge(input.prNumber, `Merge PR #${input.prNumber}: ${task.type}(${task.id}): ${task.title}`, signal);
+    } catch (error) {
+      if (error instanceof PrError && error.code === 'pr_conflict') await requestRevisionFor(task, input, error);
+      throw error;
+    }
     await services.git.removeWorktree(worktreePath(services, task.id));
-    services.progress(`merged PR #${input.prNumber} (${task.id}) into ${services.git.baseBranch} at ${sha.slice(0, 8)}`);
+    const url = services.prs.get(input.prNumber)?.url;
+    services.progress(`merged PR #${input.prNumber} (${task.id}) into ${services.git.baseBranch} at ${sha.slice(0, 8)}${url ? `: ${url}` : ''}`);
     return { mergeSha: sha };
   });
+
+  /**
+   * An approved PR that conflicts with the base goes back to the TechLead: the round's review
+   * becomes a change request naming the conflict (the revision reads it), also on the PR.
+   */
+  async function requestRevisionFor(task: TaskRecord, input: MergeInput, conflict: PrError): Promise<void> {
+    const tests = services.store.getTestRun(services.runId, task.id, input.attempt);
+    const comments = [
+      `Merge ${services.git.baseBranch} into the branch and resolve the conflicts${conflict.conflicts.length ? ` in ${conflict.conflicts.join(', ')} (the conflict markers are in those files)` : ''}, keeping both sides' intent.`,
+    ];
+    services.store.recordReview({
+      runId: services.runId, taskId: task.id, prNumber: input.prNumber, attempt: input.attempt, verdict: 'request_changes', summary: conflict.message, comments, testsPassed: tests?.passed ?? false,
+    });
+    await services.prs.postReview(input.prNumber, {
+      taskId: task.id, attempt: input.attempt, kind: 'conflict', verdict: 'request_changes', summary: conflict.message, comments,
+      criteria: task.acceptanceCriteria, tests: tests ? { command: tests.command, passed: tests.passed } : null,
+    });
+    // Whether a round is left is the chart's decision (attemptsLeft); the line says what follows either way.
+    services.progress(`merge ${task.id}: ${conflict.message}: the TechLead revises it if a review round is left, else the task is rejected`);
+  }
 
   return { clarify, plan, review, merge };
 }

@@ -1,10 +1,11 @@
 import path from 'node:path';
-import type { AgentDefinitions, Config } from '../config/index.ts';
+import type { AgentDefinitions, RunConfig } from '../config/index.ts';
 import type { AgentTools } from './ask.ts';
 import type { GitService } from '../services/git/git-service.ts';
 import type { ModelGateway } from '../services/llm/gateway.ts';
 import type { AgentLogs } from '../services/logger.ts';
 import type { PrProvider } from '../services/pr/pr-provider.ts';
+import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 
 /** What the effect actors of one run work with; built once by the composition root. */
@@ -12,14 +13,16 @@ export interface RunServices {
   runId: string;
   target: string;
   requirements: string;
-  config: Config;
+  config: RunConfig;
   agents: AgentDefinitions;
   store: Store;
   gateway: ModelGateway;
   git: GitService;
   prs: PrProvider;
-  /** Environment for the target's own commands: secrets removed. */
+  /** Environment for the target's own commands: an allow-list, no credentials. */
   childEnv: Record<string, string>;
+  /** Where the target's own commands run (bubblewrap, or unconfined): see services/sandbox. */
+  sandbox: CommandSandbox;
   logs: AgentLogs;
   /** A progress line for the person watching the terminal. */
   progress: (line: string) => void;

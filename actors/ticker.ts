@@ -2,9 +2,9 @@ import { fromCallback, type EventObject } from 'xstate';
 import { watchedAgents, type MetricsSample, type MonitorTick } from '../machines/monitor.machine.ts';
 import type { RunClock } from '../services/run-clock.ts';
 import type { RunServices } from './run-services.ts';
+import { AGENTS } from '../protocol/agents.ts';
 
 const restingStates = new Set(['idle', 'stagnant', 'cooling_down']);
-const modelAgentName: Record<string, string> = { moderator: 'moderator', techlead: 'techlead', everThinker: 'ever-thinker' };
 
 /**
  * The monitor's clock: every `intervalMs` it measures the run and sends `monitor.tick`.
@@ -25,7 +25,7 @@ export function tickerActor(services: RunServices, clock: RunClock, now: () => n
         const lastSeen = Math.max(
           sessionStart,
           Date.parse(activity[agent] ?? '') || 0,
-          Date.parse(activity[modelAgentName[agent] ?? agent] ?? '') || 0,
+          Date.parse(activity[AGENTS[agent].caller] ?? '') || 0,
         );
         agents[agent] = { working: !restingStates.has(state), idleMs: at - lastSeen };
       }

@@ -14,7 +14,12 @@
  *   add -b, write the files of the recorded techlead replies, add -A, commit (twice for T2),
  *   merge --no-ff into main, worktree remove. The median of 3 runs (plainGitRunsMs).
  * - testMs: time the generated program's own tests took (test_runs.duration_ms), so the
- *   orchestration overhead reads honestly as ratioWithoutTests = (wallMs - testMs) / plainGitMs.
+ *   orchestration overhead reads honestly: overheadMs = wallMs - testMs, and
+ *   overheadRatio = overheadMs / plainGitMs against its goal (<= 1.3).
+ * - git calls: every git process the run started, counted by wrapping GitRunner's `run` and
+ *   `test` (the one runner all of Moderator's git calls go through), against the plain script's
+ *   own count, per task: gitCallsRatio = gitCallsPerTask / plainGitCallsPerTask (goal <= 2).
+ *   gitCallsByCommand says where they go, gitMs how long the run waited for git in all.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -27,6 +32,7 @@ import { runDemo, type CliContext } from '../cli/commands.ts';
 import { Reporter } from '../cli/reporter.ts';
 import type { RunSummary } from '../cli/summary.ts';
 import { extractJson } from '../actors/replies.ts';
+import { GitRunner } from '../services/git/git-runner.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { Store, databasePath } from '../services/store/store.ts';
 
@@ -68,6 +74,29 @@ Checkpointer.prototype.attach = function attach(this: Checkpointer, rootActor: A
     else if (event.type === '@xstate.event') counts.events += 1;
   });
   originalAttach.call(this, rootActor);
+};
+
+// ---- count the git processes the run starts ------------------------------------------------
+
+const gitCalls = new Map<string, number>();
+let gitMs = 0;
+async function counted<T>(args: string[], call: () => Promise<T>): Promise<T> {
+  const command = args[0] === 'worktree' ? `worktree ${args[1] ?? ''}` : (args[0] ?? '');
+  gitCalls.set(command, (gitCalls.get(command) ?? 0) + 1);
+  const started = performance.now();
+  try {
+    return await call();
+  } finally {
+    gitMs += performance.now() - started;
+  }
+}
+const originalRun = GitRunner.prototype.run;
+const originalTest = GitRunner.prototype.test;
+GitRunner.prototype.run = function run(this: GitRunner, cwd: string, args: string[]): Promise<string> {
+  return counted(args, () => originalRun.call(this, cwd, args));
+};
+GitRunner.prototype.test = function test(this: GitRunner, cwd: string, args: string[]): Promise<boolean> {
+  return counted(args, () => originalTest.call(this, cwd, args));
 };
 
 // ---- the demo, in this process ---------------------------------------------------------------
@@ -116,10 +145,13 @@ function plannedWork(session: Session, branches: Map<string, string>): TaskWork[
   return tasks;
 }
 
-function plainGit(dir: string, work: TaskWork[]): number {
+function plainGit(dir: string, work: TaskWork[]): { ms: number; calls: number } {
   const env = { ...cleanEnv(), GIT_CONFIG_NOSYSTEM: '1' };
-  const git = (cwd: string, ...args: string[]) =>
-    execFileSync('git', ['-c', 'user.name=Bench', '-c', 'user.email=bench@localhost', '-c', 'commit.gpgsign=false', ...args], { cwd, env, stdio: 'pipe' });
+  let calls = 0;
+  const git = (cwd: string, ...args: string[]) => {
+    calls += 1;
+    return execFileSync('git', ['-c', 'user.name=Bench', '-c', 'user.email=bench@localhost', '-c', 'commit.gpgsign=false', ...args], { cwd, env, stdio: 'pipe' });
+  };
   const started = performance.now();
   fs.mkdirSync(dir, { recursive: true });
   git(dir, 'init', '--quiet', '--initial-branch=main');
@@ -140,7 +172,7 @@ function plainGit(dir: string, work: TaskWork[]): number {
     git(dir, 'merge', '--quiet', '--no-ff', '--no-edit', '-m', `Merge ${task.branch}`, task.branch);
     git(dir, 'worktree', 'remove', '--force', worktree);
   }
-  return performance.now() - started;
+  return { ms: performance.now() - started, calls };
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -183,8 +215,13 @@ try {
   // The plain script is short and noisy: the median of a few runs.
   const session = JSON.parse(fs.readFileSync(sessionFile, 'utf8')) as Session;
   const work = plannedWork(session, fromDb.branches);
-  const plainRuns = [0, 1, 2].map((index) => plainGit(path.join(temp, `plain-${index}`), work)).sort((a, b) => a - b);
+  const plain = [0, 1, 2].map((index) => plainGit(path.join(temp, `plain-${index}`), work));
+  const plainRuns = plain.map((run) => run.ms).sort((a, b) => a - b);
   const plainGitMs = plainRuns[1] as number;
+  const plainGitCalls = plain[0]?.calls ?? 0;
+  const runGitCalls = [...gitCalls.values()].reduce((sum, calls) => sum + calls, 0);
+  const tasks = Math.max(1, work.length);
+  const overheadMs = wallMs - fromDb.testMs;
 
   const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
   const transitions = counts.snapshots;
@@ -200,7 +237,19 @@ try {
     plainGitRunsMs: plainRuns.map((ms) => round(ms)),
     ratio: round(wallMs / plainGitMs, 2),
     testMs: fromDb.testMs,
-    ratioWithoutTests: round((wallMs - fromDb.testMs) / plainGitMs, 2),
+    overheadMs: round(overheadMs),
+    overheadRatio: round(overheadMs / plainGitMs, 2),
+    overheadRatioGoal: 1.3,
+    tasks: work.length,
+    // Time inside git processes the run started (calls rarely overlap: one task at a time).
+    gitMs: round(gitMs),
+    gitCalls: runGitCalls,
+    plainGitCalls,
+    gitCallsPerTask: round(runGitCalls / tasks),
+    plainGitCallsPerTask: round(plainGitCalls / tasks),
+    gitCallsRatio: round(runGitCalls / Math.max(1, plainGitCalls), 2),
+    gitCallsRatioGoal: 2,
+    gitCallsByCommand: Object.fromEntries([...gitCalls].sort((a, b) => b[1] - a[1])),
     // Every actor's state change (an @xstate.snapshot inspection event) is a transition; the
     // checkpointer coalesces them per microtask and skips unchanged snapshots.
     transitions,

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.ts';
 
 export interface CliArgs {
-  command: 'run' | 'resume' | 'runs' | 'demo' | 'status' | 'doctor' | 'help' | 'version';
+  command: 'run' | 'resume' | 'retry' | 'runs' | 'demo' | 'status' | 'doctor' | 'help' | 'version';
   requirements?: string;
   runId?: string;
   target?: string;
@@ -20,6 +20,10 @@ export interface CliArgs {
   inspect: boolean;
   /** Also save every model reply of the run as a replay session. */
   record?: string;
+  /** `retry --task T2`: only these tasks are re-queued. */
+  tasks?: string[];
+  /** After the run ends, keep the monitoring server (the dashboard) up until Ctrl-C. */
+  keepServing: boolean;
 }
 
 const options = {
@@ -37,7 +41,9 @@ const options = {
   port: { type: 'string' },
   inspect: { type: 'boolean', default: false },
   record: { type: 'string' },
+  'keep-serving': { type: 'boolean', default: false },
   run: { type: 'string' },
+  task: { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean', short: 'v', default: false },
 } as const;
@@ -45,8 +51,11 @@ const options = {
 export const usage = `Usage:
   moderator "<requirements>" [--target DIR] [-y]     start a run with the configured model provider
   moderator --resume <runId> [--target DIR]           continue a run after a crash or Ctrl-C
+  moderator retry <runId> [--task T2]...              continue a failed or needs_human run: re-queue its failed,
+                                                      rejected, skipped and held tasks (or only those named)
   moderator runs [--target DIR] [--json]              list the runs of a target
-  moderator demo [--target DIR] [--replay-delay-ms N] a whole run of the bundled offline scenario
+  moderator demo [--target DIR] [--replay-delay-ms N] [--keep-serving]
+                                                      a whole run of the bundled offline scenario
   moderator status [--target DIR] [--run ID] [--json] the live state of a run, or its last stored state
   moderator doctor [--target DIR]                     check config, keys, endpoint, git, claude CLI, monitor port
 
@@ -64,6 +73,7 @@ Options:
       --log-level LEVEL     trace, debug, info, warn, error
       --port N              monitoring server port (default 8080; 0 picks a free one)
       --inspect             also send XState inspection events to the Stately inspector
+      --keep-serving        after the run ends, keep the dashboard up until Ctrl-C
   -h, --help                this text
   -v, --version             the version`;
 
@@ -90,6 +100,7 @@ export function parseCli(argv: string[]): CliArgs {
     port: values.port,
     inspect: values.inspect,
     record: values.record,
+    keepServing: values['keep-serving'],
   };
   if (values.help) return { ...common, command: 'help' };
   if (values.version) return { ...common, command: 'version' };
@@ -98,6 +109,15 @@ export function parseCli(argv: string[]): CliArgs {
     if (positionals.length > 0) throw new UsageError(`--resume continues a run; it takes no requirements (got "${positionals.join(' ')}")`);
     if (values.resume.trim() === '') throw new UsageError('--resume needs a run id (see `moderator runs`)');
     return { ...common, command: 'resume', runId: values.resume.trim() };
+  }
+  if (values.task !== undefined && first !== 'retry') throw new UsageError('--task only goes with `retry`');
+  if (first === 'retry') {
+    const [runId, ...extra] = rest;
+    if (runId === undefined || runId.trim() === '') throw new UsageError('retry needs a run id (see `moderator runs`)');
+    if (extra.length > 0) throw new UsageError(`retry takes one run id (got "${rest.join(' ')}")`);
+    const tasks = (values.task ?? []).map((task) => task.trim());
+    if (tasks.some((task) => task === '')) throw new UsageError('--task needs a task id, e.g. --task T2');
+    return { ...common, command: 'retry', runId: runId.trim(), ...(tasks.length > 0 ? { tasks } : {}) };
   }
   if (first === 'runs' || first === 'demo' || first === 'status' || first === 'doctor') {
     if (rest.length > 0) throw new UsageError(`${first} takes no arguments (got "${rest.join(' ')}")`);

@@ -1,24 +1,33 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Snapshot } from 'xstate';
+import { z } from 'zod';
+import type { TaskRef } from '../machines/events.ts';
+import { TASK_STATUSES } from '../protocol/tasks.ts';
+import type { RetryPlan } from '../machines/orchestrator.machine.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import {
-  agentsFileSchema, childProcessEnv, configForResume, loadConfig, resolveTarget,
-  type AgentDefinitions, type Config, type ConfigOverrides, type Env,
+  agentDefinitionWarnings, agentsFileSchema, configForResume, gitEnv, isRunConfig, loadConfig, resolveTarget, withBaseBranch,
+  type AgentDefinitions, type Config, type ConfigOverrides, type Env, type LoadedConfig, type RunConfig, type Secrets,
 } from '../config/index.ts';
-import { ModeratorError, UsageError } from '../errors.ts';
+import { ModeratorError, StorageFullError, UsageError, isStorageFull, messageOf } from '../errors.ts';
 import { GitService } from '../services/git/git-service.ts';
-import { readSession } from '../services/llm/replay.ts';
-import { Store, databasePath, stateDir } from '../services/store/store.ts';
+import { readSession, type Session } from '../services/llm/replay.ts';
+import { Store, databasePath, stateDir, type RunRecord } from '../services/store/store.ts';
+import { StoreError } from '../services/store/store-error.ts';
+import { lockTarget } from '../services/target-lock.ts';
 import type { CliArgs } from './args.ts';
 import { exitCodeOf, exitCodes } from './exit-codes.ts';
 import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
 import { createProvider, preflight, recording } from './providers.ts';
+import { prepareGitHub } from './pull-requests.ts';
 import { Reporter } from './reporter.ts';
-import { runSession, type SessionOptions } from './run-session.ts';
+import { commandSandbox } from './command-sandbox.ts';
+import type { SessionOptions } from './run-session.ts';
+import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { formatSummary, summarize, type RunSummary } from './summary.ts';
 
 export interface CliContext {
@@ -29,10 +38,12 @@ export interface CliContext {
   stdinIsTty: boolean;
 }
 
-/** What a run stores as its settings: the resolved config (no secrets) and the agent definitions. */
+/** What a run stores as its settings: the resolved config (no secrets), the agent definitions, and a retry's plan. */
 interface StoredSettings {
-  config: Config;
+  config: RunConfig;
   agents: AgentDefinitions;
+  /** Set by `moderator retry`: a resume that finds no snapshot starts the retry again from it. */
+  retry?: RetryPlan | undefined;
 }
 
 const demoSession = fileURLToPath(new URL('../demos/todo-cli/session.json', import.meta.url));
@@ -75,10 +86,34 @@ function worktreeDir(target: string, taskId: string): string {
   return path.join(stateDir(target), 'worktrees', taskId);
 }
 
-function withRecording(args: CliArgs, provider: ModelProvider, requirements: string, config: Config): ModelProvider {
+function withRecording(args: CliArgs, provider: ModelProvider, run: { requirements: string; startTree?: string }, config: Config): ModelProvider {
   if (!args.record) return provider;
   const file = path.resolve(args.record);
-  return recording(provider, file, { requirements, project: { name: config.project.name, language: config.project.language, test_command: config.project.test_command } });
+  const project = { name: config.project.name, language: config.project.language, ...(config.project.test_command ? { test_command: config.project.test_command } : {}) };
+  return recording(provider, file, { requirements: run.requirements, ...(run.startTree ? { startTree: run.startTree } : {}), project });
+}
+
+/** The tree of an empty repository (Moderator's initial commit): what the bundled demo was recorded on. */
+const EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
+
+/**
+ * A recording replays the project it was made on, file by file: on other requirements or another
+ * starting tree it would write that project into the user's repository. Refused up front.
+ */
+function assertReplayFits(session: Session, file: string, requirements: string, startTree: string): void {
+  const label = path.basename(file);
+  if (session.requirements.trim() !== requirements.trim()) {
+    const recorded = session.requirements.length > 80 ? `${session.requirements.slice(0, 77)}...` : session.requirements;
+    throw new UsageError(`the recording ${label} was made for other requirements ("${recorded}"); replaying it would write that project here: give the same requirements, or use a real model provider`);
+  }
+  const recordedTree = session.start_tree ?? EMPTY_TREE;
+  if (recordedTree !== startTree) {
+    throw new UsageError(
+      session.start_tree
+        ? `the recording ${label} was made on another tree (${recordedTree.slice(0, 12)}; this base branch is at ${startTree.slice(0, 12)}); replaying it would overwrite this repository's files with the recorded ones: replay it on the repository it was recorded on`
+        : `the recording ${label} was made on an empty repository and this one has files; replaying it would overwrite them: replay it in an empty --target`,
+    );
+  }
 }
 
 export function isAlive(pid: number): boolean {
@@ -124,110 +159,324 @@ export async function startRun(
     ...(base ? { base } : {}),
     cwd: context.cwd,
   });
-  const { config } = loaded;
-  if (config.git.provider !== 'local') {
-    throw new UsageError(`git.provider "${config.git.provider}" is not available in this version yet; set git.provider: local`);
-  }
-  const backend = createProvider({ config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
+  const backend = await createProvider({ config: loaded.config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
   if (!args.yes && !context.stdinIsTty) {
     throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
   }
-  const identity = { name: config.git.author_name, email: config.git.author_email };
+  const held = takeTarget(start.target, 'another new run');
   try {
+    return await startLocked(context, args, start, loaded, backend);
+  } finally {
+    held.release();
+  }
+}
+
+/**
+ * Takes the target for this process (see services/target-lock.ts). What the lock had to create
+ * (the target folder, its state folder) is removed again if nothing else came to be there, so a
+ * refused start leaves the user's folder as it was.
+ */
+function takeTarget(target: string, what: string): { release(): void } {
+  if (fs.existsSync(target) && !fs.statSync(target).isDirectory()) throw new UsageError(`--target ${target} is not a folder: give a folder (a git repository, or a new or empty folder)`);
+  const created = [target, stateDir(target)].filter((dir) => !fs.existsSync(dir));
+  let lock;
+  try {
+    lock = lockTarget(stateDir(target), what, isAlive);
+  } catch (error) {
+    removeIfEmpty(created);
+    throw error;
+  }
+  return {
+    release() {
+      lock.release();
+      removeIfEmpty(created);
+    },
+  };
+}
+
+function removeIfEmpty(dirs: string[]): void {
+  for (const dir of [...dirs].reverse()) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      // Not empty (the run is there) or already gone: left as it is.
+    }
+  }
+}
+
+async function startLocked(
+  context: CliContext,
+  args: CliArgs,
+  start: { requirements: string; target: string },
+  loaded: LoadedConfig,
+  backend: ModelProvider,
+): Promise<number> {
+  const target = start.target;
+  const identity = { name: loaded.config.git.author_name, email: loaded.config.git.author_email };
+  const env = gitEnv(context.env);
+  let config: RunConfig;
+  let startTree: string;
+  try {
+    // The base branch defaults to what the target has checked out (a `master` repository works).
+    const checkedOut = loaded.config.git.base_branch ?? (await GitService.currentBranchOf({ root: start.target, identity, baseBranch: 'main', env }));
+    if (checkedOut === null && fs.existsSync(path.join(start.target, '.git'))) {
+      throw new UsageError(`the work tree of ${start.target} has a detached HEAD: check out the branch Moderator should work on, or set git.base_branch`);
+    }
+    config = withBaseBranch(loaded.config, checkedOut ?? 'main');
     // A target Moderator cannot safely work on is the user's input to fix, not a failed run.
-    const env = childProcessEnv(context.env);
     await GitService.prepareTarget({ root: start.target, identity, baseBranch: config.git.base_branch, env });
-    await new GitService({ root: start.target, identity, baseBranch: config.git.base_branch, env }).assertClean();
+    const git = new GitService({ root: start.target, identity, baseBranch: config.git.base_branch, env });
+    await git.assertClean();
+    startTree = await git.treeHash(config.git.base_branch);
   } catch (error) {
     throw error instanceof ModeratorError && error.code === 'git' ? new UsageError(error.message, { cause: error }) : error;
   }
+  if (config.model.provider === 'replay' && config.model.replay_file) {
+    assertReplayFits(readSessionOrRefuse(config.model.replay_file), config.model.replay_file, start.requirements, startTree);
+  }
+  await prepareGitHub({ config, secrets: loaded.secrets, target: start.target, env: context.env, report: (line) => context.reporter.line(line) });
 
+  const sandbox = await commandSandbox(config, context.env);
   await preflight(backend, config, context.env);
-  const provider = withRecording(args, backend, start.requirements, config);
+  const provider = withRecording(args, backend, { requirements: start.requirements, startTree }, config);
   const store = Store.open(databasePath(start.target));
   try {
-    const busy = store.listRuns().find((run) => run.status === 'running' && run.pid !== null && run.pid !== process.pid && isAlive(run.pid));
-    if (busy) throw new UsageError(`run ${busy.id} is still running on this target (process ${busy.pid}); wait for it or stop it first`);
     const runId = newRunId();
     // The intervention token is a credential: not stored with the run (a resumed run prints a new one).
     const settings: StoredSettings = { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents: loaded.agents };
-    store.createRun({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() });
-    context.reporter.line(`run ${runId} on ${start.target}`);
+    try {
+      store.createRunExclusive({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() }, isAlive);
+    } catch (error) {
+      throw error instanceof StoreError ? new UsageError(error.message, { cause: error }) : error;
+    }
+    context.reporter.line(`run ${runId} on ${start.target} (base branch ${config.git.base_branch})`);
     context.reporter.line(`models: ${provider.description}`);
     return await drive(context, args, {
-      store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, autoApprove: args.yes, reporter: context.reporter,
+      store, runId, target: start.target, requirements: start.requirements, config, agents: loaded.agents, env: context.env, provider, sandbox, autoApprove: args.yes, reporter: context.reporter,
+      gitToken: loaded.secrets.gitToken,
     });
   } catch (error) {
-    markInterrupted(store);
-    throw error;
+    throw afterError(store, target, error);
   } finally {
     store.close();
   }
 }
 
 /** Runs this process's session of a run, records how it ended, prints the summary. */
-async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback'>): Promise<number> {
+async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback' | 'keepServing'>): Promise<number> {
   const { store, runId } = session;
-  const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo' });
+  for (const warning of agentDefinitionWarnings(session.config, session.agents)) context.reporter.line(`warning: ${warning}`);
+  // The actor system, the monitoring server and their dependencies load only for a run.
+  const { runSession } = await import('./run-session.ts');
+  const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo', keepServing: args.keepServing });
   if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
   store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
+  store.checkpointWal();
   return finish(context, args, store, runId, result.kind === 'interrupted');
 }
 
-/** Leaves any run this process holds resumable after an error. */
-function markInterrupted(store: Store): void {
-  for (const run of store.listRuns()) if (run.pid === process.pid) store.releaseRun(run.id, 'interrupted');
+/**
+ * Leaves any run this process holds resumable after an error, and says what to do when the disk
+ * filled up. Marking the run may itself fail on a full disk: a run whose process is gone counts as
+ * interrupted anyway, so that is no reason to hide the first error.
+ */
+function afterError(store: Store, target: string, error: unknown): unknown {
+  const held = (() => {
+    try {
+      return store.listRuns().filter((run) => run.pid === process.pid);
+    } catch {
+      return [];
+    }
+  })();
+  for (const run of held) {
+    try {
+      store.releaseRun(run.id, 'interrupted');
+    } catch {
+      // See above: the run is resumable either way.
+    }
+  }
+  if (!isStorageFull(error)) return error;
+  const runId = held[0]?.id;
+  return new StorageFullError(
+    `the disk holding ${target} is full (${messageOf(error)}): free some space, then ${runId ? `continue with  moderator --resume ${runId} --target ${target}` : 'start again'}`,
+    { cause: error },
+  );
 }
 
-/** Continues a run from its last checkpoint, with the settings it started with unless flags override them. */
-export async function resumeRun(context: CliContext, args: CliArgs, runId: string): Promise<number> {
+function openRuns(context: CliContext, args: CliArgs): { store: Store; target: string } {
   const target = resolveTarget(args.target, context.env, context.cwd);
   const file = databasePath(target);
   const store = Store.openIfExists(file);
   if (!store) throw new UsageError(`no Moderator runs in ${target} (${file} does not exist); pass the run's --target`);
+  return { store, target };
+}
+
+function knownRun(store: Store, target: string, runId: string): RunRecord {
+  const run = store.getRun(runId);
+  if (run) return run;
+  const known = store.listRuns().map((candidate) => candidate.id);
+  throw new UsageError(`unknown run ${runId} in ${target}${known.length ? `; runs there: ${known.slice(-5).join(', ')}` : ''}`);
+}
+
+function assertCompatible(run: RunRecord, verb: string): void {
+  if (run.snapshotVersion !== snapshotVersion || run.machineFingerprint !== machineFingerprint()) {
+    throw new UsageError(
+      `run ${run.id} was written by an incompatible version of Moderator (snapshot v${run.snapshotVersion}, charts ${run.machineFingerprint}; this one: v${snapshotVersion}, ${machineFingerprint()}); it cannot be ${verb}, start a new run`,
+    );
+  }
+}
+
+type StoredSnapshot = Snapshot<unknown> & { status: string; output?: { outcome: string; reason: string | null }; context?: { tasks?: unknown; improvementCycle?: unknown } };
+
+/**
+ * Takes the stored run for this process and drives it: the settings it started with (flags
+ * override them), crash recovery of the repository, then the actor tree from `snapshot`, or
+ * fresh (a retry, or a run killed before its first checkpoint).
+ */
+async function continueRun(context: CliContext, args: CliArgs, store: Store, target: string, run: RunRecord, snapshot: StoredSnapshot | undefined, announce: string): Promise<number> {
+  const stored = run.settings as Partial<StoredSettings>;
+  const resolved = configForResume(stored.config, overridesOf(args), context.env, context.cwd);
+  if (!isRunConfig(resolved.config)) throw new UsageError(`run ${run.id}'s stored settings have no base branch; they were not written by this version: start a new run`);
+  const config = resolved.config;
+  const agents = agentsFileSchema.parse({ agents: stored.agents ?? {} }).agents;
+  const backend = await createProvider({ config, secrets: resolved.secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
+  const sandbox = await commandSandbox(config, context.env);
+  await preflight(backend, config, context.env);
+  const provider = withRecording(args, backend, { requirements: run.requirements }, config);
+  const held = takeTarget(target, `run ${run.id}`);
   try {
-    const run = store.getRun(runId);
-    if (!run) {
-      const known = store.listRuns().map((candidate) => candidate.id);
-      throw new UsageError(`unknown run ${runId} in ${target}${known.length ? `; runs there: ${known.slice(-5).join(', ')}` : ''}`);
-    }
-    if (run.snapshotVersion !== snapshotVersion || run.machineFingerprint !== machineFingerprint()) {
-      throw new UsageError(
-        `run ${runId} was written by an incompatible version of Moderator (snapshot v${run.snapshotVersion}, charts ${run.machineFingerprint}; this one: v${snapshotVersion}, ${machineFingerprint()}); it cannot be resumed, start a new run`,
-      );
-    }
-    const saved = store.loadSnapshot(runId);
-    const snapshot = saved ? (JSON.parse(saved.json) as Snapshot<unknown> & { status: string; output?: { outcome: string; reason: string | null } }) : undefined;
+    return await continueLocked(context, args, store, target, run, snapshot, announce, { config, secrets: resolved.secrets, agents, provider, sandbox, retry: stored.retry });
+  } finally {
+    held.release();
+  }
+}
+
+async function continueLocked(
+  context: CliContext,
+  args: CliArgs,
+  store: Store,
+  target: string,
+  run: RunRecord,
+  snapshot: StoredSnapshot | undefined,
+  announce: string,
+  settings: { config: RunConfig; secrets: Secrets; agents: AgentDefinitions; provider: ModelProvider; sandbox: CommandSandbox; retry: RetryPlan | undefined },
+): Promise<number> {
+  const { config, secrets, agents, provider, sandbox, retry } = settings;
+  try {
+    store.claimRun(run.id, isAlive);
+  } catch (error) {
+    throw new UsageError((error as Error).message, { cause: error });
+  }
+  // The intervention token may come from DUO_AGENT_MONITOR_TOKEN again: still not stored.
+  store.updateRunSettings(run.id, { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents, ...(retry ? { retry } : {}) } satisfies StoredSettings);
+  const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: gitEnv(context.env) });
+  for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
+  await prepareGitHub({ config, secrets, target, env: context.env, report: (line) => context.reporter.line(line) });
+  context.reporter.line(`${announce} (phase ${run.phase}, session ${run.sessions + 1})`);
+  context.reporter.line(`models: ${provider.description}`);
+  context.reporter.setTokens(store.totals(run.id).tokensUsed);
+  return drive(context, args, {
+    store, runId: run.id, target, requirements: run.requirements, config, agents, env: context.env, provider, sandbox, autoApprove: true, reporter: context.reporter,
+    gitToken: secrets.gitToken,
+    ...(snapshot ? { snapshot } : {}),
+    ...(retry ? { retry } : {}),
+  });
+}
+
+function loadStoredSnapshot(store: Store, runId: string): StoredSnapshot | undefined {
+  const saved = store.loadSnapshot(runId);
+  if (!saved) return undefined;
+  try {
+    return JSON.parse(saved.json) as StoredSnapshot;
+  } catch (error) {
+    throw new UsageError(`the stored checkpoint of run ${runId} is corrupted (not JSON: ${(error as Error).message}); it cannot be resumed`, { cause: error });
+  }
+}
+
+/** Continues a run from its last checkpoint, with the settings it started with unless flags override them. */
+export async function resumeRun(context: CliContext, args: CliArgs, runId: string): Promise<number> {
+  const { store, target } = openRuns(context, args);
+  try {
+    const run = knownRun(store, target, runId);
+    assertCompatible(run, 'resumed');
+    const snapshot = loadStoredSnapshot(store, runId);
     if (run.status === 'finished' || snapshot?.status === 'done') {
       // Killed between the last checkpoint and recording the outcome: record it now.
       if (run.status !== 'finished' && snapshot?.output) store.finishRun(runId, snapshot.output.outcome, snapshot.output.reason);
-      context.reporter.line(`run ${runId} has already finished; nothing to resume`);
+      context.reporter.line(`run ${runId} has already finished; nothing to resume${store.getRun(runId)?.outcome === 'done' ? '' : ` (\`moderator retry ${runId}\` re-queues its failed, rejected, skipped and held tasks)`}`);
       return finish(context, args, store, runId, false);
     }
-    const stored = run.settings as Partial<StoredSettings>;
-    const { config, secrets } = configForResume(stored.config, overridesOf(args), context.env, context.cwd);
-    const agents = agentsFileSchema.parse({ agents: stored.agents ?? {} }).agents;
-    const backend = createProvider({ config, secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
-    await preflight(backend, config, context.env);
-    const provider = withRecording(args, backend, run.requirements, config);
-    try {
-      store.claimRun(runId, isAlive);
-    } catch (error) {
-      throw new UsageError((error as Error).message, { cause: error });
-    }
-    store.updateRunSettings(runId, { config, agents } satisfies StoredSettings);
-    const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: childProcessEnv(context.env) });
-    for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
-    context.reporter.line(`resuming run ${runId} (phase ${run.phase}, session ${run.sessions + 1})`);
-    context.reporter.line(`models: ${provider.description}`);
-    context.reporter.setTokens(store.totals(runId).tokensUsed);
-    return await drive(context, args, {
-      store, runId, target, requirements: run.requirements, config, agents, env: context.env, provider, autoApprove: true, reporter: context.reporter,
-      ...(snapshot ? { snapshot } : {}),
-    });
+    return await continueRun(context, args, store, target, run, snapshot, `resuming run ${runId}`);
   } catch (error) {
-    markInterrupted(store);
-    throw error;
+    throw afterError(store, target, error);
+  } finally {
+    store.close();
+  }
+}
+
+/** Outcomes a retry can continue from: the work stopped short, not by a person's choice. */
+const RETRYABLE_OUTCOMES = new Set(['failed', 'needs_human', 'stuck', 'budget_exhausted']);
+/** Task states a retry re-queues. */
+const RETRYABLE_TASKS = new Set<TaskRef['status']>(['failed', 'rejected', 'skipped', 'held']);
+
+/**
+ * Re-queues a finished run's failed, rejected, skipped and held tasks (or only `--task` ones),
+ * with their history: each starts a fresh allowance of review rounds at its next attempt, a task
+ * with a PR revises it (reopened if it was closed), a held one is reviewed again.
+ */
+export function retryPlan(tasks: readonly TaskRef[], improvementCycle: number, started: (taskId: string) => boolean, only: readonly string[]): { plan: RetryPlan; requeued: TaskRef[] } {
+  for (const id of only) {
+    const task = tasks.find((candidate) => candidate.id === id);
+    if (!task) throw new UsageError(`--task ${id}: the run has no such task (tasks: ${tasks.map((candidate) => candidate.id).join(', ')})`);
+    if (!RETRYABLE_TASKS.has(task.status)) throw new UsageError(`--task ${id}: the task is ${task.status}; only failed, rejected, skipped or held tasks are retried`);
+  }
+  const chosen = (task: TaskRef) => RETRYABLE_TASKS.has(task.status) && (only.length === 0 || only.includes(task.id));
+  const requeued: TaskRef[] = [];
+  const next = tasks.map((task): TaskRef => {
+    if (!chosen(task)) return task;
+    const attempt = started(task.id) ? task.attempt + 1 : task.attempt;
+    const stage = task.status === 'held' && task.prNumber !== null ? 'review' : task.prNumber !== null ? 'revise' : 'implement';
+    const again: TaskRef = { ...task, status: 'pending', attempt, roundStart: attempt, stage };
+    requeued.push(again);
+    return again;
+  });
+  return { plan: { tasks: next, improvementCycle }, requeued };
+}
+
+const taskRefsSchema = z.array(
+  z.object({
+    id: z.string(), type: z.string(), origin: z.enum(['plan', 'improvement']),
+    status: z.enum(TASK_STATUSES),
+    attempt: z.int(), roundStart: z.int(), stage: z.enum(['implement', 'revise', 'review']), prNumber: z.int().nullable(), dependsOn: z.array(z.string()),
+  }),
+);
+
+/** `moderator retry <runId> [--task T]`: continues a failed or needs_human run with its unfinished tasks. */
+export async function retryRun(context: CliContext, args: CliArgs, runId: string): Promise<number> {
+  const { store, target } = openRuns(context, args);
+  try {
+    const run = knownRun(store, target, runId);
+    assertCompatible(run, 'retried');
+    if (run.status !== 'finished') {
+      throw new UsageError(`run ${runId} has not finished${run.status === 'interrupted' ? ': continue it with --resume' : ' (it is running)'}; retry continues finished runs`);
+    }
+    if (!RETRYABLE_OUTCOMES.has(run.outcome ?? '')) {
+      throw new UsageError(`run ${runId} ended ${run.outcome ?? 'without an outcome'}; retry continues runs that ended failed, needs_human, stuck or budget_exhausted`);
+    }
+    const snapshot = loadStoredSnapshot(store, runId);
+    const tasks = taskRefsSchema.safeParse(snapshot?.context?.tasks);
+    if (!tasks.success) throw new UsageError(`run ${runId} has no readable task list in its last checkpoint; it cannot be retried`);
+    const improvementCycle = typeof snapshot?.context?.improvementCycle === 'number' ? snapshot.context.improvementCycle : 0;
+    const { plan, requeued } = retryPlan(tasks.data, improvementCycle, (id) => store.getTask(runId, id)?.branch != null, args.tasks ?? []);
+    if (requeued.length === 0) throw new UsageError(`run ${runId} has no failed, rejected, skipped or held task to retry`);
+    const stored = run.settings as StoredSettings;
+    store.reopenForRetry(runId, { ...stored, retry: plan } satisfies StoredSettings, requeued.map((task) => task.id), {
+      id: randomUUID(), from: 'human', to: 'orchestrator', type: 'run.retry', payload: { tasks: requeued.map((task) => ({ id: task.id, attempt: task.attempt, stage: task.stage })) }, correlationId: null, at: new Date().toISOString(),
+    });
+    context.reporter.line(`retry of run ${runId}: ${requeued.map((task) => `${task.id} (${task.stage}, attempt ${task.attempt})`).join(', ')}`);
+    return await continueRun(context, args, store, target, store.getRun(runId) as RunRecord, undefined, `retrying run ${runId}`);
+  } catch (error) {
+    throw afterError(store, target, error);
   } finally {
     store.close();
   }
@@ -250,6 +499,9 @@ export async function runDemo(context: CliContext, args: CliArgs): Promise<numbe
     );
   }
   context.reporter.line(`demo: "${session.title ?? session.requirements}", replayed from ${path.relative(context.cwd, sessionFile) || sessionFile}`);
+  if (args.replayDelayMs === undefined && !args.keepServing) {
+    context.reporter.line('to watch it on the dashboard: --replay-delay-ms 1500 (a slower replay) and --keep-serving (the dashboard stays up after the run until Ctrl-C)');
+  }
   const code = await startRun(context, { ...args, yes: true }, {
     requirements: session.requirements,
     target,

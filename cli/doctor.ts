@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import net from 'node:net';
 import { promisify } from 'node:util';
-import { childProcessEnv, loadConfig, resolveTarget, type Config } from '../config/index.ts';
+import { childProcessEnv, gitEnv, loadConfig, resolveTarget, withBaseBranch, type Config } from '../config/index.ts';
 import { messageOf } from '../errors.ts';
 import { checkInstalled } from '../services/llm/claude-cli-provider.ts';
 import { checkConnection } from '../services/llm/resilience.ts';
@@ -9,6 +9,8 @@ import { Store, databasePath } from '../services/store/store.ts';
 import type { CliArgs } from './args.ts';
 import type { CliContext } from './commands.ts';
 import { createProvider } from './providers.ts';
+import { GitService } from '../services/git/git-service.ts';
+import { gitHubChecks } from './pull-requests.ts';
 
 interface Check {
   name: string;
@@ -52,7 +54,7 @@ export async function doctor(context: CliContext, args: CliArgs): Promise<number
 
   if (config && secrets) {
     try {
-      const provider = createProvider({ config: { ...config, model: { ...config.model, max_retries: 0 } }, secrets, env: context.env, target, worktreeOf: () => target });
+      const provider = await createProvider({ config: { ...config, model: { ...config.model, max_retries: 0 } }, secrets, env: context.env, target, worktreeOf: () => target });
       checks.push({ name: 'provider', ok: true, detail: provider.description });
       if (config.model.provider === 'anthropic' || config.model.provider === 'openai') {
         const connection = await checkConnection(provider, config.agents.moderator.model);
@@ -68,6 +70,10 @@ export async function doctor(context: CliContext, args: CliArgs): Promise<number
       detail: claude.ok ? claude.version : claude.message,
       optional: config.model.provider !== 'claude-cli',
     });
+    if (config.git.provider === 'github') {
+      const branch = config.git.base_branch ?? (await GitService.currentBranchOf({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: 'main', env: gitEnv(context.env) })) ?? 'main';
+      checks.push(...(await gitHubChecks(withBaseBranch(config, branch), secrets)));
+    }
     const free = await portFree(config.monitor.host, config.monitor.port);
     checks.push({ name: 'monitor port', ok: free, detail: `${config.monitor.host}:${config.monitor.port} ${free ? 'is free' : 'is in use: set DUO_AGENT_MONITOR_PORT or monitor.port (0 picks a free port)'}` });
   }

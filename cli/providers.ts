@@ -2,14 +2,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { childProcessEnv, type Config, type Env, type Secrets } from '../config/index.ts';
 import { UsageError } from '../errors.ts';
-import { AnthropicProvider } from '../services/llm/anthropic-provider.ts';
 import { ClaudeCliProvider, checkInstalled } from '../services/llm/claude-cli-provider.ts';
-import { OpenAIProvider } from '../services/llm/openai-provider.ts';
 import { withPrices } from '../services/llm/prices.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from '../services/llm/provider.ts';
 import { RecordingProvider } from '../services/llm/recording-provider.ts';
 import { ReplayProvider, readSession } from '../services/llm/replay.ts';
-import { checkConnection } from '../services/llm/resilience.ts';
+import { checkConnection, type RetryEvent } from '../services/llm/resilience.ts';
+import type { CountSource } from '../services/llm/token-count.ts';
 
 export const noProviderHint =
   'no model provider is configured: set DUO_AGENT_MODEL_PROVIDER (or model.provider in duo-agent.config.yaml, or --provider) to anthropic, openai, claude-cli or replay; to watch a whole run offline, run `npm run demo`';
@@ -43,8 +42,11 @@ class ClaudeCliRouter implements ModelProvider {
   }
 }
 
-/** The configured model backend, or a one-line refusal saying what to configure. */
-export function createProvider(context: ProviderContext): ModelProvider {
+/**
+ * The configured model backend, or a one-line refusal saying what to configure. Each SDK is
+ * imported here, when its provider is chosen: together they are ~400 modules no other command needs.
+ */
+export async function createProvider(context: ProviderContext): Promise<ModelProvider> {
   const { config, secrets } = context;
   const provider = config.model.provider;
   const common = {
@@ -52,6 +54,15 @@ export function createProvider(context: ProviderContext): ModelProvider {
     maxRetries: config.model.max_retries,
     prices: withPrices(config.model.prices),
     onUnknownPrice: (model: string) => context.onWarning?.(`no price known for model ${model}: its cost counts as $0 (set model.prices)`),
+    onNoUsage: (model: string, source: CountSource) =>
+      context.onWarning?.(
+        `warning: the server sends no token usage for ${model}: tokens are counted locally with the o200k tokenizer (${source === 'counted' ? 'exact for this model' : 'an estimate for this model, labelled as one'}); budgets hold on the count`,
+      ),
+    onNotice: (line: string) => context.onWarning?.(line),
+    onRetry: (event: RetryEvent) => {
+      if (event.kind === 'resend') context.onWarning?.(`  ${event.provider} ${event.model}: ${event.reason}; sending it again in ${event.waitMs} ms (${event.attempt} of ${event.maxRetries}, model.max_retries)`);
+      else if (event.kind === 'backup_model') context.onWarning?.(`  ${event.provider} ${event.model} stays rate-limited: trying its backup model ${event.backupModel}`);
+    },
     ...(config.model.base_url ? { baseURL: config.model.base_url } : {}),
   };
   switch (provider) {
@@ -66,12 +77,16 @@ export function createProvider(context: ProviderContext): ModelProvider {
         throw new UsageError((error as Error).message, { cause: error });
       }
     }
-    case 'anthropic':
+    case 'anthropic': {
       if (!secrets.anthropicApiKey) throw new UsageError('the anthropic provider needs an API key: set DUO_AGENT_API_KEY (or ANTHROPIC_API_KEY)');
+      const { AnthropicProvider } = await import('../services/llm/anthropic-provider.ts');
       return new AnthropicProvider({ ...common, apiKey: secrets.anthropicApiKey, keyVariable: 'DUO_AGENT_API_KEY (or ANTHROPIC_API_KEY)', sdkLogging: Boolean(context.env.ANTHROPIC_LOG) });
-    case 'openai':
+    }
+    case 'openai': {
       if (!secrets.openaiApiKey) throw new UsageError('the openai provider needs an API key: set OPENAI_API_KEY (a local OpenAI-compatible server accepts any value)');
+      const { OpenAIProvider } = await import('../services/llm/openai-provider.ts');
       return new OpenAIProvider({ ...common, apiKey: secrets.openaiApiKey, keyVariable: 'OPENAI_API_KEY', sdkLogging: Boolean(context.env.OPENAI_LOG) });
+    }
     case 'claude-cli': {
       const env = childProcessEnv(context.env);
       // Claude Code authenticates itself; hand it the Anthropic key when Moderator has one.

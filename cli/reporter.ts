@@ -39,15 +39,22 @@ export class Reporter {
       return;
     }
     this.tokens += usage.inputTokens + usage.outputTokens + usage.cacheReadTokens + usage.cacheWriteTokens;
-    this.line(`  model ${what}: ${usage.inputTokens} in / ${usage.outputTokens} out tokens (run total ${this.tokens.toLocaleString('en-US')})`);
+    const how = usage.source === 'estimated' ? ' (estimated: no usage from the server)' : usage.source === 'counted' ? ' (counted: no usage from the server)' : '';
+    this.line(`  model ${what}: ${usage.inputTokens} in / ${usage.outputTokens} out tokens${how} (run total ${this.tokens.toLocaleString('en-US')})`);
   }
 
-  messages(messages: JournalMessage[]): void {
+  /**
+   * Lines for the journaled messages a person should see. `stopReason` is the orchestrator's
+   * reason once it has decided to stop: the summary prints it, so a failure or limit that became
+   * that reason is not printed here as well (a budget stop used to show its error twice).
+   */
+  messages(messages: JournalMessage[], stopReason: string | null = null): void {
+    const isStopReason = (text: string) => stopReason !== null && stopReason.endsWith(text);
     for (const message of messages) {
       const payload = message.payload as Record<string, unknown>;
       if (message.type === 'health.alert') this.line(`alert (${String(payload.level)}): ${String(payload.message)}`);
-      if (message.type === 'monitor.limit_reached') this.line(`limit reached: ${String(payload.reason)}`);
-      if (message.type === 'agent.failed') {
+      if (message.type === 'monitor.limit_reached' && !isStopReason(String(payload.reason))) this.line(`limit reached: ${String(payload.reason)}`);
+      if (message.type === 'agent.failed' && !isStopReason(String(payload.message))) {
         this.line(`error: ${String(payload.agent)}${payload.taskId ? ` ${String(payload.taskId)}` : ''}: ${String(payload.message)}`);
       }
       if (message.type === 'agent.stalled') this.line(`${String(payload.agent)} made no progress for too long; the orchestrator decides`);

@@ -3,30 +3,33 @@ import readline from 'node:readline/promises';
 import { createActor, type Snapshot } from 'xstate';
 import { provideRun, type AskApproval } from '../actors/provide.ts';
 import type { RunServices } from '../actors/run-services.ts';
-import { childProcessEnv, type AgentDefinitions, type Config, type Env } from '../config/index.ts';
-import { messageOf } from '../errors.ts';
-import { interAgentEventTypes, type TaskRef } from '../machines/events.ts';
-import type { OrchestratorInput, OrchestratorOutput } from '../machines/orchestrator.machine.ts';
+import { childProcessEnv, gitEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
+import { StorageFullError, messageOf } from '../errors.ts';
+import { interAgentEventTypes } from '../machines/events.ts';
+import type { OrchestratorInput, OrchestratorOutput, RetryPlan } from '../machines/orchestrator.machine.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { ModelGateway } from '../services/llm/gateway.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import { AgentLogs } from '../services/logger.ts';
-import { LocalPrProvider } from '../services/pr/local-pr-provider.ts';
+import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { Preferences } from '../services/preferences.ts';
 import { RunClock } from '../services/run-clock.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 import { exportCheckpoint } from './checkpoint-export.ts';
-import { MonitorServerError, createStatelyInspector, startMonitoring } from '../server/index.ts';
+import { MonitorServerError, startMonitoring } from '../server/index.ts';
+import { relayListening } from './inspect-relay.ts';
+import { createPrProvider } from './pull-requests.ts';
 import type { Reporter } from './reporter.ts';
+import { logName } from '../protocol/agents.ts';
 
 export interface SessionOptions {
   store: Store;
   runId: string;
   target: string;
   requirements: string;
-  config: Config;
+  config: RunConfig;
   agents: AgentDefinitions;
   env: Env;
   provider: ModelProvider;
@@ -34,18 +37,27 @@ export interface SessionOptions {
   reporter: Reporter;
   /** The persisted actor tree to continue from; absent for a new run. */
   snapshot?: Snapshot<unknown>;
+  /** Where the project's commands run (see commandSandbox), decided before the run was created or claimed. */
+  sandbox: CommandSandbox;
+  /** A run continued by `moderator retry`: a fresh tree starts from this plan (when there is no snapshot). */
+  retry?: RetryPlan | undefined;
   /** Forward inspection events to the Stately inspector at this WebSocket URL (`--inspect`). */
   inspectUrl?: string | undefined;
   /** When the configured monitor port is busy, say so and take a free one instead of failing (the demo). */
   portFallback?: boolean | undefined;
+  /** For git.provider github (DUO_AGENT_GIT_TOKEN); never stored with the run. */
+  gitToken?: string | undefined;
+  /** After the run ends, keep the monitoring server up until SIGINT or SIGTERM (`--keep-serving`). */
+  keepServing?: boolean | undefined;
 }
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
 
-export function orchestratorInput(config: Config, autoApprove: boolean): OrchestratorInput {
+export function orchestratorInput(config: Config, autoApprove: boolean, retry?: RetryPlan): OrchestratorInput {
   const limits = config.limits;
   return {
     autoApprove,
+    ...(retry ? { retry } : {}),
     maxReviewAttempts: limits.max_review_attempts,
     maxImprovementCycles: limits.max_improvement_cycles,
     minPriority: config.agents.ever_thinker.min_priority,
@@ -61,24 +73,6 @@ export function orchestratorInput(config: Config, autoApprove: boolean): Orchest
       },
     },
   };
-}
-
-/** Log files are named like the model-call agents: `ever-thinker`, not the actor id `everThinker`. */
-const logName = (actor: string): string => (actor === 'everThinker' ? 'ever-thinker' : actor);
-
-/**
- * Decisions only the orchestrator makes (a task failed, or was skipped by a person or for
- * stagnation) are copied to the tasks table, and a skipped task's open PR is closed.
- */
-function projectDecisions(store: Store, runId: string, tasks: readonly TaskRef[]): void {
-  for (const ref of tasks) {
-    if (ref.status !== 'failed' && ref.status !== 'skipped') continue;
-    const stored = store.getTask(runId, ref.id);
-    if (!stored || stored.status === ref.status) continue;
-    store.updateTask(runId, ref.id, { status: ref.status });
-    const pr = store.getPullRequestForTask(runId, ref.id);
-    if (pr?.status === 'open') store.markPullRequestClosed(pr.number);
-  }
 }
 
 /** Keeps how this run's improvement ideas ended, for later runs (features.learning). */
@@ -119,6 +113,9 @@ const askOnTerminal: AskApproval = async () => {
  */
 export async function runSession(options: SessionOptions): Promise<SessionResult> {
   const { store, runId, config, reporter } = options;
+  const childEnv = childProcessEnv(options.env, config.project.pass_env);
+  const commands = { sandbox: options.sandbox };
+  reporter.line(commands.sandbox.description);
   const logs = new AgentLogs({ dir: path.join(stateDir(options.target), 'logs'), runId, level: config.logging.level });
   const gateway = new ModelGateway({
     store,
@@ -131,13 +128,12 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       logs.for(report.agent).info({ callKey: report.callKey, purpose: report.purpose, taskId: report.taskId, fromJournal: report.fromJournal, usage, error: report.error }, 'model call');
     },
   });
-  const childEnv = childProcessEnv(options.env);
   const preferences = new Preferences(stateDir(options.target));
   const git = new GitService({
     root: options.target,
     identity: { name: config.git.author_name, email: config.git.author_email },
     baseBranch: config.git.base_branch,
-    env: childEnv,
+    env: gitEnv(options.env),
     log: (line) => logs.for('git').info(line),
   });
   const services: RunServices = {
@@ -149,8 +145,9 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     store,
     gateway,
     git,
-    prs: new LocalPrProvider({ store, git, runId }),
+    prs: createPrProvider({ config, gitToken: options.gitToken, store, git, runId, target: options.target, env: childEnv, logs }),
     childEnv,
+    sandbox: commands.sandbox,
     logs,
     progress: (line) => reporter.line(line),
     pastIdeas: () => preferences.recent(),
@@ -165,13 +162,15 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
               commandTimeoutMs: config.agents.techlead.command_timeout_seconds * 1000,
               outputCapBytes: 32 * 1024,
               env: childEnv,
+              sandbox: commands.sandbox,
               baseBranch: config.git.base_branch,
             }),
   };
   const clock = new RunClock(store, runId);
   const machine = provideRun(services, clock, askOnTerminal);
 
-  let failure: unknown;
+  /** Ends the session with an error at once, from wherever it is found (set when the session's promise starts). */
+  let fail: (error: unknown) => void = () => {};
   let exportedPhase = '';
   const checkpointer = new Checkpointer({
     store,
@@ -181,21 +180,25 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       for (const message of messages) {
         logs.for(logName(message.from)).info({ type: message.type, to: message.to, payload: message.payload, correlationId: message.correlationId }, 'message');
       }
-      reporter.messages(messages);
+      // A message whose text is the run's stop reason is left to the summary, which prints that reason.
+      reporter.messages(messages, actor.getSnapshot().context.reason);
       clock.flushIfDue(1000);
-      projectDecisions(store, runId, actor.getSnapshot().context.tasks);
       if (phase !== exportedPhase) {
         exportedPhase = phase;
         exportCheckpoint(options.target, runId, store);
+        // The main database file holds every phase change: a lost WAL loses at most one phase.
+        store.checkpointWal();
       }
     },
+    // The tasks table is the chart's task list, written with each checkpoint.
+    project: () => store.projectTasks(runId, actor.getSnapshot().context.tasks),
     onPhase: (phase) => {
       reporter.phase(phase);
       logs.for('orchestrator').info({ phase }, 'phase');
     },
-    onError: (error) => {
-      failure = error;
-    },
+    // A checkpoint that cannot be written (disk full, database gone) stops the run now: effects
+    // that cannot be journaled must not go on. The last good checkpoint stays for --resume.
+    onError: (error) => fail(error),
   });
 
   const monitoringOptions = {
@@ -216,20 +219,30 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   };
   const monitoring = await startMonitoring(monitoringOptions).catch((error: unknown) => {
     if (!options.portFallback || !(error instanceof MonitorServerError) || config.monitor.port === 0) throw error;
-    reporter.line(`${(error as Error).message.split(':')[0]}; the demo monitors on a free port instead`);
+    reporter.line(`${error.problem}; the demo monitors on a free port instead`);
     return startMonitoring({ ...monitoringOptions, port: 0 });
   });
-  const inspector = options.inspectUrl ? createStatelyInspector({ url: options.inspectUrl }) : undefined;
+  // @statelyai/inspect loads only for --inspect.
+  const inspector = options.inspectUrl ? (await import('../server/inspector.ts')).createStatelyInspector({ url: options.inspectUrl }) : undefined;
   store.setMonitorUrl(runId, monitoring.url);
   reporter.line(`monitoring: ${monitoring.url}${config.monitor.token ? '' : ` (intervention token ${monitoring.token})`}`);
   if (monitoring.exposure) reporter.line(monitoring.exposure);
   if (inspector) reporter.line(`inspection events also go to the Stately inspector at ${options.inspectUrl}`);
+  if (options.inspectUrl && !(await relayListening(options.inspectUrl))) {
+    reporter.line(`warning: no Stately inspector relay listens at ${options.inspectUrl}; events wait until one does (start one with: node -e "import('@statelyai/inspect/server').then((m) => m.createInspectorServer({ port: 8081 }))")`);
+  }
 
   const actor = createActor(machine, {
     id: 'orchestrator',
     systemId: 'orchestrator',
-    input: orchestratorInput(config, options.autoApprove),
+    input: orchestratorInput(config, options.autoApprove, options.retry),
     inspect: (event) => {
+      // A full disk halts the session before the failure becomes a decision in any checkpoint:
+      // the step runs again on resume, once there is space.
+      if (event.type === '@xstate.event' && event.event.type === 'agent.failed' && (event.event as { code?: unknown }).code === 'storage_full') {
+        fail(new StorageFullError(String((event.event as { message?: unknown }).message)));
+        return;
+      }
       checkpointer.observe(event);
       monitoring.observe(event);
       inspector?.inspect(event);
@@ -239,56 +252,91 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   checkpointer.attach(actor);
   monitoring.attach(actor);
 
+  let interrupted = false;
   const result = await new Promise<SessionResult>((resolve, reject) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      // Keep what is journaled, tear nothing down into the checkpoint: the run resumes from here.
-      checkpointer.flush();
-      checkpointer.stop();
-      actor.stop();
-      resolve({ kind: 'interrupted', signal });
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    const cleanup = () => {
+    let settled = false;
+    const settle = (finish: () => void) => {
+      if (settled) return;
+      settled = true;
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      finish();
     };
-    actor.subscribe({
-      next: (snapshot) => {
-        if (failure) {
-          cleanup();
-          checkpointer.stop();
-          actor.stop();
-          reject(failure);
-        } else if (snapshot.status === 'done') {
-          cleanup();
-          checkpointer.flush();
-          checkpointer.stop();
-          rememberIdeas(store, runId, preferences);
-          resolve({ kind: 'finished', output: snapshot.output as OrchestratorOutput });
-        }
-      },
-      // A bug in a chart or an action: keep the last good checkpoint, stop every child (rule 6).
-      error: (error) => {
-        cleanup();
+    const onSignal = (signal: NodeJS.Signals) =>
+      settle(() => {
+        interrupted = true;
+        // Keep what is journaled, tear nothing down into the checkpoint: the run resumes from here.
+        checkpointer.flush();
         checkpointer.stop();
         actor.stop();
-        reject(new Error(`the actor tree failed: ${messageOf(error)}`, { cause: error }));
+        resolve({ kind: 'interrupted', signal });
+      });
+    fail = (error) =>
+      settle(() => {
+        checkpointer.stop();
+        actor.stop();
+        reject(error);
+      });
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    actor.subscribe({
+      next: (snapshot) => {
+        if (snapshot.status !== 'done') return;
+        settle(() => {
+          checkpointer.flush();
+          checkpointer.stop();
+          try {
+            rememberIdeas(store, runId, preferences);
+          } catch (error) {
+            logs.for('orchestrator').warn({ error: messageOf(error) }, 'could not record the improvement outcomes');
+          }
+          resolve({ kind: 'finished', output: snapshot.output as OrchestratorOutput });
+        });
       },
+      // A bug in a chart or an action: keep the last good checkpoint, stop every child (rule 6).
+      error: (error) => fail(new Error(`the actor tree failed: ${messageOf(error)}`, { cause: error })),
     });
     try {
       actor.start();
     } catch (error) {
-      cleanup();
-      checkpointer.stop();
-      reject(error);
+      fail(error);
     }
   }).finally(async () => {
-    // Also when the tree failed: the port is released and status stops pointing at it.
-    clock.flush();
-    inspector?.stop();
-    await monitoring.close();
-    store.setMonitorUrl(runId, null);
+    // Also when the tree failed or the disk is full: every step runs, so the port is always
+    // released and the process can exit; a step that fails (a write to a full disk) is logged.
+    const steps: [string, () => unknown][] = [
+      ['account the run time', () => clock.flush()],
+      ['stop the inspector bridge', () => inspector?.stop()],
+      // --keep-serving: the dashboard stays up after the run until Ctrl-C (not after an interruption).
+      ['keep serving', () => (options.keepServing && !interrupted ? keepServing(reporter, monitoring.url) : undefined)],
+      ['close the monitoring server', () => monitoring.close()],
+      ['clear the monitor address', () => store.setMonitorUrl(runId, null)],
+    ];
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (error) {
+        logs.for('orchestrator').warn({ error: messageOf(error) }, `could not ${what}`);
+      }
+    }
   });
   return result;
+}
+
+async function keepServing(reporter: Reporter, url: string): Promise<void> {
+  reporter.line(`the run has ended; the dashboard stays up at ${url} until Ctrl-C`);
+  await nextSignal();
+}
+
+/** Resolves at the next SIGINT or SIGTERM, which it takes instead of the default exit. */
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
 }

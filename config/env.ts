@@ -17,11 +17,13 @@ interface EnvBinding {
   readonly coerce: Coercion;
 }
 
-/** The seed's non-secret variables and the field each one sets. */
+/** The seed's non-secret variables (and one for containers) and the field each one sets. */
 export const ENV_BINDINGS: readonly EnvBinding[] = [
   { name: 'DUO_AGENT_LOG_LEVEL', path: ['logging', 'level'], coerce: 'level' },
   { name: 'DUO_AGENT_MODEL_PROVIDER', path: ['model', 'provider'], coerce: 'lowercase' },
   { name: 'DUO_AGENT_MONITOR_PORT', path: ['monitor', 'port'], coerce: 'number' },
+  // Not in the seed: a container serves its port on 0.0.0.0 (the Dockerfile sets it).
+  { name: 'DUO_AGENT_MONITOR_HOST', path: ['monitor', 'host'], coerce: 'string' },
   { name: 'DUO_AGENT_ENABLE_WEBSOCKET', path: ['monitor', 'enable_websocket'], coerce: 'boolean' },
   { name: 'DUO_AGENT_MAX_TOKENS', path: ['limits', 'max_tokens_total'], coerce: 'number' },
   { name: 'DUO_AGENT_MAX_CONTEXT', path: ['limits', 'max_context_tokens'], coerce: 'number' },

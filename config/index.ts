@@ -1,4 +1,13 @@
 /** The config module's public surface; config/ imports nothing from the project but errors.ts. */
+export {
+  ROLE_STEPS,
+  agentDefinitionWarnings,
+  resolveStep,
+  type LlmAgent,
+  type ResolvedStep,
+  type RoleStep,
+  type RoleStepOf,
+} from './agent-steps.ts';
 export { ConfigError, type ConfigIssue } from './config-error.ts';
 export { resolveTarget, ENV_BINDINGS, type Env } from './env.ts';
 export { FLAG_BINDINGS, type ConfigOverrides } from './flags.ts';
@@ -14,6 +23,7 @@ export {
 export {
   ALERT_CHANNELS,
   DEFAULT_MODEL,
+  DEFAULT_MODELS,
   LOG_LEVELS,
   MODEL_PROVIDERS,
   agentDefinitionSchema,
@@ -23,7 +33,10 @@ export {
   type AgentDefinition,
   type AgentDefinitions,
   type Config,
+  type RunConfig,
+  isRunConfig,
+  withBaseBranch,
   type LogLevel,
   type ModelProvider,
 } from './schema.ts';
-export { REDACTED, childProcessEnv, readSecrets, redact, type Secrets } from './secrets.ts';
+export { REDACTED, childProcessEnv, gitEnv, isWithheldName, readSecrets, redact, type Secrets } from './secrets.ts';

@@ -89,8 +89,10 @@ function valueAt(input: unknown, path: FieldPath): unknown {
   return value;
 }
 
-/** The wrapped schema of optional/default/prefault/nullable, or undefined for anything else. */
+/** The wrapped schema of optional/default/prefault/nullable (or the input side of a transform), or undefined for anything else. */
 function unwrapOnce(schema: z.ZodType): z.ZodType | undefined {
+  // A `.transform()` is a pipe whose input is the schema the user's values meet.
+  if (schema instanceof z.ZodPipe) return schema.in as z.ZodType;
   if (
     schema instanceof z.ZodOptional ||
     schema instanceof z.ZodDefault ||

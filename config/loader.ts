@@ -1,9 +1,10 @@
 import path from 'node:path';
+import { checkRoles } from './agent-steps.ts';
 import { ConfigError, type ConfigIssue } from './config-error.ts';
-import { envLayers, type Env } from './env.ts';
+import { envLayers, envValue, type Env } from './env.ts';
 import { flagLayers, type ConfigOverrides } from './flags.ts';
 import { describeFound, validate } from './issues.ts';
-import { isMapping, mergeLayers, type Layer } from './layers.ts';
+import { fieldLayer, isMapping, mergeLayers, type Layer } from './layers.ts';
 import { agentsFileSchema, configSchema, type AgentDefinitions, type Config } from './schema.ts';
 import { readSecrets, type Secrets } from './secrets.ts';
 import { readYamlFile } from './yaml-file.ts';
@@ -59,7 +60,7 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   }
 
   layers.push(...envLayers(options.env), ...flagLayers(options.flags, cwd));
-  const merged = mergeLayers(layers);
+  const merged = mergeLayers(withSdkBaseUrl(layers, options.env));
   const config = validate(configSchema, merged.values, (at) => merged.sourceOf(at));
 
   const agentsFile = locate(options.agentsPath, options.target, AGENTS_FILE, cwd);
@@ -69,9 +70,24 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   if (agentsValues !== undefined) {
     files.push(agentsFile);
     agents = validate(agentsFileSchema, agentsValues, () => agentsLabel).agents;
+    checkRoles(agents, agentsLabel);
   }
 
-  return { config, agents, secrets: readSecrets(options.env), files };
+  const secrets = readSecrets(options.env);
+  return { config: withMonitorToken(config, secrets), agents, secrets, files };
+}
+
+const MONITOR_TOKEN_VARIABLE = 'DUO_AGENT_MONITOR_TOKEN';
+
+/**
+ * `DUO_AGENT_MONITOR_TOKEN` over `monitor.token`. It is a secret: the run's stored settings drop
+ * the token, so it is read again on resume, and a bad one is reported without its value.
+ */
+function withMonitorToken(config: Config, secrets: Secrets): Config {
+  const token = secrets.monitorToken;
+  if (token === undefined) return config;
+  if (token.length < 16) throw ConfigError.of(MONITOR_TOKEN_VARIABLE, '', `expected a token of at least 16 characters, found one of ${token.length}`);
+  return { ...config, monitor: { ...config.monitor, token } };
 }
 
 export const STORED_SOURCE = 'stored settings';
@@ -105,7 +121,25 @@ export function configForResume(
   }
   const merged = mergeLayers([{ source: STORED_SOURCE, values: settings }, ...flagLayers(flags, cwd)], STORED_SOURCE);
   const config = validate(configSchema, merged.values, (at) => merged.sourceOf(at));
-  return { config, secrets: readSecrets(env) };
+  const secrets = readSecrets(env);
+  return { config: withMonitorToken(config, secrets), secrets };
+}
+
+/** The base-URL variables the SDKs themselves read, by provider. */
+const SDK_BASE_URL_VARIABLES: Readonly<Record<string, string>> = { anthropic: 'ANTHROPIC_BASE_URL', openai: 'OPENAI_BASE_URL' };
+
+/**
+ * `model.base_url` from the SDK's own variable (ANTHROPIC_BASE_URL, OPENAI_BASE_URL) when nothing
+ * sets it: the lowest layer above the defaults, so any file, variable or flag beats it. The
+ * providers pass the base URL to the SDKs explicitly, so without this the variables were ignored.
+ */
+function withSdkBaseUrl(layers: Layer[], env: Env): Layer[] {
+  const merged = mergeLayers(layers).values;
+  const model = isMapping(merged['model']) ? merged['model'] : {};
+  const variable = typeof model['provider'] === 'string' ? SDK_BASE_URL_VARIABLES[model['provider'].toLowerCase()] : undefined;
+  const value = variable === undefined ? undefined : envValue(env, variable);
+  if (variable === undefined || value === undefined || model['base_url'] !== undefined) return layers;
+  return [layers[0] as Layer, fieldLayer(variable, ['model', 'base_url'], value), ...layers.slice(1)];
 }
 
 function locate(explicit: string | undefined, target: string, name: string, cwd: string): string {

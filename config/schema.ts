@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isWithheldName } from './secrets.ts';
 
 /**
  * What a field expects, in words, for error messages ("expected a positive integer, found ...").
@@ -39,11 +40,21 @@ function isBranchPrefix(value: string): boolean {
 export const MODEL_PROVIDERS = ['anthropic', 'openai', 'claude-cli', 'replay'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export const ALERT_CHANNELS = ['console', 'log'] as const;
+export const SANDBOX_MODES = ['auto', 'bwrap', 'off'] as const;
 export const DEFAULT_MODEL = 'claude-sonnet-4-6';
+
+/** The model an agent uses when its `model` is not set: one the configured provider actually serves. */
+export const DEFAULT_MODELS: Readonly<Record<(typeof MODEL_PROVIDERS)[number], string>> = {
+  anthropic: DEFAULT_MODEL,
+  openai: 'gpt-5.4',
+  'claude-cli': DEFAULT_MODEL,
+  replay: DEFAULT_MODEL,
+};
 
 const llmAgentSchema = (defaults: { temperature: number; maxTokens: number }) =>
   z.strictObject({
-    model: text().default(DEFAULT_MODEL),
+    /** Unset: the provider's default model (DEFAULT_MODELS). */
+    model: text().optional(),
     temperature: temperature().default(defaults.temperature),
     max_tokens: positiveInt().default(defaults.maxTokens),
     /** Used after persistent rate limits on `model`. */
@@ -62,9 +73,18 @@ export const configSchema = z
         name: text().default('project'),
         type: text().default('app'),
         language: text().default('unknown'),
-        test_command: text().default('npm test'),
+        /** Run without a shell in each task's worktree. Unset: detected from the repository (package.json scripts.test, pytest, go test, cargo test, make test). */
+        test_command: text().optional(),
         setup_command: text().optional(),
-        test_timeout_seconds: positiveInt().default(600),
+        /** At most a day: a timer cannot hold more than ~24.8 days, and no test run should need more than a day. */
+        test_timeout_seconds: intBetween(1, 86_400).default(600),
+        /** Variables of Moderator's environment the project's commands also get (besides PATH, HOME, LANG, ...). */
+        pass_env: z.array(
+          expecting(
+            z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).refine((name) => !isWithheldName(name)),
+            'an environment variable name that is not a credential (*_API_KEY, *_TOKEN, *_SECRET, *_PASSWORD, *_ACCESS_KEY, *_PRIVATE_KEY) nor NODE_OPTIONS or NODE_TEST_CONTEXT',
+          ),
+        ).default([]),
       })
       .prefault({}),
     model: z
@@ -76,8 +96,10 @@ export const configSchema = z
         base_url: expecting(z.url({ protocol: /^https?$/ }), 'an http(s) URL').optional(),
         /** Per request, in seconds; the SDKs retry timeouts. */
         timeout_seconds: positiveNumber().default(600),
-        /** SDK retries on 408/409/429/5xx and timeouts, with backoff honouring retry-after. */
-        max_retries: nonNegativeInt().default(4),
+        /** SDK retries on 408/409/429/5xx and timeouts, with backoff honouring retry-after; also resends of replies that broke off mid-stream. */
+        max_retries: intBetween(0, 20).default(4),
+        /** Times a reply that cannot be used (not the JSON asked for) is asked for again, with every problem listed. */
+        reply_retries: intBetween(0, 10).default(2),
         /** The Claude Code executable for provider "claude-cli". */
         claude_cli_path: text().default('claude'),
         /** USD per million tokens, by model name prefix; merged over the built-in table. */
@@ -99,6 +121,13 @@ export const configSchema = z
             /** Programs the TechLead's run_command tool may start (argv[0]); never through a shell. */
             allowed_commands: z.array(text()).default(['npm', 'npx', 'node', 'yarn', 'pnpm', 'python', 'python3', 'pytest', 'make', 'cargo', 'go']),
             command_timeout_seconds: positiveNumber().default(300),
+            /**
+             * How run_command and the project's test and setup commands are confined: bubblewrap
+             * when it works here (auto), bubblewrap or refuse to start (bwrap), or not at all (off).
+             */
+            sandbox: z.enum(SANDBOX_MODES).default('auto'),
+            /** Let those commands use the network (e.g. a setup_command that installs packages). */
+            allow_network: z.boolean().default(false),
           })
           .prefault({}),
         ever_thinker: llmAgentSchema({ temperature: 0.7, maxTokens: 4000 })
@@ -139,7 +168,24 @@ export const configSchema = z
           z.string().refine(isBranchPrefix),
           'a git branch name prefix (letters, digits, ".", "_", "-", "/"; no spaces, no "..", not starting with "-")',
         ).default('duo-agent'),
-        base_branch: text().default('main'),
+        /** Unset: the branch the target has checked out when the run starts (main for a new repository). */
+        base_branch: text().optional(),
+        /** GitHub's REST API; GitHub Enterprise Server is `https://HOST/api/v3`. */
+        api_url: expecting(z.url({ protocol: /^https?$/ }), 'an http(s) URL').default('https://api.github.com'),
+        /**
+         * Where task branches are pushed and the base branch fetched from. Unset: derived from
+         * api_url and repository (`https://github.com/<repository>.git`). A path (relative to the
+         * target) or file:// URL names a repository on disk.
+         */
+        push_url: text().optional(),
+        /** How long a merge waits for GitHub to compute mergeability and for required checks, in seconds. */
+        merge_wait_seconds: nonNegativeInt().default(600),
+        /** The longest wait for a spent GitHub rate limit to reset before the PR step gives up, in seconds. */
+        rate_limit_wait_seconds: nonNegativeInt().default(900),
+        /** Spacing of GitHub API writes, in ms (GitHub asks for 1 s); 0 turns it off. */
+        write_spacing_ms: nonNegativeInt().default(1000),
+        /** Spacing of writes that notify people (PRs, reviews, merges), in ms; 0 turns it off. */
+        notification_spacing_ms: nonNegativeInt().default(3000),
         author_name: text().default('Moderator'),
         author_email: text().default('moderator@localhost'),
       })
@@ -165,9 +211,36 @@ export const configSchema = z
       })
       .prefault({}),
   })
-  .prefault({});
+  .prefault({})
+  .transform((config) => {
+    // An OpenAI-compatible server does not serve Claude names: the default model follows the provider.
+    const model = DEFAULT_MODELS[config.model.provider ?? 'anthropic'];
+    const { moderator, techlead, ever_thinker } = config.agents;
+    return {
+      ...config,
+      agents: {
+        ...config.agents,
+        moderator: { ...moderator, model: moderator.model ?? model },
+        techlead: { ...techlead, model: techlead.model ?? model },
+        ever_thinker: { ...ever_thinker, model: ever_thinker.model ?? model },
+      },
+    };
+  });
 
 export type Config = z.output<typeof configSchema>;
+
+/** The settings of a run: a Config whose base branch has been resolved against the target. */
+export type RunConfig = Config & { git: Config['git'] & { base_branch: string } };
+
+/** The run's config with its base branch: the setting, else the branch the target has checked out. */
+export function withBaseBranch(config: Config, branch: string): RunConfig {
+  return { ...config, git: { ...config.git, base_branch: config.git.base_branch ?? branch } };
+}
+
+/** Stored settings always carry the resolved base branch; one without it was not written by a run. */
+export function isRunConfig(config: Config): config is RunConfig {
+  return typeof config.git.base_branch === 'string';
+}
 export type ModelProvider = (typeof MODEL_PROVIDERS)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 

@@ -1,8 +1,18 @@
 import fs from 'node:fs';
-import { LineCounter, parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { ConfigError } from './config-error.ts';
 import { describeFound } from './issues.ts';
 import { isMapping } from './layers.ts';
+
+const require = createRequire(import.meta.url);
+let yaml: typeof Yaml | undefined;
+/**
+ * The yaml package, loaded when the first file is read: a resume reads no settings file, nor does
+ * a run on a target without one, and yaml was ~100 ms of a loaded machine's start-up. require,
+ * not import(), because config loading is synchronous; the package ships CommonJS for Node.
+ */
+const yamlModule = (): typeof Yaml => (yaml ??= require('yaml') as typeof Yaml);
 
 /**
  * Reads a YAML settings file. Returns undefined when the file does not exist and
@@ -24,6 +34,7 @@ export function readYamlFile(
     throw ConfigError.of(missingSource ?? label, '', `cannot read "${label}": ${why}`, { cause: error });
   }
 
+  const { LineCounter, parseDocument } = yamlModule();
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   const syntax = doc.errors[0];

@@ -1,3 +1,6 @@
+import { isErrorCode, isStorageFull, type ErrorCode } from '../errors.ts';
+import type { TaskStatus } from '../protocol/tasks.ts';
+
 /**
  * The typed vocabulary the agents speak. Every inter-agent event is namespaced (`task.assigned`)
  * and journaled; payloads stay small (ids and counters): texts live in the store.
@@ -5,16 +8,27 @@
 
 export type Outcome = 'done' | 'budget_exhausted' | 'stuck' | 'needs_human' | 'failed' | 'cancelled';
 
-export type AgentId = 'moderator' | 'techlead' | 'monitor' | 'everThinker';
+export type { AgentId } from '../protocol/agents.ts';
+import type { AgentId } from '../protocol/agents.ts';
+
+/** What a pending task needs next: a first implementation, a revision of its open PR, or only a review. */
+export type TaskStage = 'implement' | 'revise' | 'review';
 
 /** A task as the orchestrator tracks it; its text is in the `tasks` table. */
 export interface TaskRef {
   id: string;
   type: string;
   origin: 'plan' | 'improvement';
-  status: 'pending' | 'active' | 'merged' | 'rejected' | 'failed' | 'skipped';
-  /** Review round the task is in: 1 for the first implementation, +1 per revision. */
+  /** One vocabulary with the store and the API (protocol/tasks.ts); this chart decides it. */
+  status: TaskStatus;
+  /** Review round the task is in: 1 for the first implementation, +1 per revision (and per retry). */
   attempt: number;
+  /** The attempt its current allowance of `max_review_attempts` rounds started at: 1, or where a retry re-queued it. */
+  roundStart: number;
+  /** What the task needs when it is next started. */
+  stage: TaskStage;
+  /** Its PR, once submitted. */
+  prNumber: number | null;
   /** Tasks that must be merged first; a task whose dependency did not merge is skipped. */
   dependsOn: string[];
 }
@@ -30,7 +44,15 @@ export type ClarifyRequested = { type: 'clarify.requested' };
 export type PlanRequested = { type: 'plan.requested' };
 export type TaskAssigned = { type: 'task.assigned'; taskId: string; taskType: string; attempt: number; correlationId: string };
 export type TaskFeedback = { type: 'task.feedback'; taskId: string; taskType: string; attempt: number; prNumber: number; correlationId: string };
-export type ReviewRequested = { type: 'review.requested'; taskId: string; prNumber: number; attempt: number; correlationId: string };
+export type ReviewRequested = {
+  type: 'review.requested';
+  taskId: string;
+  prNumber: number;
+  attempt: number;
+  /** The orchestrator decides the review cap: on the last round, changes requested mean the task is rejected. */
+  lastRound: boolean;
+  correlationId: string;
+};
 export type ImproveRequested = { type: 'improve.requested'; cycle: number };
 export type AgentRetry = { type: 'agent.retry' };
 export type AgentReset = { type: 'agent.reset' };
@@ -42,9 +64,11 @@ export type PrSubmitted = { type: 'pr.submitted'; taskId: string; prNumber: numb
 export type ChangesRequested = { type: 'review.changes_requested'; taskId: string; prNumber: number; attempt: number; correlationId: string };
 export type PrRejected = { type: 'pr.rejected'; taskId: string; prNumber: number; attempt: number; correlationId: string };
 export type PrMerged = { type: 'pr.merged'; taskId: string; prNumber: number; correlationId: string };
+/** The review could not be had (the model's verdict stayed unreadable): the PR stays open for a person. */
+export type ReviewHeld = { type: 'review.held'; taskId: string; prNumber: number; attempt: number; reason: string; correlationId: string };
 export type ImprovementsProposed = { type: 'improvements.proposed'; cycle: number; tasks: NewTaskRef[] };
 export type ImprovementsExhausted = { type: 'improvements.exhausted'; cycle: number; bestPriority: number | null };
-export type AgentFailed = { type: 'agent.failed'; agent: AgentId; taskId: string | null; code: string; message: string };
+export type AgentFailed = { type: 'agent.failed'; agent: AgentId; taskId: string | null; code: ErrorCode; message: string };
 export type AgentStalled = { type: 'agent.stalled'; agent: AgentId; taskId: string | null };
 
 // ---- monitor
@@ -66,15 +90,20 @@ export type TaskSkip = { type: 'task.skip'; taskId: string; reason?: string };
 export const interAgentEventTypes = [
   'clarify.requested', 'plan.requested', 'task.assigned', 'task.feedback', 'review.requested', 'improve.requested',
   'agent.retry', 'agent.reset', 'scope.clarified', 'plan.ready', 'pr.submitted', 'review.changes_requested',
-  'pr.rejected', 'pr.merged', 'improvements.proposed', 'improvements.exhausted', 'agent.failed', 'agent.stalled',
+  'pr.rejected', 'pr.merged', 'review.held', 'improvements.proposed', 'improvements.exhausted', 'agent.failed', 'agent.stalled',
   'monitor.limit_reached', 'health.alert', 'agent.stagnant', 'human.approved', 'human.rejected', 'run.abort',
   'human.answered', 'run.pause', 'run.resume', 'task.skip',
 ] as const;
 
-/** What failed effects carry out of an actor: a code the orchestrator can act on. */
-export function errorCode(error: unknown): string {
-  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
-  return 'error';
+/**
+ * What failed effects carry out of an actor: a code the orchestrator can act on. A full disk is
+ * `storage_full` whatever failed on it (git, SQLite, a file write): the session halts on that code,
+ * resumable, instead of counting it against the task.
+ */
+export function errorCode(error: unknown): ErrorCode {
+  if (isStorageFull(error)) return 'storage_full';
+  const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+  return isErrorCode(code) ? code : 'unexpected';
 }
 
 export function errorMessage(error: unknown): string {

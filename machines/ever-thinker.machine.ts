@@ -43,12 +43,12 @@ export const everThinkerMachine = setup({
   actions: {
     propose: sendParent(({ context }) => ({ type: 'improvements.proposed', cycle: context.cycle, tasks: context.last?.accepted ?? [] })),
     giveUp: sendParent(({ context }) => ({ type: 'improvements.exhausted', cycle: context.cycle, bestPriority: context.last?.bestPriority ?? null })),
-    reportFailure: sendParent(({ event }) => ({
+    reportFailure: sendParent((_, params: { error: unknown }) => ({
       type: 'agent.failed',
       agent: 'everThinker',
       taskId: null,
-      code: errorCode((event as { error?: unknown }).error),
-      message: errorMessage((event as { error?: unknown }).error),
+      code: errorCode(params.error),
+      message: errorMessage(params.error),
     })),
     reportStall: sendParent({ type: 'agent.stalled', agent: 'everThinker', taskId: null }),
   },
@@ -73,7 +73,7 @@ export const everThinkerMachine = setup({
         src: 'analyze',
         input: ({ context }) => ({ cycle: context.cycle, minPriority: context.minPriority }),
         onDone: { target: 'proposing', actions: assign({ last: ({ event }) => event.output }) },
-        onError: { target: 'cooling_down', actions: 'reportFailure' },
+        onError: { target: 'cooling_down', actions: { type: 'reportFailure', params: ({ event }) => ({ error: event.error }) } },
       },
       on: { 'agent.stagnant': { target: 'cooling_down', actions: 'reportStall' } },
     },

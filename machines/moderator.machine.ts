@@ -1,27 +1,29 @@
 import { assign, fromPromise, sendParent, setup } from 'xstate';
+import { correlationId } from '../protocol/keys.ts';
 import {
   errorCode, errorMessage,
   type AgentRetry, type AgentReset, type AgentStagnant, type ClarifyRequested, type NewTaskRef, type PlanRequested, type ReviewRequested,
 } from './events.ts';
 
-export interface ModeratorInput {
-  maxReviewAttempts: number;
-}
-
 export interface ReviewInput {
   taskId: string;
   prNumber: number;
   attempt: number;
+  /** The last review round: changes requested now reject the task. */
+  lastRound: boolean;
 }
 
+export type MergeInput = Omit<ReviewInput, 'lastRound'>;
+
 export interface ReviewOutput {
-  verdict: 'approve' | 'request_changes';
+  /** `hold`: no usable verdict could be had; the PR stays open and waits for a person. */
+  verdict: 'approve' | 'request_changes' | 'hold';
+  reason?: string;
 }
 
 type WorkState = 'clarifying' | 'planning' | 'reviewing' | 'merging';
 
 interface ModeratorContext {
-  maxReviewAttempts: number;
   review: ReviewInput | null;
   /** The work state the agent left when it was found stagnant, so a retry goes back there. */
   stalledIn: WorkState | null;
@@ -30,6 +32,14 @@ interface ModeratorContext {
 type ModeratorEvent = ClarifyRequested | PlanRequested | ReviewRequested | AgentStagnant | AgentRetry | AgentReset;
 
 const notProvided = (name: string) => () => Promise.reject(new Error(`actor ${name} is not provided`));
+
+/** The PR under review: set by the event that entered the review, so its absence is a bug in this chart. */
+function reviewIn(context: ModeratorContext): ReviewInput {
+  if (context.review === null) throw new Error('the moderator chart is reviewing without a review');
+  return context.review;
+}
+
+const failed = { target: 'idle', actions: { type: 'reportFailure', params: ({ event }: { event: { error: unknown } }) => ({ error: event.error }) } } as const;
 
 /**
  * The Moderator agent: clarifies the requirements, splits them into PR-sized tasks, reviews each
@@ -40,46 +50,51 @@ export const moderatorMachine = setup({
   types: {
     context: {} as ModeratorContext,
     events: {} as ModeratorEvent,
-    input: {} as ModeratorInput,
   },
   actors: {
     clarify: fromPromise<{ assumptions: number; questions: number }>(notProvided('clarify')),
     plan: fromPromise<{ tasks: NewTaskRef[] }>(notProvided('plan')),
     review: fromPromise<ReviewOutput, ReviewInput>(notProvided('review')),
-    merge: fromPromise<{ mergeSha: string }, ReviewInput>(notProvided('merge')),
+    merge: fromPromise<{ mergeSha: string }, MergeInput>(notProvided('merge')),
   },
   actions: {
-    reportFailure: sendParent(({ context, event }) => ({
+    reportFailure: sendParent(({ context }, params: { error: unknown }) => ({
       type: 'agent.failed',
       agent: 'moderator',
       taskId: context.review?.taskId ?? null,
-      code: errorCode((event as { error?: unknown }).error),
-      message: errorMessage((event as { error?: unknown }).error),
+      code: errorCode(params.error),
+      message: errorMessage(params.error),
     })),
     requestChanges: sendParent(({ context }) => {
-      const review = context.review as ReviewInput;
-      return { type: 'review.changes_requested', ...review, correlationId: `${review.taskId}#${review.attempt}` };
+      const { taskId, prNumber, attempt } = reviewIn(context);
+      return { type: 'review.changes_requested', taskId, prNumber, attempt, correlationId: correlationId(taskId, attempt) };
     }),
     rejectPr: sendParent(({ context }) => {
-      const review = context.review as ReviewInput;
-      return { type: 'pr.rejected', ...review, correlationId: `${review.taskId}#${review.attempt}` };
+      const { taskId, prNumber, attempt } = reviewIn(context);
+      return { type: 'pr.rejected', taskId, prNumber, attempt, correlationId: correlationId(taskId, attempt) };
+    }),
+    holdPr: sendParent(({ context }, params: { reason: string | undefined }) => {
+      const { taskId, prNumber, attempt } = reviewIn(context);
+      return { type: 'review.held', taskId, prNumber, attempt, reason: params.reason ?? 'the review could not be completed', correlationId: correlationId(taskId, attempt) };
     }),
     announceMerge: sendParent(({ context }) => {
-      const review = context.review as ReviewInput;
-      return { type: 'pr.merged', taskId: review.taskId, prNumber: review.prNumber, correlationId: `${review.taskId}#${review.attempt}` };
+      const { taskId, prNumber, attempt } = reviewIn(context);
+      return { type: 'pr.merged', taskId, prNumber, correlationId: correlationId(taskId, attempt) };
     }),
     markStalled: assign((_, state: WorkState) => ({ stalledIn: state })),
     reportStall: sendParent(({ context }) => ({ type: 'agent.stalled', agent: 'moderator', taskId: context.review?.taskId ?? null })),
   },
   guards: {
-    approved: ({ event }) => (event as unknown as { output: ReviewOutput }).output.verdict === 'approve',
-    attemptsLeft: ({ context }) => (context.review?.attempt ?? 0) < context.maxReviewAttempts,
+    verdictIs: (_, params: { verdict: ReviewOutput['verdict']; wanted: ReviewOutput['verdict'] }) => params.verdict === params.wanted,
+    attemptsLeft: ({ context }) => context.review?.lastRound === false,
+    // PrError's code for a branch in conflict with the base: a revision can fix it while a round is left.
+    revisableConflict: ({ context }, params: { error: unknown }) => errorCode(params.error) === 'pr_conflict' && context.review?.lastRound === false,
     stalledIn: ({ context }, state: WorkState) => context.stalledIn === state,
   },
 }).createMachine({
   id: 'moderator',
   description: 'Clarifies scope, plans PR-sized tasks, reviews and merges pull requests.',
-  context: ({ input }) => ({ maxReviewAttempts: input.maxReviewAttempts, review: null, stalledIn: null }),
+  context: { review: null, stalledIn: null },
   initial: 'idle',
   states: {
     idle: {
@@ -89,7 +104,7 @@ export const moderatorMachine = setup({
         'plan.requested': 'planning',
         'review.requested': {
           target: 'reviewing',
-          actions: assign({ review: ({ event }) => ({ taskId: event.taskId, prNumber: event.prNumber, attempt: event.attempt }) }),
+          actions: assign({ review: ({ event }) => ({ taskId: event.taskId, prNumber: event.prNumber, attempt: event.attempt, lastRound: event.lastRound }) }),
         },
       },
     },
@@ -102,7 +117,7 @@ export const moderatorMachine = setup({
           target: 'idle',
           actions: sendParent(({ event }) => ({ type: 'scope.clarified', assumptions: event.output.assumptions, questions: event.output.questions })),
         },
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'clarifying' }, 'reportStall'] } },
     },
@@ -112,33 +127,44 @@ export const moderatorMachine = setup({
         id: 'plan',
         src: 'plan',
         onDone: { target: 'idle', actions: sendParent(({ event }) => ({ type: 'plan.ready', tasks: event.output.tasks })) },
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'planning' }, 'reportStall'] } },
     },
     reviewing: {
-      description: "Reviews a PR: the model's verdict, overruled by failing tests.",
+      description: "Reviews a PR: the model's verdict, overruled by failing tests; an unreadable verdict holds the PR for a person.",
       invoke: {
         id: 'review',
         src: 'review',
-        input: ({ context }) => context.review as ReviewInput,
+        input: ({ context }) => reviewIn(context),
         onDone: [
-          { guard: 'approved', target: 'merging' },
+          { guard: { type: 'verdictIs', params: ({ event }) => ({ verdict: event.output.verdict, wanted: 'approve' }) }, target: 'merging' },
+          {
+            guard: { type: 'verdictIs', params: ({ event }) => ({ verdict: event.output.verdict, wanted: 'hold' }) },
+            target: 'idle',
+            actions: { type: 'holdPr', params: ({ event }) => ({ reason: event.output.reason }) },
+          },
           { guard: 'attemptsLeft', target: 'idle', actions: 'requestChanges' },
           { target: 'idle', actions: 'rejectPr' },
         ],
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'reviewing' }, 'reportStall'] } },
     },
     merging: {
-      description: 'Merges the approved PR into the base branch.',
+      description: 'Merges the approved PR into the base branch; a conflict with the base goes back for a revision.',
       invoke: {
         id: 'merge',
         src: 'merge',
-        input: ({ context }) => context.review as ReviewInput,
+        input: ({ context }) => {
+          const { taskId, prNumber, attempt } = reviewIn(context);
+          return { taskId, prNumber, attempt };
+        },
         onDone: { target: 'idle', actions: 'announceMerge' },
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: [
+          { guard: { type: 'revisableConflict', params: ({ event }) => ({ error: event.error }) }, target: 'idle', actions: 'requestChanges' },
+          failed,
+        ],
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'merging' }, 'reportStall'] } },
     },

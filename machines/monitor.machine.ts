@@ -120,7 +120,7 @@ export const monitorMachine = setup({
       for (const agent of stagnant.filter((name) => !context.flagged.includes(name))) {
         const idleMinutes = Math.floor((event.sample.agents[agent]?.idleMs ?? 0) / 60_000);
         const notice: AgentStagnant = { type: 'agent.stagnant', idleMinutes };
-        enqueue.sendTo(system.get(agent), notice as EventObject);
+        enqueue.sendTo(system.get(agent), notice);
       }
       enqueue.assign({ flagged: stagnant });
     }),

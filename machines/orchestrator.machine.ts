@@ -2,16 +2,25 @@ import { and, assign, enqueueActions, fromPromise, not, sendTo, setup } from 'xs
 import { everThinkerMachine } from './ever-thinker.machine.ts';
 import type {
   AgentFailed, AgentId, AgentStalled, ChangesRequested, HealthAlert, HumanApproved, HumanRejected, ImprovementsExhausted,
-  HumanAnswered, ImprovementsProposed, LimitReached, NewTaskRef, Outcome, PlanReady, PrMerged, PrRejected, PrSubmitted, RunAbort, RunPause,
+  HumanAnswered, ImprovementsProposed, LimitReached, NewTaskRef, Outcome, PlanReady, PrMerged, PrRejected, PrSubmitted, ReviewHeld, RunAbort, RunPause,
   RunResume, ScopeClarified, TaskRef, TaskSkip,
 } from './events.ts';
 import { moderatorMachine } from './moderator.machine.ts';
 import { monitorMachine, type MonitorInput } from './monitor.machine.ts';
 import { techleadMachine } from './techlead.machine.ts';
+import { correlationId } from '../protocol/keys.ts';
+
+/** A finished run continued by `moderator retry`: its tasks, some re-queued, and where the improvement cycles were. */
+export interface RetryPlan {
+  tasks: TaskRef[];
+  improvementCycle: number;
+}
 
 export interface OrchestratorInput {
   /** Start implementing without asking a person to approve the plan (`-y`). */
   autoApprove: boolean;
+  /** Set for a run continued by `moderator retry`: it starts implementing with these tasks. */
+  retry?: RetryPlan | undefined;
   maxReviewAttempts: number;
   maxImprovementCycles: number;
   minPriority: number;
@@ -39,7 +48,7 @@ interface OrchestratorContext {
 }
 
 type OrchestratorEvent =
-  | ScopeClarified | PlanReady | PrSubmitted | ChangesRequested | PrRejected | PrMerged | ImprovementsProposed | ImprovementsExhausted
+  | ScopeClarified | PlanReady | PrSubmitted | ChangesRequested | PrRejected | PrMerged | ReviewHeld | ImprovementsProposed | ImprovementsExhausted
   | AgentFailed | AgentStalled | LimitReached | HealthAlert | HumanApproved | HumanRejected | HumanAnswered | RunAbort | RunPause | RunResume
   | TaskSkip;
 
@@ -53,7 +62,7 @@ function newTasks(refs: NewTaskRef[], origin: TaskRef['origin'], existing: TaskR
   const known = new Set(existing.map((task) => task.id));
   return refs
     .filter((ref) => !known.has(ref.id))
-    .map((ref) => ({ id: ref.id, type: ref.type, origin, status: 'pending', attempt: 1, dependsOn: ref.dependsOn ?? [] }));
+    .map((ref) => ({ id: ref.id, type: ref.type, origin, status: 'pending', attempt: 1, roundStart: 1, stage: 'implement', prNumber: null, dependsOn: ref.dependsOn ?? [] }));
 }
 
 /** The next task whose dependencies are all merged, in plan order. */
@@ -62,6 +71,13 @@ export function nextReadyTask(tasks: TaskRef[]): TaskRef | undefined {
   const known = new Set(tasks.map((task) => task.id));
   return tasks.find((task) => task.status === 'pending' && task.dependsOn.every((id) => merged.has(id) || !known.has(id)));
 }
+
+/** Whether a review of this round is the task's last: the cap counts rounds since the allowance started. */
+export function isLastRound(task: Pick<TaskRef, 'attempt' | 'roundStart'>, maxReviewAttempts: number): boolean {
+  return task.attempt - task.roundStart + 1 >= maxReviewAttempts;
+}
+
+const correlation = (task: Pick<TaskRef, 'id' | 'attempt'>): string => correlationId(task.id, task.attempt);
 
 /** The outcome when the work ran out: done if everything merged, otherwise a person must look. */
 export function concludedOutcome(tasks: TaskRef[]): { outcome: Outcome; reason: string | null } {
@@ -94,48 +110,49 @@ export const orchestratorMachine = setup({
   actions: {
     requestScope: sendTo('moderator', { type: 'clarify.requested' }),
     requestPlan: sendTo('moderator', { type: 'plan.requested' }),
-    addPlannedTasks: assign({
-      tasks: ({ context, event }) => [...context.tasks, ...newTasks((event as PlanReady).tasks, 'plan', context.tasks)],
-    }),
-    addImprovementTasks: assign({
-      tasks: ({ context, event }) => [...context.tasks, ...newTasks((event as ImprovementsProposed).tasks, 'improvement', context.tasks)],
-    }),
+    addTasks: assign(({ context }, params: { tasks: NewTaskRef[]; origin: TaskRef['origin'] }) => ({
+      tasks: [...context.tasks, ...newTasks(params.tasks, params.origin, context.tasks)],
+    })),
     startNextTask: enqueueActions(({ context, enqueue }) => {
       const next = nextReadyTask(context.tasks);
       if (!next) return;
-      enqueue.assign({ currentTaskId: next.id, tasks: withStatus(context.tasks, next.id, 'active') });
-      enqueue.sendTo('techlead', {
-        type: 'task.assigned',
-        taskId: next.id,
-        taskType: next.type,
-        attempt: next.attempt,
-        correlationId: `${next.id}#${next.attempt}`,
+      enqueue.assign({ currentTaskId: next.id, tasks: withStatus(context.tasks, next.id, next.stage === 'review' ? 'in_review' : 'in_progress') });
+      if (next.stage === 'review' && next.prNumber !== null) {
+        const lastRound = isLastRound(next, context.settings.maxReviewAttempts);
+        enqueue.sendTo('moderator', { type: 'review.requested', taskId: next.id, prNumber: next.prNumber, attempt: next.attempt, lastRound, correlationId: correlation(next) });
+      } else if (next.stage === 'revise' && next.prNumber !== null) {
+        enqueue.sendTo('techlead', { type: 'task.feedback', taskId: next.id, taskType: next.type, attempt: next.attempt, prNumber: next.prNumber, correlationId: correlation(next) });
+      } else {
+        enqueue.sendTo('techlead', { type: 'task.assigned', taskId: next.id, taskType: next.type, attempt: next.attempt, correlationId: correlation(next) });
+      }
+    }),
+    requestReview: enqueueActions(({ context, enqueue }, submitted: PrSubmitted) => {
+      const task = context.tasks.find((candidate) => candidate.id === submitted.taskId);
+      const lastRound = task ? isLastRound({ attempt: submitted.attempt, roundStart: task.roundStart }, context.settings.maxReviewAttempts) : true;
+      enqueue.assign({ tasks: context.tasks.map((candidate) => (candidate.id === submitted.taskId ? { ...candidate, status: 'in_review' as const, prNumber: submitted.prNumber } : candidate)) });
+      enqueue.sendTo('moderator', {
+        type: 'review.requested', taskId: submitted.taskId, prNumber: submitted.prNumber, attempt: submitted.attempt, lastRound, correlationId: submitted.correlationId,
       });
     }),
-    requestReview: sendTo('moderator', ({ event }) => {
-      const submitted = event as PrSubmitted;
-      return { type: 'review.requested', taskId: submitted.taskId, prNumber: submitted.prNumber, attempt: submitted.attempt, correlationId: submitted.correlationId };
-    }),
-    sendFeedback: enqueueActions(({ context, event, enqueue }) => {
-      const review = event as ChangesRequested;
+    sendFeedback: enqueueActions(({ context, enqueue }, review: ChangesRequested) => {
       const task = context.tasks.find((candidate) => candidate.id === review.taskId);
       const attempt = review.attempt + 1;
-      enqueue.assign({ tasks: context.tasks.map((candidate) => (candidate.id === review.taskId ? { ...candidate, attempt } : candidate)) });
+      enqueue.assign({ tasks: context.tasks.map((candidate) => (candidate.id === review.taskId ? { ...candidate, status: 'in_progress' as const, attempt } : candidate)) });
       enqueue.sendTo('techlead', {
         type: 'task.feedback',
         taskId: review.taskId,
         taskType: task?.type ?? 'feature',
         attempt,
         prNumber: review.prNumber,
-        correlationId: `${review.taskId}#${attempt}`,
+        correlationId: correlationId(review.taskId, attempt),
       });
     }),
     markCurrent: assign(({ context }, status: TaskRef['status']) => ({
       tasks: withStatus(context.tasks, context.currentTaskId, status),
       currentTaskId: null,
     })),
-    markFailedTask: assign(({ context, event }) => ({
-      tasks: withStatus(context.tasks, (event as AgentFailed).taskId, 'failed'),
+    markFailedTask: assign(({ context }, failure: AgentFailed) => ({
+      tasks: withStatus(context.tasks, failure.taskId, 'failed'),
       currentTaskId: null,
     })),
     startImprovementCycle: enqueueActions(({ context, enqueue }) => {
@@ -148,21 +165,27 @@ export const orchestratorMachine = setup({
       const tasks = context.tasks.map((task) => (task.status === 'pending' ? { ...task, status: 'skipped' as const } : task));
       return context.outcome !== null ? { tasks } : { tasks, ...concludedOutcome(tasks) };
     }),
+    concludeAfterImproverFailure: assign(({ context }, failure: AgentFailed) => {
+      const tasks = context.tasks.map((task) => (task.status === 'pending' ? { ...task, status: 'skipped' as const } : task));
+      const concluded = concludedOutcome(tasks);
+      // Merged work is kept, but a failed improvement cycle is not "done": a person should know.
+      return concluded.outcome === 'done'
+        ? { tasks, outcome: 'needs_human' as const, reason: `every task is merged, but the Ever-Thinker's improvement cycle failed: ${failure.message}` }
+        : { tasks, outcome: concluded.outcome, reason: `${concluded.reason ?? ''}; the Ever-Thinker's improvement cycle failed: ${failure.message}` };
+    }),
     stopWith: assign((_, params: { outcome: Outcome; reason: string | null }) => params),
-    stopForLimit: assign(({ event }) => ({ outcome: (event as LimitReached).outcome, reason: (event as LimitReached).reason })),
-    stopForFailure: assign(({ event }) => {
-      const failure = event as AgentFailed;
-      const outcome: Outcome = failure.code === 'budget_exhausted' ? 'budget_exhausted' : 'failed';
+    stopForLimit: assign((_, limit: LimitReached) => ({ outcome: limit.outcome, reason: limit.reason })),
+    stopForFailure: assign((_, failure: AgentFailed) => {
+      // The project's tests cannot run at all: a person must fix the environment or the setting.
+      const outcome: Outcome = failure.code === 'budget_exhausted' ? 'budget_exhausted' : failure.code === 'test_environment' ? 'needs_human' : 'failed';
       return { outcome, reason: `${failure.agent}: ${failure.message}` };
     }),
-    retryStalled: enqueueActions(({ context, event, enqueue }) => {
-      const stall = event as AgentStalled;
+    retryStalled: enqueueActions(({ context, enqueue }, stall: AgentStalled) => {
       const key = stallKey(stall);
       enqueue.assign({ stallRetries: { ...context.stallRetries, [key]: (context.stallRetries[key] ?? 0) + 1 } });
       enqueue.sendTo(stall.agent, { type: 'agent.retry' });
     }),
-    skipTask: enqueueActions(({ context, event, enqueue }) => {
-      const skip = event as TaskSkip;
+    skipTask: enqueueActions(({ context, enqueue }, skip: TaskSkip) => {
       const current = context.currentTaskId === skip.taskId;
       enqueue.assign({ tasks: withStatus(context.tasks, skip.taskId, 'skipped'), currentTaskId: current ? null : context.currentTaskId });
       if (current) {
@@ -171,36 +194,39 @@ export const orchestratorMachine = setup({
         enqueue.sendTo('moderator', { type: 'agent.reset' });
       }
     }),
-    skipStalledTask: enqueueActions(({ context, event, enqueue }) => {
-      const stall = event as AgentStalled;
+    skipStalledTask: enqueueActions(({ context, enqueue }, stall: AgentStalled) => {
       enqueue.assign({ tasks: withStatus(context.tasks, stall.taskId, 'skipped'), currentTaskId: null });
       enqueue.sendTo(stall.agent, { type: 'agent.reset' });
     }),
   },
   guards: {
-    planHasTasks: ({ event }) => (event as PlanReady).tasks.length > 0,
+    planHasTasks: (_, plan: PlanReady) => plan.tasks.length > 0,
     autoApprove: ({ context }) => context.settings.autoApprove,
     hasPendingTask: ({ context }) => nextReadyTask(context.tasks) !== undefined,
     canImprove: ({ context }) =>
       context.improvementCycle < context.settings.maxImprovementCycles && context.tasks.every((task) => task.status === 'merged'),
-    approved: ({ event }) => (event as unknown as { output: { approved: boolean } }).output.approved,
-    budgetFailure: ({ event }) => (event as AgentFailed).code === 'budget_exhausted',
-    taskFailure: ({ event }) => (event as AgentFailed).taskId !== null && (event as AgentFailed).code !== 'replay_mismatch',
-    improverFailure: ({ event }) => (event as AgentFailed).agent === 'everThinker',
-    mayRetryStall: ({ context, event }) => (context.stallRetries[stallKey(event as AgentStalled)] ?? 0) < 1,
-    stallHasTask: ({ event }) => (event as AgentStalled).taskId !== null,
+    approved: (_, params: { approved: boolean }) => params.approved,
+    /** A failure that stops the run whatever the task: the budget, or tests that cannot run here. */
+    runFailure: (_, failure: AgentFailed) => failure.code === 'budget_exhausted' || failure.code === 'test_environment',
+    isRetry: ({ context }) => context.settings.retry !== undefined,
+    nextNeedsReview: ({ context }) => nextReadyTask(context.tasks)?.stage === 'review',
+    nextNeedsRevision: ({ context }) => nextReadyTask(context.tasks)?.stage === 'revise',
+    taskFailure: (_, failure: AgentFailed) => failure.taskId !== null && failure.code !== 'replay_mismatch',
+    improverFailure: (_, failure: AgentFailed) => failure.agent === 'everThinker',
+    mayRetryStall: ({ context }, stall: AgentStalled) => (context.stallRetries[stallKey(stall)] ?? 0) < 1,
+    stallHasTask: (_, stall: AgentStalled) => stall.taskId !== null,
     paused: ({ context }) => context.paused,
-    skipsCurrentTask: ({ context, event }) => context.currentTaskId === (event as TaskSkip).taskId,
-    skipsPendingTask: ({ context, event }) => context.tasks.some((task) => task.id === (event as TaskSkip).taskId && task.status === 'pending'),
+    skipsCurrentTask: ({ context }, skip: TaskSkip) => context.currentTaskId === skip.taskId,
+    skipsPendingTask: ({ context }, skip: TaskSkip) => context.tasks.some((task) => task.id === skip.taskId && task.status === 'pending'),
   },
 }).createMachine({
   id: 'orchestrator',
   description: 'Drives a run through clarifying, planning, implementing, reviewing and improving to an outcome.',
   context: ({ input }) => ({
     settings: input,
-    tasks: [],
+    tasks: input.retry?.tasks ?? [],
     currentTaskId: null,
-    improvementCycle: 0,
+    improvementCycle: input.retry?.improvementCycle ?? 0,
     stallRetries: {},
     outcome: null,
     reason: null,
@@ -208,35 +234,39 @@ export const orchestratorMachine = setup({
     answers: 0,
   }),
   invoke: [
-    { id: 'moderator', systemId: 'moderator', src: 'moderator', input: ({ context }) => ({ maxReviewAttempts: context.settings.maxReviewAttempts }) },
+    { id: 'moderator', systemId: 'moderator', src: 'moderator' },
     { id: 'techlead', systemId: 'techlead', src: 'techlead' },
     { id: 'monitor', systemId: 'monitor', src: 'monitor', input: ({ context }) => context.settings.monitor },
     { id: 'everThinker', systemId: 'everThinker', src: 'everThinker', input: ({ context }) => ({ minPriority: context.settings.minPriority }) },
   ],
   on: {
-    'monitor.limit_reached': { target: '.stopped', actions: 'stopForLimit' },
+    'monitor.limit_reached': { target: '.stopped', actions: { type: 'stopForLimit', params: ({ event }) => event } },
     'run.abort': { target: '.stopped', actions: assign({ outcome: 'cancelled', reason: ({ event }) => event.reason }) },
     'run.pause': { actions: assign({ paused: true }) },
     'run.resume': { actions: assign({ paused: false }) },
     'human.answered': { actions: assign({ answers: ({ context }) => context.answers + 1 }) },
     'task.skip': [
-      { guard: 'skipsCurrentTask', target: '.implementing', actions: 'skipTask' },
-      { guard: 'skipsPendingTask', actions: 'skipTask' },
+      { guard: { type: 'skipsCurrentTask', params: ({ event }) => event }, target: '.implementing', actions: { type: 'skipTask', params: ({ event }) => event } },
+      { guard: { type: 'skipsPendingTask', params: ({ event }) => event }, actions: { type: 'skipTask', params: ({ event }) => event } },
     ],
     'agent.failed': [
-      { guard: 'budgetFailure', target: '.stopped', actions: 'stopForFailure' },
-      { guard: 'improverFailure', target: '.stopped', actions: 'conclude' },
-      { guard: 'taskFailure', target: '.implementing', actions: 'markFailedTask' },
-      { target: '.stopped', actions: 'stopForFailure' },
+      { guard: { type: 'runFailure', params: ({ event }) => event }, target: '.stopped', actions: { type: 'stopForFailure', params: ({ event }) => event } },
+      { guard: { type: 'improverFailure', params: ({ event }) => event }, target: '.stopped', actions: { type: 'concludeAfterImproverFailure', params: ({ event }) => event } },
+      { guard: { type: 'taskFailure', params: ({ event }) => event }, target: '.implementing', actions: { type: 'markFailedTask', params: ({ event }) => event } },
+      { target: '.stopped', actions: { type: 'stopForFailure', params: ({ event }) => event } },
     ],
     'agent.stalled': [
-      { guard: 'mayRetryStall', actions: 'retryStalled' },
-      { guard: 'stallHasTask', target: '.implementing', actions: 'skipStalledTask' },
+      { guard: { type: 'mayRetryStall', params: ({ event }) => event }, actions: { type: 'retryStalled', params: ({ event }) => event } },
+      { guard: { type: 'stallHasTask', params: ({ event }) => event }, target: '.implementing', actions: { type: 'skipStalledTask', params: ({ event }) => event } },
       { target: '.stopped', actions: assign({ outcome: 'stuck', reason: ({ event }) => `${event.agent} made no progress, even after a retry` }) },
     ],
   },
-  initial: 'clarifying',
+  initial: 'starting',
   states: {
+    starting: {
+      description: 'A new run clarifies first; a run continued by `moderator retry` goes straight to its re-queued tasks.',
+      always: [{ guard: 'isRetry', target: 'implementing' }, { target: 'clarifying' }],
+    },
     clarifying: {
       description: 'The Moderator turns the requirements into a scope.',
       entry: 'requestScope',
@@ -247,7 +277,11 @@ export const orchestratorMachine = setup({
       entry: 'requestPlan',
       on: {
         'plan.ready': [
-          { guard: { type: 'planHasTasks' }, target: 'awaitingApproval', actions: 'addPlannedTasks' },
+          {
+            guard: { type: 'planHasTasks', params: ({ event }) => event },
+            target: 'awaitingApproval',
+            actions: { type: 'addTasks', params: ({ event }) => ({ tasks: event.tasks, origin: 'plan' as const }) },
+          },
           { target: 'stopped', actions: { type: 'stopWith', params: { outcome: 'failed', reason: 'the plan holds no tasks' } } },
         ],
       },
@@ -259,7 +293,7 @@ export const orchestratorMachine = setup({
         id: 'askApproval',
         src: 'askApproval',
         onDone: [
-          { guard: 'approved', target: 'implementing' },
+          { guard: { type: 'approved', params: ({ event }) => ({ approved: event.output.approved }) }, target: 'implementing' },
           { target: 'stopped', actions: { type: 'stopWith', params: { outcome: 'cancelled', reason: 'the plan was not approved' } } },
         ],
         onError: { target: 'stopped', actions: { type: 'stopWith', params: { outcome: 'needs_human', reason: 'the plan could not be approved' } } },
@@ -276,28 +310,31 @@ export const orchestratorMachine = setup({
         next: {
           description: 'Between tasks; a paused run waits here.',
           always: [
+            { guard: and([not('paused'), 'nextNeedsReview']), target: '#orchestrator.reviewing', actions: 'startNextTask' },
+            { guard: and([not('paused'), 'nextNeedsRevision']), target: 'revising', actions: 'startNextTask' },
             { guard: and([not('paused'), 'hasPendingTask']), target: 'working', actions: 'startNextTask' },
             { guard: and([not('paused'), 'canImprove']), target: '#orchestrator.improving' },
             { guard: not('paused'), target: '#orchestrator.stopped', actions: 'conclude' },
           ],
         },
-        working: { on: { 'pr.submitted': { target: '#orchestrator.reviewing', actions: 'requestReview' } } },
-        revising: { on: { 'pr.submitted': { target: '#orchestrator.reviewing', actions: 'requestReview' } } },
+        working: { on: { 'pr.submitted': { target: '#orchestrator.reviewing', actions: { type: 'requestReview', params: ({ event }) => event } } } },
+        revising: { on: { 'pr.submitted': { target: '#orchestrator.reviewing', actions: { type: 'requestReview', params: ({ event }) => event } } } },
       },
     },
     reviewing: {
       description: 'The Moderator reviews the PR: merge, ask for changes, or reject after the last attempt.',
       on: {
         'pr.merged': { target: 'implementing', actions: { type: 'markCurrent', params: 'merged' } },
-        'review.changes_requested': { target: 'implementing.revising', actions: 'sendFeedback' },
+        'review.changes_requested': { target: 'implementing.revising', actions: { type: 'sendFeedback', params: ({ event }) => event } },
         'pr.rejected': { target: 'implementing', actions: { type: 'markCurrent', params: 'rejected' } },
+        'review.held': { target: 'implementing', actions: { type: 'markCurrent', params: 'held' } },
       },
     },
     improving: {
       description: 'The Ever-Thinker looks for improvements worth another task.',
       entry: 'startImprovementCycle',
       on: {
-        'improvements.proposed': { target: 'implementing', actions: 'addImprovementTasks' },
+        'improvements.proposed': { target: 'implementing', actions: { type: 'addTasks', params: ({ event }) => ({ tasks: event.tasks, origin: 'improvement' as const }) } },
         'improvements.exhausted': { target: 'stopped', actions: 'conclude' },
       },
     },
@@ -309,5 +346,3 @@ export const orchestratorMachine = setup({
   output: ({ context }) => ({ outcome: context.outcome ?? 'failed', reason: context.reason }),
 });
 
-/** Which agent a systemId names, for logs and the journal. */
-export const agentIds: readonly AgentId[] = ['moderator', 'techlead', 'monitor', 'everThinker'];

@@ -3,6 +3,7 @@ import {
   errorCode, errorMessage,
   type AgentReset, type AgentRetry, type AgentStagnant, type TaskAssigned, type TaskFeedback,
 } from './events.ts';
+import { correlationId } from '../protocol/keys.ts';
 
 export interface TaskStepInput {
   taskId: string;
@@ -30,6 +31,14 @@ type TechLeadEvent = TaskAssigned | TaskFeedback | AgentStagnant | AgentRetry | 
 
 const notProvided = (name: string) => () => Promise.reject(new Error(`actor ${name} is not provided`));
 
+/** The task of a work state: set by the event that entered it, so its absence is a bug in this chart. */
+function taskIn(context: TechLeadContext): TaskStepInput {
+  if (context.task === null) throw new Error('the techlead chart is in a work state without a task');
+  return context.task;
+}
+
+const failed = { target: 'idle', actions: { type: 'reportFailure', params: ({ event }: { event: { error: unknown } }) => ({ error: event.error }) } } as const;
+
 const stagnation = (state: WorkState) => ({
   'agent.stagnant': { target: '#techlead.stagnant', actions: [{ type: 'markStalled' as const, params: state }, 'reportStall' as const] },
 });
@@ -51,22 +60,22 @@ export const techleadMachine = setup({
     submit: fromPromise<{ prNumber: number }, SubmitInput>(notProvided('submit')),
   },
   actions: {
-    reportFailure: sendParent(({ context, event }) => ({
+    reportFailure: sendParent(({ context }, params: { error: unknown }) => ({
       type: 'agent.failed',
       agent: 'techlead',
       taskId: context.task?.taskId ?? null,
-      code: errorCode((event as { error?: unknown }).error),
-      message: errorMessage((event as { error?: unknown }).error),
+      code: errorCode(params.error),
+      message: errorMessage(params.error),
     })),
-    announcePr: sendParent(({ context, event }) => {
-      const task = context.task as TaskStepInput;
+    announcePr: sendParent(({ context }, params: { prNumber: number }) => {
+      const task = taskIn(context);
       return {
         type: 'pr.submitted',
         taskId: task.taskId,
-        prNumber: (event as unknown as { output: { prNumber: number } }).output.prNumber,
+        prNumber: params.prNumber,
         attempt: task.attempt,
         testsPassed: context.testsPassed,
-        correlationId: `${task.taskId}#${task.attempt}`,
+        correlationId: correlationId(task.taskId, task.attempt),
       };
     }),
     markStalled: assign((_, state: WorkState) => ({ stalledIn: state })),
@@ -99,9 +108,9 @@ export const techleadMachine = setup({
       invoke: {
         id: 'prepareWorkspace',
         src: 'prepareWorkspace',
-        input: ({ context }) => context.task as TaskStepInput,
+        input: ({ context }) => taskIn(context),
         onDone: 'implementing',
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: stagnation('planning'),
     },
@@ -110,9 +119,9 @@ export const techleadMachine = setup({
       invoke: {
         id: 'implement',
         src: 'implement',
-        input: ({ context }) => context.task as TaskStepInput,
+        input: ({ context }) => taskIn(context),
         onDone: 'testing',
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: stagnation('implementing'),
     },
@@ -121,9 +130,9 @@ export const techleadMachine = setup({
       invoke: {
         id: 'revise',
         src: 'revise',
-        input: ({ context }) => context.task as TaskStepInput,
+        input: ({ context }) => taskIn(context),
         onDone: 'testing',
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: stagnation('addressing_feedback'),
     },
@@ -132,9 +141,9 @@ export const techleadMachine = setup({
       invoke: {
         id: 'runTests',
         src: 'runTests',
-        input: ({ context }) => context.task as TaskStepInput,
+        input: ({ context }) => taskIn(context),
         onDone: { target: 'submitting', actions: assign({ testsPassed: ({ event }) => event.output.passed }) },
-        onError: { target: 'idle', actions: 'reportFailure' },
+        onError: failed,
       },
       on: stagnation('testing'),
     },
@@ -143,9 +152,9 @@ export const techleadMachine = setup({
       invoke: {
         id: 'submit',
         src: 'submit',
-        input: ({ context }) => ({ ...(context.task as TaskStepInput), testsPassed: context.testsPassed }),
-        onDone: { target: 'idle', actions: 'announcePr' },
-        onError: { target: 'idle', actions: 'reportFailure' },
+        input: ({ context }) => ({ ...taskIn(context), testsPassed: context.testsPassed }),
+        onDone: { target: 'idle', actions: { type: 'announcePr', params: ({ event }) => ({ prNumber: event.output.prNumber }) } },
+        onError: failed,
       },
       on: stagnation('submitting'),
     },

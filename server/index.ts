@@ -11,7 +11,6 @@ import { createApp } from './routes.ts';
 import { metricsView, type Limits, type ViewContext } from './views.ts';
 
 export { MonitorServerError } from './monitor-server-error.ts';
-export { createStatelyInspector, type StatelyInspector, type StatelyInspectorOptions } from './inspector.ts';
 export type { ChartNode, ChartTransition } from './chart.ts';
 
 export interface MonitoringOptions {

@@ -1,4 +1,4 @@
-import { Gauge, Registry } from 'prom-client';
+import type { Gauge, Registry } from 'prom-client';
 import type { MetricsBody } from './views.ts';
 
 type Measure = Exclude<keyof MetricsBody, 'limits'>;
@@ -16,31 +16,45 @@ const help: Record<Measure, string> = {
   calls_sent: 'Model calls sent, including failed and interrupted ones.',
 };
 
+interface Gauges {
+  registry: Registry;
+  measures: Map<Measure, Gauge<'run_id'>>;
+  limit: Gauge<'run_id' | 'limit'>;
+}
+
+/** prom-client's text format, the same for every registry. */
+const textContentType = 'text/plain; version=0.0.4; charset=utf-8';
+
 /**
  * The run's metrics as Prometheus text, in a registry of its own (not prom-client's global one,
  * so two servers in one process, as in tests, never share gauges). Gauges are set at scrape time.
+ * prom-client (with the OpenTelemetry API it loads) is imported at the first scrape: most runs are
+ * never scraped, and it was a tenth of a resume's start-up.
  */
 export class PrometheusMetrics {
-  private readonly registry = new Registry();
-  private readonly gauges = new Map<Measure, Gauge<'run_id'>>();
-  private readonly limit: Gauge<'run_id' | 'limit'>;
-
-  constructor() {
-    for (const [measure, text] of Object.entries(help) as [Measure, string][]) {
-      this.gauges.set(measure, new Gauge({ name: `moderator_${measure}`, help: text, labelNames: ['run_id'], registers: [this.registry] }));
-    }
-    this.limit = new Gauge({ name: 'moderator_limit', help: 'Configured limits of the run.', labelNames: ['run_id', 'limit'], registers: [this.registry] });
-  }
+  private gauges: Promise<Gauges> | undefined;
 
   get contentType(): string {
-    return this.registry.contentType;
+    return textContentType;
   }
 
-  render(runId: string, metrics: MetricsBody): Promise<string> {
-    for (const [measure, gauge] of this.gauges) gauge.set({ run_id: runId }, metrics[measure]);
-    for (const [limit, value] of Object.entries(metrics.limits)) {
-      if (value !== null) this.limit.set({ run_id: runId, limit }, value);
+  async render(runId: string, metrics: MetricsBody): Promise<string> {
+    const { registry, measures, limit } = await (this.gauges ??= createGauges());
+    for (const [measure, gauge] of measures) gauge.set({ run_id: runId }, metrics[measure]);
+    for (const [name, value] of Object.entries(metrics.limits)) {
+      if (value !== null) limit.set({ run_id: runId, limit: name }, value);
     }
-    return this.registry.metrics();
+    return registry.metrics();
   }
+}
+
+async function createGauges(): Promise<Gauges> {
+  const { Gauge, Registry } = await import('prom-client');
+  const registry = new Registry();
+  const measures = new Map<Measure, Gauge<'run_id'>>();
+  for (const [measure, text] of Object.entries(help) as [Measure, string][]) {
+    measures.set(measure, new Gauge({ name: `moderator_${measure}`, help: text, labelNames: ['run_id'], registers: [registry] }));
+  }
+  const limit = new Gauge({ name: 'moderator_limit', help: 'Configured limits of the run.', labelNames: ['run_id', 'limit'], registers: [registry] });
+  return { registry, measures, limit };
 }

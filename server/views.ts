@@ -155,6 +155,7 @@ export function tasksView(context: ViewContext) {
       origin: task.origin,
       branch: task.branch,
       pr_number: task.prNumber,
+      pr_url: task.prUrl,
     })),
     pull_requests: view.pullRequests().map((pr) => ({
       number: pr.number,

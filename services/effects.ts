@@ -1,4 +1,5 @@
 import type { Store } from './store/store.ts';
+import type { StepKey } from '../protocol/keys.ts';
 
 /**
  * Runs a step at most once per run, as far as the journal can tell: a step journaled `done`
@@ -9,7 +10,7 @@ import type { Store } from './store/store.ts';
  * `commit` runs in the same transaction that marks the step done, for store writes that must
  * happen exactly when the step completes (e.g. adding planned tasks).
  */
-export async function once<T>(store: Store, runId: string, stepKey: string, work: () => Promise<T>, commit?: (result: T) => void): Promise<T> {
+export async function once<T>(store: Store, runId: string, stepKey: StepKey, work: () => Promise<T>, commit?: (result: T) => void): Promise<T> {
   const journaled = store.getEffect(runId, stepKey);
   if (journaled?.status === 'done') return journaled.result as T;
   store.startEffect(runId, stepKey);

@@ -1,7 +1,9 @@
-import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { parse, type ParseEntry } from 'shell-quote';
 import { UsageError } from '../errors.ts';
+import { runProcessGroup } from './process-group.ts';
+import { UNSANDBOXED, findProgram, type CommandSandbox } from './sandbox/sandbox.ts';
 
 export interface TestCommandOptions {
   /** The target's test command, e.g. `npm test -- --reporter=dot`. Split into argv, never given to a shell. */
@@ -14,6 +16,11 @@ export interface TestCommandOptions {
   /** How much of the output's end is kept, in bytes (default 64 KiB). */
   outputCapBytes?: number;
   signal?: AbortSignal;
+  /**
+   * Where the command runs: default UNSANDBOXED (on the host). Sandboxed, only `cwd` is
+   * writable (see services/sandbox).
+   */
+  sandbox?: CommandSandbox | undefined;
 }
 
 export interface TestCommandResult {
@@ -30,89 +37,130 @@ export interface TestCommandResult {
 }
 
 const DEFAULT_CAP = 64 * 1024;
-/** Between SIGTERM and SIGKILL: time for a test runner to print its summary and clean up. */
-const KILL_GRACE_MS = 2_000;
-/** After the command exits, how long its output pipes may stay open (held by a daemon it started). */
-const CLOSE_GRACE_MS = 2_000;
 
 /**
- * Splits a command line into argv like a POSIX shell would for plain words: whitespace
- * separates, single quotes are literal, double quotes allow `\"`, `\\`, `\$` and `` \` ``, and a
- * backslash outside quotes escapes the next character. Anything that would need a shell to mean
- * what it says (pipes, `&&`, `;`, redirections, `$(...)`, `$VAR`, backticks, subshells,
- * comments, leading `VAR=value`) is refused with a UsageError instead of being passed on
- * literally to do something else.
+ * A command line Moderator will not run: it needs a shell to mean what it says, or cannot be
+ * split. `problem` completes a sentence about the command ("uses \"&&\", which needs a shell"),
+ * so each caller names the command its own way without parsing this message.
  */
-export function splitCommand(command: string): string[] {
-  const argv: string[] = [];
-  let word = '';
-  let inWord = false;
-  let quotedWord = false;
-  const refuse = (what: string): never => {
-    throw new UsageError(`the test command ${JSON.stringify(command)} uses ${what}, which needs a shell; Moderator runs the command without one: put it in a script (e.g. an npm script) and name that`);
-  };
+export class CommandLineError extends UsageError {
+  readonly command: string;
+  readonly problem: string;
+  /** The problem is shell syntax: the fix is a script that does it, named as the command. */
+  readonly needsShell: boolean;
+
+  constructor(command: string, problem: string, needsShell: boolean) {
+    super(describeCommandLineProblem('the test command', command, problem, needsShell));
+    this.command = command;
+    this.problem = problem;
+    this.needsShell = needsShell;
+  }
+
+  /** The same refusal said of `what` ("the command", "the setup command"). */
+  describe(what: string): string {
+    return describeCommandLineProblem(what, this.command, this.problem, this.needsShell);
+  }
+}
+
+function describeCommandLineProblem(what: string, command: string, problem: string, needsShell: boolean): string {
+  const hint = needsShell ? '; Moderator runs the command without one: put it in a script (e.g. an npm script) and name that' : '';
+  return `${what} ${JSON.stringify(command)} ${problem}${hint}`;
+}
+
+/** Marks what shell-quote would expand (`$NAME`, `${...}`, a lone `$`) in the words it returns. */
+const EXPANSION = '\u0000';
+const LONE_DOLLAR = `${EXPANSION}${EXPANSION}`;
+const REDIRECTION = /[<>]/;
+const VARIABLES_HINT = 'pass variables through the env setting: project.pass_env';
+
+/**
+ * Checks what shell-quote does not (quotes left open, a trailing backslash, backticks and line
+ * breaks outside quotes, which it would take as literal text or as a space between words) and
+ * returns the command with a "#" inside a word and double-quoted `$` escaped for it: inside double quotes
+ * Moderator takes them literally, as it always did (there is no shell to expand them, and
+ * `node -e "...${x}..."` means what its author wrote), where shell-quote would expand `$`.
+ */
+function literalDoubleQuotes(command: string, refuse: (problem: string, needsShell: boolean) => never): string {
+  let out = '';
+  let quote: "'" | '"' | null = null;
   for (let index = 0; index < command.length; index += 1) {
     const char = command[index] ?? '';
     const next = command[index + 1] ?? '';
-    if (char === "'") {
-      const end = command.indexOf("'", index + 1);
-      if (end < 0) throw new UsageError(`the test command ${JSON.stringify(command)} has an unterminated single quote`);
-      word += command.slice(index + 1, end);
-      inWord = true;
-      quotedWord = true;
-      index = end;
-    } else if (char === '"') {
-      let end = index + 1;
-      for (; end < command.length && command[end] !== '"'; end += 1) {
-        const inner = command[end] ?? '';
-        const after = command[end + 1] ?? '';
-        if (inner === '\\' && ['"', '\\', '$', '`'].includes(after)) {
-          word += after;
-          end += 1;
-        } else {
-          word += inner;
-        }
-      }
-      if (end >= command.length) throw new UsageError(`the test command ${JSON.stringify(command)} has an unterminated double quote`);
-      inWord = true;
-      quotedWord = true;
-      index = end;
+    if (quote === "'") {
+      if (char === "'") quote = null;
     } else if (char === '\\') {
-      if (index + 1 >= command.length) throw new UsageError(`the test command ${JSON.stringify(command)} ends with a backslash`);
-      word += next;
-      inWord = true;
-      quotedWord = true;
+      if (index + 1 >= command.length) refuse('ends with a backslash', false);
+      // shell-quote keeps the backslash of \` inside double quotes, where a shell drops it.
+      out += quote === '"' && next === '`' ? '`' : `${char}${next}`;
       index += 1;
-    } else if (/\s/.test(char)) {
-      if (char === '\n' || char === '\r') refuse('a line break (a second command)');
-      if (inWord) {
-        argv.push(word);
-        word = '';
-        inWord = false;
-        quotedWord = false;
+      continue;
+    } else if (quote === '"') {
+      if (char === '"') quote = null;
+      else if (char === '$') {
+        out += '\\$';
+        continue;
       }
-    } else if (char === '|' || char === '&' || char === ';') {
-      refuse(`"${char === next ? char + next : char}"`);
-    } else if (char === '<' || char === '>') {
-      refuse(`the redirection "${char}"`);
+    } else if (char === "'" || char === '"') {
+      quote = char;
+    } else if (char === '#' && index > 0 && !/\s/.test(command[index - 1] ?? '')) {
+      // Only a "#" that starts a word starts a comment; shell-quote takes any.
+      out += '\\#';
+      continue;
     } else if (char === '`') {
-      refuse('a backtick command substitution');
-    } else if (char === '$' && (next === '(' || next === '{' || /[A-Za-z_0-9?!#@*$-]/.test(next))) {
-      refuse(next === '(' ? '"$(...)"' : 'a variable expansion (pass variables through the env setting)');
-    } else if (char === '(' || char === ')') {
-      refuse(`"${char}"`);
-    } else if (char === '#' && !inWord) {
-      refuse('a "#" comment');
+      refuse('uses a backtick command substitution, which needs a shell', true);
+    } else if (char === '\n' || char === '\r') {
+      refuse('uses a line break (a second command), which needs a shell', true);
+    }
+    out += char;
+  }
+  if (quote !== null) refuse(`has an unterminated ${quote === '"' ? 'double' : 'single'} quote`, false);
+  return out;
+}
+
+/**
+ * Splits a command line into argv with shell-quote, the way a POSIX shell splits plain words
+ * (quotes, backslash escapes). Anything outside quotes that would need a shell to mean what it
+ * says (pipes, `&&`, `;`, redirections, `$(...)`, `$VAR`, backticks, subshells, comments, a
+ * leading `VAR=value`) is refused with a CommandLineError instead of being passed on literally to
+ * do something else. Quoted text and glob patterns reach the program as written.
+ */
+export function splitCommand(command: string): string[] {
+  const refuse = (problem: string, needsShell: boolean): never => {
+    throw new CommandLineError(command, problem, needsShell);
+  };
+  const shellSyntax = (what: string): never => refuse(`uses ${what}, which needs a shell`, true);
+  if (command.includes(EXPANSION)) refuse('contains a NUL character', false);
+  const literal = literalDoubleQuotes(command, refuse);
+  let entries: ParseEntry[];
+  try {
+    entries = parse(literal, (name) => `${EXPANSION}${name}${EXPANSION}`);
+  } catch {
+    // shell-quote throws on a malformed `${...}`.
+    return shellSyntax(`a variable expansion (${VARIABLES_HINT})`);
+  }
+  const argv: string[] = [];
+  for (const [index, entry] of entries.entries()) {
+    if (typeof entry === 'string') {
+      const next = entries[index + 1];
+      const opensParenthesis = typeof next === 'object' && 'op' in next && next.op === '(';
+      if (entry.includes(`${LONE_DOLLAR}(`) || (entry.endsWith(LONE_DOLLAR) && opensParenthesis)) shellSyntax('"$(...)"');
+      // A `$` that starts no name is literal in a shell too.
+      const word = entry.split(LONE_DOLLAR).join('$');
+      if (word.includes(EXPANSION)) shellSyntax(`a variable expansion (${VARIABLES_HINT})`);
+      argv.push(word);
+    } else if ('comment' in entry) {
+      shellSyntax('a "#" comment');
+    } else if (entry.op === 'glob') {
+      argv.push(entry.pattern);
+    } else if (REDIRECTION.test(entry.op)) {
+      shellSyntax(`the redirection "${entry.op}"`);
     } else {
-      if (!inWord && argv.length === 0 && !quotedWord && /^[A-Za-z_][A-Za-z0-9_]*=/.test(command.slice(index))) {
-        refuse('a leading VAR=value assignment (pass variables through the env setting)');
-      }
-      word += char;
-      inWord = true;
+      shellSyntax(`"${entry.op}"`);
     }
   }
-  if (inWord) argv.push(word);
-  if (argv.length === 0) throw new UsageError('the test command is empty');
+  const [program] = argv;
+  if (program === undefined) return refuse('is empty', false);
+  if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(program)) shellSyntax(`a leading VAR=value assignment (${VARIABLES_HINT})`);
   return argv;
 }
 
@@ -157,26 +205,14 @@ class TailBuffer {
   }
 }
 
-function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (pid === undefined) return;
-  try {
-    // Negative pid: the whole process group (the child was spawned detached, as its leader),
-    // so `npm test` -> node -> workers all go, not just npm.
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: the group is already gone.
-  }
-}
-
 /**
  * Runs the target's test command without a shell and reports how it went. A command that
  * cannot start (not found, not executable, missing cwd) is a failed run with the reason in
  * `output`, not an exception: for the agent it is a test result like any other. A command
- * line that needs a shell is a configuration error and throws a UsageError.
+ * line that needs a shell is a configuration error and throws a CommandLineError.
  */
 export async function runTestCommand(options: TestCommandOptions): Promise<TestCommandResult> {
-  const argv = splitCommand(options.command);
-  const [file, ...args] = argv as [string, ...string[]];
+  const [file, ...args] = splitCommand(options.command) as [string, ...string[]];
   const tail = new TailBuffer(Math.max(0, options.outputCapBytes ?? DEFAULT_CAP));
   const started = performance.now();
   const finish = (partial: Pick<TestCommandResult, 'exitCode' | 'signal' | 'timedOut' | 'aborted'>, note?: string): TestCommandResult => {
@@ -188,84 +224,30 @@ export async function runTestCommand(options: TestCommandOptions): Promise<TestC
       output: tail.text(),
     };
   };
+  const notStarted = (reason: string): TestCommandResult => finish({ exitCode: null, signal: null, timedOut: false, aborted: false }, reason);
 
   if (options.signal?.aborted) return finish({ exitCode: null, signal: null, timedOut: false, aborted: true }, '[aborted before start]');
   // spawn reports a missing cwd as ENOENT too, which would read as "command not found".
-  if (!existsSync(options.cwd) || !statSync(options.cwd).isDirectory()) {
-    return finish({ exitCode: null, signal: null, timedOut: false, aborted: false }, `working directory does not exist: ${options.cwd}`);
+  if (!existsSync(options.cwd) || !statSync(options.cwd).isDirectory()) return notStarted(`working directory does not exist: ${options.cwd}`);
+  const sandbox = options.sandbox ?? UNSANDBOXED;
+  // In the sandbox bwrap starts the program, and would report a missing one as its own failure.
+  if (sandbox.confined && findProgram(file, options.env.PATH, options.cwd) === undefined) return notStarted(`command not found: ${file}`);
+
+  const command = sandbox.wrap({ file, args, cwd: options.cwd, env: options.env }, options.cwd);
+  const run = await runProcessGroup({
+    ...command,
+    timeoutMs: options.timeoutMs,
+    signal: options.signal,
+    onStdout: (chunk) => tail.push(chunk),
+    onStderr: (chunk) => tail.push(chunk),
+  }).done;
+  if (run.startError !== undefined) {
+    const error = run.startError;
+    return notStarted(error.code === 'ENOENT' ? `command not found: ${file}`
+      : error.code === 'EACCES' ? `permission denied: ${file} is not executable`
+        : `cannot run ${file}: ${error.message}`);
   }
-
-  return new Promise<TestCommandResult>((resolve) => {
-    let timedOut = false;
-    let aborted = false;
-    let settled = false;
-    let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-    const timers: NodeJS.Timeout[] = [];
-
-    const child = spawn(file, args, {
-      cwd: options.cwd,
-      env: options.env,
-      shell: false,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      windowsHide: true,
-    });
-
-    const settle = (result: TestCommandResult): void => {
-      if (settled) return;
-      settled = true;
-      for (const timer of timers) clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-      resolve(result);
-    };
-
-    const stop = (): void => {
-      killGroup(child.pid, 'SIGTERM');
-      timers.push(setTimeout(() => killGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS));
-    };
-    const onAbort = (): void => {
-      if (exit !== null) return;
-      aborted = true;
-      stop();
-    };
-
-    child.stdout.on('data', (chunk: Buffer) => tail.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => tail.push(chunk));
-
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      const reason = error.code === 'ENOENT' ? `command not found: ${file}`
-        : error.code === 'EACCES' ? `permission denied: ${file} is not executable`
-          : `cannot run ${file}: ${error.message}`;
-      settle(finish({ exitCode: null, signal: null, timedOut: false, aborted: false }, reason));
-    });
-
-    child.on('exit', (code, signal) => {
-      exit = { code, signal };
-      // Whatever the command left running in its group (a server it forgot to stop) goes
-      // with it; and if something outside the group still holds the pipes, stop waiting.
-      killGroup(child.pid, 'SIGKILL');
-      timers.push(setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        settle(finishExit());
-      }, CLOSE_GRACE_MS));
-    });
-
-    const finishExit = (): TestCommandResult => {
-      const note = timedOut ? `[timed out after ${options.timeoutMs} ms; process group killed]`
-        : aborted ? '[aborted; process group killed]' : undefined;
-      return finish({ exitCode: exit?.code ?? null, signal: exit?.signal ?? null, timedOut, aborted }, note);
-    };
-
-    child.on('close', () => {
-      if (exit !== null) settle(finishExit());
-    });
-
-    timers.push(setTimeout(() => {
-      if (exit !== null) return;
-      timedOut = true;
-      stop();
-    }, Math.max(0, options.timeoutMs)));
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  const note = run.timedOut ? `[timed out after ${options.timeoutMs} ms; process group killed]`
+    : run.aborted ? '[aborted; process group killed]' : undefined;
+  return finish({ exitCode: run.code, signal: run.signal, timedOut: run.timedOut, aborted: run.aborted }, note);
 }

@@ -3,14 +3,14 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { ask } from '../actors/ask.ts';
-import { extractJson, parseReply, planReply, reviewReply } from '../actors/replies.ts';
+import { extractJson, parseReply, planReply, replies } from '../actors/replies.ts';
 import type { RunServices } from '../actors/run-services.ts';
 import { ModelGateway } from '../services/llm/gateway.ts';
 import type { ModelProvider, ModelReply, ModelRequest, ToolCall } from '../services/llm/provider.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
-import { changeReply } from '../actors/replies.ts';
 import { AgentLogs } from '../services/logger.ts';
 import { Store } from '../services/store/store.ts';
+import { callKeys } from '../protocol/keys.ts';
 
 class Scripted implements ModelProvider {
   readonly name = 'scripted';
@@ -35,8 +35,8 @@ function services(provider: ModelProvider): { services: RunServices; store: Stor
 }
 
 const options = {
-  agent: 'moderator' as const, purpose: 'review', callKey: 'moderator:review:T1:1', system: 's', prompt: 'p', schema: reviewReply,
-  settings: { model: 'm', temperature: 0, max_tokens: 100 },
+  agent: 'moderator' as const, purpose: 'review', callKey: callKeys.review('T1', 1), system: 's', prompt: 'p', reply: replies.review,
+  settings: { model: 'm', temperature: 0, max_tokens: 100 }, replyRetries: 1,
 };
 
 test('a malformed reply is sent back once with the validation error, and the corrected reply is used', async (t) => {
@@ -82,7 +82,7 @@ test('with tools, each tool call is run in the worktree, its result sent back, a
     '```json\n{"summary":"added a","files":[],"delete":[]}\n```',
   ]);
   const { services: run, store } = services(provider);
-  const change = await ask(run, { ...options, agent: 'techlead', purpose: 'implement', callKey: 'techlead:implement:T1:1', schema: changeReply, tools, maxTurns: 5 });
+  const change = await ask(run, { ...options, agent: 'techlead', purpose: 'implement', callKey: callKeys.change('implement', 'T1', 1), reply: replies.change, tools, maxTurns: 5 });
   t.is(change.summary, 'added a');
   t.is(fs.readFileSync(path.join(worktree, 'src', 'a.js'), 'utf8'), 'export const a = 1;\n');
   const second = provider.seen[1]?.messages.at(-1);
@@ -98,5 +98,5 @@ test('the tool turn cap ends a conversation that never answers', async (t) => {
   const tools = createWorktreeTools({ root: worktree, allowedCommands: [], commandTimeoutMs: 1000, outputCapBytes: 1000, env: {}, baseBranch: 'main' });
   const looping = { text: '', toolCalls: [{ id: 'x', name: 'list_files', input: {} }] };
   const { services: run } = services(new Scripted([looping, looping, looping]));
-  await t.throwsAsync(ask(run, { ...options, schema: changeReply, tools, maxTurns: 2 }), { message: /no final answer within 2 tool turns/ });
+  await t.throwsAsync(ask(run, { ...options, reply: replies.change, tools, maxTurns: 2 }), { message: /no final answer within 2 tool turns/ });
 });

@@ -2,7 +2,7 @@ import test from 'ava';
 import { createActor, fromPromise, type Snapshot } from 'xstate';
 import { interAgentEventTypes } from '../machines/events.ts';
 import { everThinkerMachine } from '../machines/ever-thinker.machine.ts';
-import { moderatorMachine, type ReviewInput } from '../machines/moderator.machine.ts';
+import { moderatorMachine, type ReviewInput, type ReviewOutput } from '../machines/moderator.machine.ts';
 import { monitorMachine } from '../machines/monitor.machine.ts';
 import { orchestratorMachine, type OrchestratorInput } from '../machines/orchestrator.machine.ts';
 import { techleadMachine, type TaskStepInput } from '../machines/techlead.machine.ts';
@@ -26,7 +26,7 @@ function tree(calls: string[], hang: { implement: boolean }) {
         actors: {
           clarify: done('clarify', { assumptions: 0, questions: 0 }),
           plan: done('plan', { tasks: [{ id: 'T1', type: 'feature' }] }),
-          review: fromPromise<{ verdict: 'approve' | 'request_changes' }, ReviewInput>(async ({ input: review }) => {
+          review: fromPromise<ReviewOutput, ReviewInput>(async ({ input: review }) => {
             calls.push(`review ${review.taskId}`);
             return { verdict: 'approve' };
           }),

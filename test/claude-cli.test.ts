@@ -8,6 +8,7 @@ import { ModelGateway } from '../services/llm/gateway.ts';
 import { ModelError } from '../services/llm/model-error.ts';
 import type { ModelRequest } from '../services/llm/provider.ts';
 import { Store } from '../services/store/store.ts';
+import { callKeys } from '../protocol/keys.ts';
 
 /*
  * The provider runs the fake `claude` of test/fakes, found on the PATH given in its env the way
@@ -99,8 +100,8 @@ test('a run through the gateway is journaled and counted against the budget', as
   t.teardown(() => store.close());
   store.createRun({ id: 'r1', target: box.worktree, requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   const gateway = new ModelGateway({ store, runId: 'r1', provider: provider(box, 'ok'), budget: { maxTokensTotal: 1_000_000 } });
-  await gateway.call('techlead:implement:T1:1', request());
-  await gateway.call('techlead:implement:T1:1', request());
+  await gateway.call(callKeys.change('implement', 'T1', 1), request());
+  await gateway.call(callKeys.change('implement', 'T1', 1), request());
   const totals = store.totals('r1');
   t.is(totals.callsSent, 1, 'the journaled reply is not paid for twice');
   t.is(totals.tokensUsed, 1200 + 300 + 5000 + 100);

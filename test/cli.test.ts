@@ -69,6 +69,8 @@ test('a provider without its key is refused before anything is created', (t) => 
 });
 
 const replayArgs = ['--provider', 'replay', '--replay', path.join(root, 'demos', 'todo-cli', 'session.json')];
+/** A replay only runs on the requirements it was recorded for. */
+const demoRequirements = (JSON.parse(fs.readFileSync(path.join(root, 'demos', 'todo-cli', 'session.json'), 'utf8')) as { requirements: string }).requirements;
 
 test('a dirty work tree is refused, and the user files are untouched', (t) => {
   const target = tempDir('dirty');
@@ -98,12 +100,16 @@ test('without -y and without a terminal to ask on, the run refuses to start', (t
 
 test('the token budget is never overrun: the run stops with budget_exhausted and exit 3', (t) => {
   const target = path.join(tempDir('budget'), 'todo');
-  const { code, stdout } = cli(['demo', '--target', target, '--max-tokens', '30000', '--json']);
+  const { code, stdout, stderr } = cli(['demo', '--target', target, '--max-tokens', '30000', '--json']);
   t.is(code, 3);
   const summary = JSON.parse(stdout) as { outcome: string; tokensUsed: number; reason: string };
   t.is(summary.outcome, 'budget_exhausted');
   t.true(summary.tokensUsed <= 30_000, `used ${summary.tokensUsed}`);
   t.regex(summary.reason, /token budget/);
+  t.false(stderr.includes('token budget:'), 'the stop reason is printed once, by the summary, not also as a progress error');
+  const text = cli(['demo', '--target', path.join(tempDir('budget'), 'todo'), '--max-tokens', '30000']);
+  t.is(text.code, 3);
+  t.is(`${text.stderr}${text.stdout}`.split('token budget:').length - 1, 1, `${text.stderr}${text.stdout}`);
 });
 
 test('runs that cannot be resumed are refused with exit 2: unknown id, other chart version', (t) => {
@@ -139,7 +145,7 @@ test('a busy monitor port: a run refuses with exit 2 naming the setting; the dem
   const blocker = net.createServer();
   const port = await new Promise<number>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve((blocker.address() as { port: number }).port)));
   t.teardown(() => blocker.close());
-  const run = await cliInBackground(['x', '--target', path.join(tempDir('busy'), 't'), '-y', ...replayArgs], { DUO_AGENT_MONITOR_PORT: String(port) });
+  const run = await cliInBackground([demoRequirements, '--target', path.join(tempDir('busy'), 't'), '-y', ...replayArgs], { DUO_AGENT_MONITOR_PORT: String(port) });
   t.is(run.code, 2);
   t.regex(run.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use: set DUO_AGENT_MONITOR_PORT or monitor\\.port`));
   const demo = await cliInBackground(['demo', '--target', path.join(tempDir('busy-demo'), 't'), '--max-tokens', '10000'], { DUO_AGENT_MONITOR_PORT: String(port) });

@@ -9,6 +9,7 @@ import {
   ConfigError,
   childProcessEnv,
   configForResume,
+  gitEnv,
   configJsonSchema,
   configSchema,
   loadConfig,
@@ -51,13 +52,14 @@ function failure(t: ExecutionContext, run: () => unknown): string {
 
 function defaultsFor(name: string): Config {
   return {
-    project: { name, type: 'app', language: 'unknown', test_command: 'npm test', test_timeout_seconds: 600 },
-    model: { replay_delay_ms: 0, timeout_seconds: 600, max_retries: 4, claude_cli_path: 'claude' },
+    project: { name, type: 'app', language: 'unknown', test_timeout_seconds: 600, pass_env: [] },
+    model: { replay_delay_ms: 0, timeout_seconds: 600, max_retries: 4, reply_retries: 2, claude_cli_path: 'claude' },
     agents: {
       moderator: { model: 'claude-sonnet-4-6', temperature: 0.3, max_tokens: 8000 },
       techlead: {
         model: 'claude-sonnet-4-6', temperature: 0.5, max_tokens: 8000, max_tool_turns: 40, command_timeout_seconds: 300,
         allowed_commands: ['npm', 'npx', 'node', 'yarn', 'pnpm', 'python', 'python3', 'pytest', 'make', 'cargo', 'go'],
+        sandbox: 'auto', allow_network: false,
       },
       ever_thinker: {
         model: 'claude-sonnet-4-6',
@@ -80,7 +82,11 @@ function defaultsFor(name: string): Config {
     git: {
       provider: 'local',
       branch_prefix: 'duo-agent',
-      base_branch: 'main',
+      api_url: 'https://api.github.com',
+      merge_wait_seconds: 600,
+      rate_limit_wait_seconds: 900,
+      write_spacing_ms: 1000,
+      notification_spacing_ms: 3000,
       author_name: 'Moderator',
       author_email: 'moderator@localhost',
     },
@@ -103,8 +109,8 @@ test('the seed sample files load unchanged from the target and give the seed val
     name: 'example-project',
     type: 'web_app',
     language: 'python',
-    test_command: 'npm test',
     test_timeout_seconds: 600,
+    pass_env: [],
   });
   t.deepEqual(config.agents.moderator, { model: 'claude-3-opus', temperature: 0.3, max_tokens: 8000 });
   t.like(config.agents.techlead, { model: 'claude-3-opus', temperature: 0.5, max_tokens: 8000 });
@@ -195,6 +201,7 @@ const ENV_CASES: ReadonlyArray<[name: string, value: string, pick: (c: Config) =
   ['DUO_AGENT_LOG_LEVEL', 'DEBUG', (c) => c.logging.level, 'debug'],
   ['DUO_AGENT_MODEL_PROVIDER', 'openai', (c) => c.model.provider, 'openai'],
   ['DUO_AGENT_MONITOR_PORT', '9090', (c) => c.monitor.port, 9090],
+  ['DUO_AGENT_MONITOR_HOST', '0.0.0.0', (c) => c.monitor.host, '0.0.0.0'],
   ['DUO_AGENT_ENABLE_WEBSOCKET', 'false', (c) => c.monitor.enable_websocket, false],
   ['DUO_AGENT_MAX_TOKENS', '2000000', (c) => c.limits.max_tokens_total, 2_000_000],
   ['DUO_AGENT_MAX_CONTEXT', '50000', (c) => c.limits.max_context_tokens, 50_000],
@@ -450,11 +457,47 @@ test('the vendor variable names are fallbacks for the DUO_AGENT secrets', (t) =>
   t.deepEqual(load(dir, { env: { DUO_AGENT_GIT_TOKEN: 'tok', GITHUB_TOKEN: 'other' } }).secrets, { gitToken: 'tok' });
 });
 
-test('childProcessEnv drops credentials and the Node options of this process', (t) => {
+test('DUO_AGENT_MONITOR_TOKEN is the intervention token, over the file, read again on resume, and a short one is refused without its value', (t) => {
+  const dir = target(t, { 'duo-agent.config.yaml': 'monitor:\n  token: from-the-file-0123456789\n' });
+  const token = 'from-the-environment-0123456789';
+  const { config, secrets } = load(dir, { env: { DUO_AGENT_MONITOR_TOKEN: token } });
+  t.is(config.monitor.token, token, 'the environment wins over the file');
+  t.is(secrets.monitorToken, token);
+  t.is(redact(`Bearer ${token}`, secrets), 'Bearer [redacted]');
+  t.is(childProcessEnv({ DUO_AGENT_MONITOR_TOKEN: token, PATH: '/bin' }).DUO_AGENT_MONITOR_TOKEN, undefined);
+
+  // A run's stored settings drop the token (cli/commands.ts); a resume takes it from the environment again.
+  const stored = { ...config, monitor: { ...config.monitor, token: undefined } };
+  t.is(configForResume(stored, undefined, { DUO_AGENT_MONITOR_TOKEN: token }).config.monitor.token, token);
+  t.is(configForResume(stored, undefined, {}).config.monitor.token, undefined);
+
+  const short = failure(t, () => load(dir, { env: { DUO_AGENT_MONITOR_TOKEN: 'hunter2' } }));
+  t.is(short, 'DUO_AGENT_MONITOR_TOKEN: expected a token of at least 16 characters, found one of 7');
+});
+
+test('agents.yaml: two entries claiming one role are refused, naming both', (t) => {
+  const entry = (type: string) => `    name: N\n    type: ${type}\n    system_prompt: P\n`;
+  const dir = target(t, { 'agents.yaml': `agents:\n  gen_a:\n${entry('generator')}  gen_b:\n${entry('generator')}  reviewer:\n${entry('reviewer')}` });
+  t.is(failure(t, () => load(dir)), 'agents.yaml: agents: "gen_a" and "gen_b" both have type generator; keep one (specialist agents are not implemented)');
+});
+
+test('childProcessEnv is an allow-list: what programs need, the declared variables, never a credential', (t) => {
   const env = {
     PATH: '/usr/bin',
     HOME: '/home/u',
+    LANG: 'de_DE.UTF-8',
+    LC_ALL: 'C',
+    LC_CTYPE: 'C.UTF-8',
+    TZ: 'UTC',
+    TERM: 'xterm',
+    USER: 'u',
+    LOGNAME: 'u',
+    TMPDIR: '/var/tmp',
     CI: 'true',
+    DATABASE_URL: 'postgres://app:hunter2@db/app',
+    AWS_SECRET_ACCESS_KEY: 'aws',
+    AWS_ACCESS_KEY_ID: 'AKIA',
+    SSH_AUTH_SOCK: '/tmp/agent.sock',
     DUO_AGENT_API_KEY: 'a',
     DUO_AGENT_GIT_TOKEN: 'b',
     OPENAI_API_KEY: 'c',
@@ -469,7 +512,33 @@ test('childProcessEnv drops credentials and the Node options of this process', (
     DUO_AGENT_LOG_LEVEL: 'debug',
     UNSET: undefined,
   };
-  t.deepEqual(childProcessEnv(env), { PATH: '/usr/bin', HOME: '/home/u', CI: 'true', DUO_AGENT_LOG_LEVEL: 'debug' });
+  const base = { PATH: '/usr/bin', HOME: '/home/u', LANG: 'de_DE.UTF-8', LC_ALL: 'C', LC_CTYPE: 'C.UTF-8', TZ: 'UTC', TERM: 'xterm', USER: 'u', LOGNAME: 'u', TMPDIR: '/var/tmp' };
+  t.deepEqual(childProcessEnv(env), base);
+  t.deepEqual(childProcessEnv(env, ['CI', 'DATABASE_URL', 'UNSET', 'MISSING']), { ...base, CI: 'true', DATABASE_URL: 'postgres://app:hunter2@db/app' });
+  // Declared or not, credentials and Node options of this process stay out.
+  t.deepEqual(childProcessEnv(env, ['AWS_SECRET_ACCESS_KEY', 'NPM_TOKEN', 'ANTHROPIC_API_KEY', 'DB_PASSWORD', 'NODE_OPTIONS', 'NODE_TEST_CONTEXT']), base);
+});
+
+test('gitEnv gives git only PATH and HOME', (t) => {
+  t.deepEqual(gitEnv({ PATH: '/usr/bin', HOME: '/home/u', LANG: 'de_DE.UTF-8', GIT_DIR: '/elsewhere', CI: 'true', GITHUB_TOKEN: 'e' }), { PATH: '/usr/bin', HOME: '/home/u' });
+});
+
+test('project.pass_env takes variable names and refuses credentials', (t) => {
+  const dir = target(t, { 'duo-agent.config.yaml': 'project:\n  pass_env: [CI, DATABASE_URL]\n' });
+  t.deepEqual(load(dir).config.project.pass_env, ['CI', 'DATABASE_URL']);
+  for (const name of ['AWS_SECRET_ACCESS_KEY', 'NPM_TOKEN', 'ANTHROPIC_API_KEY', 'NODE_OPTIONS', 'not a name']) {
+    const bad = target(t, { 'duo-agent.config.yaml': `project:\n  pass_env: [${JSON.stringify(name)}]\n` });
+    t.regex(failure(t, () => load(bad)), /^duo-agent\.config\.yaml: project\.pass_env\[0\]: expected an environment variable name that is not a credential/, name);
+  }
+});
+
+test('agents.techlead.sandbox is auto, bwrap or off', (t) => {
+  const dir = target(t, { 'duo-agent.config.yaml': 'agents:\n  techlead:\n    sandbox: bwrap\n    allow_network: true\n' });
+  const { config } = load(dir);
+  t.is(config.agents.techlead.sandbox, 'bwrap');
+  t.true(config.agents.techlead.allow_network);
+  const bad = target(t, { 'duo-agent.config.yaml': 'agents:\n  techlead:\n    sandbox: docker\n' });
+  t.regex(failure(t, () => load(bad)), /^duo-agent\.config\.yaml: agents\.techlead\.sandbox: expected one of "auto", "bwrap", "off", found "docker"/);
 });
 
 test('resolveTarget: flag, then DUO_AGENT_WORKSPACE, then the current directory', (t) => {
@@ -534,4 +603,28 @@ test('the shipped example file documents every field of the schema', (t) => {
   }
   t.true(documented.has('model.provider'));
   t.true(documented.size > 40);
+});
+
+// --- model defaults that follow the provider ------------------------------------------------------
+
+test('the SDKs’ own base-URL variables set model.base_url for their provider when nothing else does', (t) => {
+  const dir = target(t);
+  const env = { ANTHROPIC_BASE_URL: 'http://127.0.0.1:9001', OPENAI_BASE_URL: 'http://127.0.0.1:9002/v1' };
+  t.is(load(dir, { env: { ...env, DUO_AGENT_MODEL_PROVIDER: 'anthropic' } }).config.model.base_url, 'http://127.0.0.1:9001');
+  t.is(load(dir, { env: { ...env, DUO_AGENT_MODEL_PROVIDER: 'openai' } }).config.model.base_url, 'http://127.0.0.1:9002/v1');
+  t.is(load(dir, { env }).config.model.base_url, undefined, 'no provider: no base URL');
+  const configured = target(t, { 'duo-agent.config.yaml': 'model:\n  provider: openai\n  base_url: http://127.0.0.1:9003\n' });
+  t.is(load(configured, { env }).config.model.base_url, 'http://127.0.0.1:9003', 'the setting beats the variable');
+  const error = configError(t, () => load(dir, { env: { OPENAI_BASE_URL: 'not a url', DUO_AGENT_MODEL_PROVIDER: 'openai' } }));
+  t.regex(error.message, /^OPENAI_BASE_URL: /, 'a bad value names the variable');
+});
+
+test('an agent without a model gets one its provider serves', (t) => {
+  const dir = target(t);
+  const openai = load(dir, { env: { DUO_AGENT_MODEL_PROVIDER: 'openai' } }).config;
+  t.deepEqual([openai.agents.moderator.model, openai.agents.techlead.model, openai.agents.ever_thinker.model], ['gpt-5.4', 'gpt-5.4', 'gpt-5.4']);
+  const chosen = target(t, { 'duo-agent.config.yaml': 'model:\n  provider: openai\nagents:\n  techlead:\n    model: qwen2.5-coder:7b\n' });
+  t.is(load(chosen).config.agents.techlead.model, 'qwen2.5-coder:7b');
+  t.is(load(chosen).config.agents.moderator.model, 'gpt-5.4');
+  t.is(load(dir, { env: { DUO_AGENT_MODEL_PROVIDER: 'anthropic' } }).config.agents.moderator.model, 'claude-sonnet-4-6');
 });

@@ -7,6 +7,7 @@ import { BudgetExhaustedError, ModelError } from '../services/llm/model-error.ts
 import type { ModelProvider, ModelReply, ModelRequest } from '../services/llm/provider.ts';
 import { ReplayProvider, readSession, type Session } from '../services/llm/replay.ts';
 import { Store } from '../services/store/store.ts';
+import { callKeys } from '../protocol/keys.ts';
 
 function storeWithRun(): Store {
   const store = Store.open(':memory:');
@@ -35,9 +36,9 @@ test('a journaled reply is returned without sending the call again, even by a ne
   const store = storeWithRun();
   const provider = new CountingProvider();
   const first = new ModelGateway({ store, runId: 'r1', provider, budget: { maxTokensTotal: 100_000 } });
-  const reply = await first.call('moderator:plan', request('plan'));
+  const reply = await first.call(callKeys.plan(), request('plan'));
   const resumed = new ModelGateway({ store, runId: 'r1', provider, budget: { maxTokensTotal: 100_000 } });
-  const again = await resumed.call('moderator:plan', request('plan'));
+  const again = await resumed.call(callKeys.plan(), request('plan'));
   t.is(provider.sent.length, 1);
   t.is(again.text, reply.text);
   t.deepEqual(again.usage, reply.usage);
@@ -49,8 +50,8 @@ test('the replay sequence of an agent counts only its completed calls', async (t
   const store = storeWithRun();
   const provider = new CountingProvider();
   const gateway = new ModelGateway({ store, runId: 'r1', provider, budget: { maxTokensTotal: 100_000 } });
-  await gateway.call('moderator:clarify', request('clarify'));
-  await gateway.call('moderator:plan', request('plan'));
+  await gateway.call(callKeys.clarify(), request('clarify'));
+  await gateway.call(callKeys.plan(), request('plan'));
   t.deepEqual(provider.sent.map((call) => call.sequence), [0, 1]);
 });
 
@@ -58,8 +59,8 @@ test('a call that could overrun the token budget is refused before it is sent', 
   const store = storeWithRun();
   const provider = new CountingProvider();
   const gateway = new ModelGateway({ store, runId: 'r1', provider, budget: { maxTokensTotal: 1200 } });
-  await gateway.call('a', request('clarify', 500));
-  const error = await t.throwsAsync(gateway.call('b', request('plan', 1100)));
+  await gateway.call(callKeys.clarify(), request('clarify', 500));
+  const error = await t.throwsAsync(gateway.call(callKeys.plan(), request('plan', 1100)));
   t.true(error instanceof BudgetExhaustedError);
   t.regex(error?.message ?? '', /150 used of 1200/);
   t.is(provider.sent.length, 1);
@@ -68,14 +69,14 @@ test('a call that could overrun the token budget is refused before it is sent', 
 test('a spent cost budget refuses further calls', async (t) => {
   const store = storeWithRun();
   const gateway = new ModelGateway({ store, runId: 'r1', provider: new CountingProvider(), budget: { maxTokensTotal: 1e6, maxCostUsd: 0.01 } });
-  await gateway.call('a', request('clarify'));
-  await t.throwsAsync(gateway.call('b', request('plan')), { instanceOf: BudgetExhaustedError, message: /cost budget/ });
+  await gateway.call(callKeys.clarify(), request('clarify'));
+  await t.throwsAsync(gateway.call(callKeys.plan(), request('plan')), { instanceOf: BudgetExhaustedError, message: /cost budget/ });
 });
 
 test('a failed call is journaled as an error and counted as sent', async (t) => {
   const store = storeWithRun();
   const gateway = new ModelGateway({ store, runId: 'r1', provider: new CountingProvider(true), budget: { maxTokensTotal: 1e6 } });
-  await t.throwsAsync(gateway.call('a', request('clarify')), { instanceOf: ModelError, message: /HTTP 500/ });
+  await t.throwsAsync(gateway.call(callKeys.clarify(), request('clarify')), { instanceOf: ModelError, message: /HTTP 500/ });
   const [call] = store.listModelCalls('r1');
   t.is(call?.status, 'error');
   t.deepEqual(store.totals('r1'), { callsSent: 1, callErrors: 1, tokensUsed: 0, inputTokens: 0, outputTokens: 0, costUsd: 0 });

@@ -1,9 +1,13 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import { GitError } from '../services/git/git-error.ts';
+import { GitRunner } from '../services/git/git-runner.ts';
 import { GitService, type GitServiceOptions } from '../services/git/git-service.ts';
 
 /*
@@ -183,7 +187,7 @@ test('assertClean refuses another branch and a missing base branch', async (t) =
   t.regex(wrong.message, /is on branch topic, not the base branch main/);
   const missing = new GitService({ ...box.options, baseBranch: 'develop' });
   const error = await t.throwsAsync(missing.assertClean(), { instanceOf: GitError });
-  t.is(error.message, `base branch develop does not exist in ${box.root} (branches: main, topic)`);
+  t.is(error.message, `the base branch develop (git.base_branch) does not exist in ${box.root} (branches: main, topic): set git.base_branch to one of them, or leave it unset to use the checked-out branch`);
 });
 
 // ------------------------------------------------------------------ the task flow
@@ -295,6 +299,113 @@ test('a merge conflict is aborted and reported with the conflicting files', asyn
   t.is(box.sh(box.root, 'rev-parse', 'HEAD').trim(), head);
   t.false(fs.existsSync(path.join(box.root, '.git', 'MERGE_HEAD')));
   t.is(box.sh(box.root, 'status', '--porcelain').trim(), '');
+});
+
+// ------------------------------------------------------------------ repository config that executes
+
+/**
+ * Plants in the repository's `.git/config` every setting that makes git run a program, each
+ * pointing at a script that leaves a marker file named after it (what a command in a worktree
+ * could do without the sandbox: worktrees share this config).
+ */
+function plantExecutingConfig(t: ExecutionContext, box: Sandbox): { markers: string; planted: (name: string) => boolean } {
+  const markers = tempDir(t, 'markers');
+  const mark = path.join(markers, 'mark');
+  // Prints its input file for textconv, a password for credential helpers and askpass.
+  fs.writeFileSync(mark, `#!/bin/sh\nname="$1"; shift\ntouch "${markers}/ran-$name"\ncase "$name" in\n  textconv) cat "$1" ;;\n  credential) echo username=u; echo password=p ;;\n  askpass) echo p ;;\nesac\nexit 0\n`, { mode: 0o755 });
+  // gpg.program is run as a program, not a shell command line: it gets a wrapper of its own.
+  const gpg = path.join(markers, 'gpg');
+  fs.writeFileSync(gpg, `#!/bin/sh\n"${mark}" gpg\nexit 1\n`, { mode: 0o755 });
+  const hooks = path.join(markers, 'hooks');
+  fs.mkdirSync(hooks);
+  for (const hook of ['pre-commit', 'commit-msg', 'post-commit', 'post-checkout', 'post-merge', 'reference-transaction', 'pre-auto-gc']) {
+    fs.writeFileSync(path.join(hooks, hook), `#!/bin/sh\n"${mark}" hook-${hook}\n`, { mode: 0o755 });
+  }
+  const settings: [string, string][] = [
+    ['core.fsmonitor', `${mark} fsmonitor`],
+    ['core.hooksPath', hooks],
+    ['core.sshCommand', `${mark} ssh`],
+    ['core.askPass', `${mark} askpass`],
+    ['core.pager', `${mark} pager`],
+    ['pager.log', `${mark} pager-log`],
+    ['pager.diff', `${mark} pager-diff`],
+    ['core.editor', `${mark} editor`],
+    ['sequence.editor', `${mark} sequence-editor`],
+    ['diff.external', `${mark} diff-external`],
+    ['diff.evil.textconv', `${mark} textconv`],
+    ['diff.evil.command', `${mark} diff-driver`],
+    ['credential.helper', `!${mark} credential`],
+    ['commit.gpgSign', 'true'],
+    ['tag.gpgSign', 'true'],
+    ['merge.verifySignatures', 'true'],
+    ['gpg.program', gpg],
+    ['gpg.ssh.program', gpg],
+    ['protocol.ext.allow', 'always'],
+  ];
+  for (const [key, value] of settings) box.sh(box.root, 'config', key, value);
+  return { markers, planted: (name) => fs.existsSync(path.join(markers, `ran-${name}`)) };
+}
+
+const ranMarkers = (markers: string): string[] => fs.readdirSync(markers).filter((name) => name.startsWith('ran-')).sort();
+
+test('repository config that executes never runs inside Moderator\'s git calls', async (t) => {
+  const box = await preparedRepo(t, { 'notes.txt': 'one\n' });
+  const { markers, planted } = plantExecutingConfig(t, box);
+  const branch = 'moderator/feature/X1';
+  const wt = worktreePath(box, 'X1');
+
+  // A whole task, the way a run drives it, plus the checks of a start and a resume.
+  await box.git.assertClean();
+  await box.git.recoverAfterCrash();
+  await box.git.ensureWorktree(branch, wt);
+  await box.git.writeFiles(wt, [{ path: '.gitattributes', content: '*.txt diff=evil\n' }, { path: 'notes.txt', content: 'two\n' }]);
+  await box.git.commitAll(wt, 'edit notes', 'run1:X1:commit');
+  t.regex(await box.git.diff(branch), /^-one\n\+two$/m, 'a plain diff, no external diff or textconv');
+  t.deepEqual(await box.git.changedFiles(branch), ['.gitattributes', 'notes.txt']);
+  await box.git.log(branch, 5);
+  await box.git.headSha(branch);
+  await box.git.mergeNoFf(branch, 'Merge X1', 'run1:X1:merge');
+  await box.git.removeWorktree(wt);
+  await box.git.assertClean();
+  t.deepEqual(await GitService.prepareTarget(box.options), { initialised: false });
+  await box.git.recoverAfterCrash();
+  t.deepEqual(ranMarkers(markers), [], 'no planted program ran in the task\'s git calls');
+
+  // Transports, through the one runner every call goes through: an ext:: URL, ssh, and an
+  // http server that asks for credentials.
+  const runner = new GitRunner({ identity, env: box.options.env, runHooks: false });
+  await t.throwsAsync(runner.run(box.root, ['ls-remote', `ext::sh -c touch% ${path.join(markers, 'ran-ext')}`]), { instanceOf: GitError, message: /transport 'ext' not allowed/ });
+  await t.throwsAsync(runner.run(box.root, ['ls-remote', 'ssh://127.0.0.1:1/repo.git']), { instanceOf: GitError });
+  const server = http.createServer((_request, response) => {
+    response.writeHead(401, { 'WWW-Authenticate': 'Basic realm="x"' }).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/repo.git`;
+  await t.throwsAsync(runner.run(box.root, ['ls-remote', url]), { instanceOf: GitError, message: /terminal prompts disabled|Authentication failed/ });
+
+  t.deepEqual(ranMarkers(markers), [], 'no planted program ran');
+
+  // The plants are live: plain git, without Moderator's settings, runs them.
+  fs.writeFileSync(path.join(box.root, 'notes.txt'), 'three\n');
+  fs.appendFileSync(path.join(box.root, '.gitattributes'), '# changed\n');
+  box.sh(box.root, 'status', '--porcelain');
+  t.true(planted('fsmonitor'), 'plain git status runs core.fsmonitor');
+  box.sh(box.root, 'diff');
+  t.true(planted('diff-external'), 'plain git diff runs diff.external');
+  t.true(planted('diff-driver'), 'plain git diff runs the diff driver of the committed .gitattributes');
+  box.sh(box.root, 'diff', '--no-ext-diff');
+  t.true(planted('textconv'), 'plain git diff runs the textconv of the committed .gitattributes');
+  t.throws(() => box.sh(box.root, 'commit', '-q', '-am', 'signed?'));
+  t.true(planted('hook-pre-commit'), 'plain git commit runs the planted hooks');
+  t.true(planted('gpg'), 'plain git commit runs gpg.program');
+  // Not `sh`: a synchronous git would block the event loop this fake server answers on.
+  await t.throwsAsync(promisify(execFile)('git', ['ls-remote', url], { cwd: box.root, env: { PATH: box.options.env.PATH, HOME: box.options.env.HOME, GIT_TERMINAL_PROMPT: '0' } }));
+  t.true(planted('credential'), 'plain git asks the planted credential helper');
+  t.throws(() => box.sh(box.root, 'ls-remote', 'ssh://127.0.0.1:1/repo.git'));
+  t.true(planted('ssh'), 'plain git runs core.sshCommand');
+  t.throws(() => box.sh(box.root, 'ls-remote', `ext::sh -c touch% ${path.join(markers, 'ran-ext')}`));
+  t.true(planted('ext'), 'plain git runs an ext:: transport');
 });
 
 // ------------------------------------------------------------------ half states after a kill

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { createActor, fromCallback, fromPromise, setup, waitFor, type EventObject } from 'xstate';
 import { orchestratorMachine, type OrchestratorInput } from '../machines/orchestrator.machine.ts';
-import { moderatorMachine, type ReviewInput } from '../machines/moderator.machine.ts';
+import { moderatorMachine, type ReviewInput, type ReviewOutput } from '../machines/moderator.machine.ts';
 import { techleadMachine, type TaskStepInput } from '../machines/techlead.machine.ts';
 import { everThinkerMachine, type AnalyzeInput, type AnalyzeOutput } from '../machines/ever-thinker.machine.ts';
 import { monitorMachine, type MetricsSample, type MonitorLimits } from '../machines/monitor.machine.ts';
@@ -24,7 +24,7 @@ const input: OrchestratorInput = {
 };
 
 interface Script {
-  verdicts?: Record<string, ('approve' | 'request_changes')[]>;
+  verdicts?: Record<string, ReviewOutput['verdict'][]>;
   cycles?: { accepted: { id: string; type: string }[]; bestPriority: number | null }[];
   failImplement?: string;
   /** T2 depends on T1. */

@@ -362,26 +362,50 @@ for (const api of apis) {
     t.regex(error.message, /stalled: no data for 800 ms$/);
   });
 
-  test(`${api.label}: a stream event that is not JSON is a malformed_reply ModelError`, async (t) => {
-    const { provider } = await setup(t, api, [step.malformed('event')]);
+  test(`${api.label}: a stream that stalls once is sent again, with the resend reported`, async (t) => {
+    const { fake, provider, retries } = await setup(t, api, [step.reply({ text: 'stalls', stallMs: 5000 }), step.reply({ text: 'the whole reply' })], { timeoutMs: 800, resendBaseMs: 1 });
+    const reply = await provider.complete(request({ model: api.model }), 0);
+    t.is(reply.text, 'the whole reply');
+    t.is(fake.requests.length, 2);
+    t.like(retries.find((event) => event.kind === 'resend'), { kind: 'resend', attempt: 1, maxRetries: 2 });
+  });
+
+  test(`${api.label}: a stream event that is not JSON is sent again up to max_retries, then a malformed_reply ModelError`, async (t) => {
+    const { fake, provider } = await setup(t, api, [step.malformed('event')], { resendBaseMs: 1 });
     const error = await t.throwsAsync(provider.complete(request({ model: api.model }), 0), { instanceOf: ModelError });
     t.is(error.code, 'malformed_reply');
-    t.regex(error.message, /sent a reply it could not read: a stream (event|chunk) is not JSON/);
+    t.regex(error.message, /sent a reply it could not read after 3 attempts: a stream (event|chunk) is not JSON/);
+    t.is(fake.requests.length, 3);
   });
 
   test(`${api.label}: a cut-off JSON body where a stream was expected is a malformed_reply ModelError`, async (t) => {
-    const { provider } = await setup(t, api, [step.malformed('body')]);
+    const { provider } = await setup(t, api, [step.malformed('body')], { maxRetries: 0 });
     const error = await t.throwsAsync(provider.complete(request({ model: api.model }), 0), { instanceOf: ModelError });
     t.is(error.code, 'malformed_reply');
     t.regex(error.message, /could not read: no (message_start event|chunks)/);
   });
 
-  test(`${api.label}: an error event in the middle of the stream is a ModelError and is not retried`, async (t) => {
-    const { fake, provider } = await setup(t, api, [step.streamError('overloaded_error', 'Overloaded'), step.reply()]);
+  test(`${api.label}: an error event in the middle of the stream is sent again, and the next reply is used`, async (t) => {
+    const { fake, provider, retries } = await setup(t, api, [step.streamError('overloaded_error', 'Overloaded'), step.reply({ text: 'second time lucky' })], { resendBaseMs: 1 });
+    const reply = await provider.complete(request({ model: api.model }), 0);
+    t.is(reply.text, 'second time lucky');
+    t.is(fake.requests.length, 2);
+    t.regex(retries.find((event) => event.kind === 'resend')?.reason ?? '', /broke off the reply of .*: overloaded_error: Overloaded/);
+  });
+
+  test(`${api.label}: an error event that retrying cannot fix is not sent again`, async (t) => {
+    const { fake, provider } = await setup(t, api, [step.streamError('invalid_request_error', 'prompt is too long'), step.reply()], { resendBaseMs: 1 });
     const error = await t.throwsAsync(provider.complete(request({ model: api.model }), 0), { instanceOf: ModelError });
-    t.is(error.message, `the ${api.label === 'anthropic' ? 'Anthropic' : 'OpenAI'} API broke off the reply of ${api.model}: overloaded_error: Overloaded`);
-    t.true(error.retryable);
+    t.is(error.message, `the ${api.label === 'anthropic' ? 'Anthropic' : 'OpenAI'} API broke off the reply of ${api.model}: invalid_request_error: prompt is too long`);
+    t.false(error.retryable);
     t.is(fake.requests.length, 1);
+  });
+
+  test(`${api.label}: a connection reset mid-reply is sent again`, async (t) => {
+    const { fake, provider } = await setup(t, api, [step.reset(), step.reply({ text: 'after the reset' })], { resendBaseMs: 1 });
+    const reply = await provider.complete(request({ model: api.model }), 0);
+    t.is(reply.text, 'after the reset');
+    t.is(fake.requests.length, 2);
   });
 
   test(`${api.label}: cancelling the call mid-stream rejects with the abort, not a short reply`, async (t) => {

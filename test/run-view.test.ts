@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import { stepKeys } from '../protocol/keys.ts';
 import { once } from '../services/effects.ts';
 import { RunView } from '../services/store/run-view.ts';
 import { Store, type NewTask } from '../services/store/store.ts';
@@ -86,13 +87,18 @@ test('after a demo-like run of writes, a resumed run among others, the view equa
     ['approved', () => store.recordReview({ runId: 'r1', taskId: 'T1', prNumber: 1, attempt: 2, verdict: 'approve', summary: 'good', comments: [], testsPassed: true })],
     ['the first review written again (moves last, as its new id)', () => store.recordReview({ runId: 'r1', taskId: 'T1', prNumber: 1, attempt: 1, verdict: 'request_changes', summary: 'missing test, again', comments: ['add a test', 'and docs'], testsPassed: false })],
     ['merged', () => store.markPullRequestMerged(1, 'm1')],
+    [
+      "the chart's task list projected in the checkpoint's transaction",
+      () => store.transaction(() => store.projectTasks('r1', [{ id: 'T1', status: 'merged', attempt: 2 }, { id: 'T3', status: 'in_progress', attempt: 1 }])),
+    ],
+    ['the projection again, changing nothing', () => store.projectTasks('r1', [{ id: 'T1', status: 'merged', attempt: 2 }])],
     ['T1 merged', () => store.updateTask('r1', 'T1', { status: 'merged' })],
     ['T2 in review, then skipped and its PR closed', () => {
       const pr = store.openPullRequest({ runId: 'r1', taskId: 'T2', provider: 'local', branch: 'duo-agent/feature/T2', base: 'main', title: 'feature(T2)', body: 'b', headSha: 'c1' });
       store.updateTask('r1', 'T2', { status: 'skipped' });
       store.markPullRequestClosed(pr.number);
     }],
-    ['improvements accepted in the step transaction', () => once(store, 'r1', 'ever-thinker:analyze:1', async () => [task('T4', 'improvement'), task('T5', 'improvement')], (tasks) => store.addTasks('r1', tasks))],
+    ['improvements accepted in the step transaction', () => once(store, 'r1', stepKeys.analyze(1), async () => [task('T4', 'improvement'), task('T5', 'improvement')], (tasks) => store.addTasks('r1', tasks))],
     ['tasks of a transaction that rolled back', () => t.throws(() => store.transaction(() => {
       store.addTasks('r1', [task('T6')]);
       store.addAlert({ runId: 'r1', level: 'critical', kind: 'x', message: 'never happened' });
@@ -107,7 +113,7 @@ test('after a demo-like run of writes, a resumed run among others, the view equa
     await write();
     sameAsStore(t, view, store, step);
   }
-  t.deepEqual(view.tasks().map((record) => [record.id, record.status]), [['T1', 'merged'], ['T2', 'skipped'], ['T3', 'pending'], ['T4', 'pending'], ['T5', 'pending']]);
+  t.deepEqual(view.tasks().map((record) => [record.id, record.status]), [['T1', 'merged'], ['T2', 'skipped'], ['T3', 'in_progress'], ['T4', 'pending'], ['T5', 'pending']]);
   t.is(view.totals().callsSent, 5, 'the interrupted call of the first session counts as sent');
 
   view.close();

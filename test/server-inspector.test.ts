@@ -2,7 +2,7 @@ import net from 'node:net';
 import test from 'ava';
 import uWS from 'uWebSockets.js';
 import { createActor } from 'xstate';
-import { createStatelyInspector } from '../server/index.ts';
+import { createStatelyInspector } from '../server/inspector.ts';
 import { eventually, tinyTree } from './helpers/monitor-fixture.ts';
 
 /** A port nothing listens on (bound, read, released). */

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { UsageError } from '../errors.ts';
-import { runTestCommand, splitCommand } from '../services/test-runner.ts';
+import { CommandLineError, runTestCommand, splitCommand } from '../services/test-runner.ts';
 
 // Only PATH is passed on, so a test also shows that nothing else of this process leaks through.
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
@@ -38,6 +38,28 @@ test('splitCommand handles quotes and escapes like a shell does for plain words'
   t.deepEqual(splitCommand('echo "say \\"hi\\" \\$HOME \\n" it\\ works \'$(x)\' ""'), ['echo', 'say "hi" $HOME \\n', 'it works', '$(x)', '']);
   t.deepEqual(splitCommand('pytest tests/*.py -k "a or b"'), ['pytest', 'tests/*.py', '-k', 'a or b']);
   t.deepEqual(splitCommand('make CC=gcc'), ['make', 'CC=gcc']);
+  t.deepEqual(splitCommand('pytest "tests/a*.py" t?.py x.py::Case#1 \\#2 "#3"'), ['pytest', 'tests/a*.py', 't?.py', 'x.py::Case#1', '#2', '#3'], 'globs as written; "#" inside a word is no comment');
+  t.deepEqual(splitCommand('echo $ a$ "b$"'), ['echo', '$', 'a$', 'b$'], 'a "$" that starts no name is literal');
+});
+
+test('splitCommand takes double-quoted text literally, apart from its escapes', (t) => {
+  // No shell expands it, so a script means what its author wrote (a JS template literal here).
+  t.deepEqual(splitCommand('node -e "console.log(`${x}`, $HOME, $(y))"'), ['node', '-e', 'console.log(`${x}`, $HOME, $(y))']);
+  t.deepEqual(splitCommand('echo "a\\`b \\$c \\\\ \\" \\z"'), ['echo', 'a`b $c \\ " \\z']);
+  t.deepEqual(splitCommand("echo 'a\\b $c `d` \"e'"), ['echo', 'a\\b $c `d` "e'], 'single quotes are literal throughout');
+});
+
+test('a refused command line is a CommandLineError with the problem as a field, said of any command', (t) => {
+  const error = t.throws(() => splitCommand('npm test && rm -rf /'), { instanceOf: CommandLineError });
+  t.true(error instanceof UsageError, 'a usage error: exit status 2 for the test command');
+  t.is(error.command, 'npm test && rm -rf /');
+  t.is(error.problem, 'uses "&&", which needs a shell');
+  t.true(error.needsShell);
+  t.is(error.message, 'the test command "npm test && rm -rf /" uses "&&", which needs a shell; Moderator runs the command without one: put it in a script (e.g. an npm script) and name that');
+  t.is(error.describe('the command'), 'the command "npm test && rm -rf /" uses "&&", which needs a shell; Moderator runs the command without one: put it in a script (e.g. an npm script) and name that');
+  const quote = t.throws(() => splitCommand('echo "open'), { instanceOf: CommandLineError });
+  t.false(quote.needsShell);
+  t.is(quote.describe('the setup command'), 'the setup command "echo \\"open" has an unterminated double quote');
 });
 
 test('splitCommand refuses what needs a shell, with a clear message', (t) => {
@@ -55,6 +77,16 @@ test('splitCommand refuses what needs a shell, with a clear message', (t) => {
     ['(cd x)', /"\("/],
     ['npm test # all', /comment/],
     ['npm test\nrm x', /line break/],
+    ['npm test || true', /"\|\|"/],
+    ['npm test 2>&1', /redirection ">&"/],
+    ['npm test >> log', /redirection ">>"/],
+    ['diff <(a) b', /redirection "<\("/],
+    ['echo ${HOME}', /variable expansion/],
+    ['echo ${HOME', /variable expansion/],
+    ['echo $((1+2))', /"\$\(\.\.\.\)"/],
+    ['echo a$HOME', /variable expansion/],
+    ['echo $1 $?', /variable expansion/],
+    ['"CI=1" npm test', /leading VAR=value/],
   ];
   for (const [command, why] of cases) {
     const error = t.throws(() => splitCommand(command), { instanceOf: UsageError }, command);
@@ -64,6 +96,9 @@ test('splitCommand refuses what needs a shell, with a clear message', (t) => {
   t.throws(() => splitCommand('echo "open'), { instanceOf: UsageError, message: /unterminated double quote/ });
   t.throws(() => splitCommand("echo 'open"), { instanceOf: UsageError, message: /unterminated single quote/ });
   t.throws(() => splitCommand('   '), { instanceOf: UsageError, message: /empty/ });
+  t.throws(() => splitCommand('npm test \\'), { instanceOf: UsageError, message: /ends with a backslash/ });
+  t.throws(() => splitCommand('node -e "1\n2"; x'), { instanceOf: UsageError, message: /";"/ }, 'a line break inside quotes is part of the word');
+  t.deepEqual(splitCommand('node -e "1\n2"'), ['node', '-e', '1\n2']);
 });
 
 test('a passing command passes', async (t) => {

@@ -81,3 +81,9 @@ export function hasStepTrailer(message: string, stepKey: string): boolean {
   const line = stepTrailerLine(stepKey);
   return message.split('\n').some((candidate) => candidate.trimEnd() === line);
 }
+
+/** Every step key a full commit message carries a trailer line for. */
+export function stepKeysOf(message: string): string[] {
+  const prefix = `${STEP_TRAILER}: `;
+  return message.split('\n').map((line) => line.trimEnd()).filter((line) => line.startsWith(prefix)).map((line) => line.slice(prefix.length)).filter((key) => key !== '');
+}

@@ -3,18 +3,28 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { messageOf } from '../../errors.ts';
 import {
-  branchName, checkStepKey, commitMessage, hasStepTrailer, stepTrailerLine, withStepTrailer, type CommitTask,
+  branchName, checkStepKey, commitMessage, hasStepTrailer, stepKeysOf, stepTrailerLine, withStepTrailer, type CommitTask,
 } from './commit-message.ts';
 import { GitError } from './git-error.ts';
 import { GitRunner } from './git-runner.ts';
+import { RepositoryMemo, adminLooksWhole, type KnownWorktree, headFileIsOn, plainLayout, worktreeAdminOf, type RepositoryLayout } from './repository-memo.ts';
 import { resolveInside } from './safe-path.ts';
 import { findLockFiles, removeStaleLock } from './stale-locks.ts';
 
 /** Moderator's own folder in the target; kept out of git through `.git/info/exclude`. */
 const STATE_DIR = '.duo-agent';
 const INITIAL_COMMIT_MESSAGE = 'Initial commit (created by Moderator)';
+/** Moderator's settings files a user keeps in the target; untracked, they do not make the work tree dirty. */
+const SETTINGS_FILES = new Set(['duo-agent.config.yaml', 'agents.yaml']);
 /** How many of a merged task branch's newest commits are searched for a step's commit. */
 const MERGED_SEARCH_DEPTH = 500;
+/**
+ * One component of a branch name that is a valid ref name for certain: a strict subset of
+ * check-ref-format's rules (no "..", no leading or trailing ".", no ".lock" end, none of
+ * `~^:?*[\\ @{`). Names made of such components need no git process to be checked; any other
+ * name is asked of `git check-ref-format`.
+ */
+const PLAIN_REF_COMPONENT = /^[A-Za-z0-9_][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$/;
 
 export interface GitIdentity {
   name: string;
@@ -30,13 +40,12 @@ export interface GitServiceOptions {
   baseBranch: string;
   log?: (msg: string) => void;
   /**
-   * Environment of the git processes. Default: this process's environment as simple-git passes
-   * it (it drops GIT_* and editor/pager variables). The composition root should pass a minimal
-   * one (PATH, HOME), since only `config/` reads process.env. GIT_*, EDITOR, VISUAL, PAGER and
-   * SSH_ASKPASS keys are dropped: they would redirect git (GIT_DIR, GIT_INDEX_FILE, ...), and
-   * simple-git refuses to spawn with them anyway.
+   * The whole environment of the git processes; nothing else of this process is inherited. git
+   * needs PATH and HOME (for the user's global config, of which Moderator overrides what matters).
+   * GIT_*, EDITOR, VISUAL, PAGER and SSH_ASKPASS keys are dropped: they would redirect git
+   * (GIT_DIR, GIT_INDEX_FILE, ...) or start a program.
    */
-  env?: Record<string, string>;
+  env: Record<string, string>;
   /**
    * Run the target's git hooks (pre-commit, commit-msg, post-checkout, ...) on Moderator's own
    * commits, merges and worktrees. Default false: an unattended run cannot answer a hook that
@@ -110,6 +119,8 @@ export class GitService {
   private readonly logLine: (msg: string) => void;
   /** Operations on the main work tree (merges, recovery) run one at a time: they share one index. */
   private mainQueue: Promise<unknown> = Promise.resolve();
+  /** What this process already verified; see RepositoryMemo. */
+  private readonly memo = new RepositoryMemo();
 
   constructor(options: GitServiceOptions) {
     this.root = path.resolve(options.root);
@@ -151,6 +162,20 @@ export class GitService {
     return service.prepare();
   }
 
+  /**
+   * The branch the repository at `root` has checked out (an unborn one too), or null: no
+   * repository there, or a detached HEAD. The default base branch of a run.
+   */
+  static async currentBranchOf(options: GitServiceOptions): Promise<string | null> {
+    const service = new GitService(options);
+    if (!existsSync(path.join(service.root, '.git'))) return null;
+    try {
+      return (await service.git(service.root, ['symbolic-ref', '--quiet', '--short', 'HEAD'])).trim() || null;
+    } catch {
+      return null;
+    }
+  }
+
   private async prepare(): Promise<{ initialised: boolean }> {
     let initialised = false;
     // A `.git` entry marks the folder as a repository of its own; a folder that merely sits
@@ -162,10 +187,11 @@ export class GitService {
       }
       await this.git(this.root, ['init', '--quiet', `--initial-branch=${this.baseBranch}`]);
       this.logLine(`initialised a git repository in ${this.root}`);
+      // Just created: no branches, and HEAD already names the base branch.
+      await this.createInitialCommit(false);
       initialised = true;
-    }
-    if ((await this.localBranches()).length === 0) {
-      await this.createInitialCommit();
+    } else if ((await this.localBranches()).length === 0) {
+      await this.createInitialCommit(true);
       initialised = true;
     }
     await this.ensureExcluded();
@@ -176,18 +202,19 @@ export class GitService {
    * The first commit is built with plumbing rather than `git commit --allow-empty`, which would
    * also commit whatever the user had staged in a repository without commits.
    */
-  private async createInitialCommit(): Promise<void> {
+  private async createInitialCommit(pointHead: boolean): Promise<void> {
     const emptyTree = (await this.git(this.root, ['hash-object', '-t', 'tree', '-w', '/dev/null'])).trim();
     const sha = (await this.git(this.root, ['commit-tree', emptyTree, '-m', INITIAL_COMMIT_MESSAGE])).trim();
     // HEAD first: killed between the two, the repository still has no commits and this reruns.
-    await this.git(this.root, ['symbolic-ref', 'HEAD', `refs/heads/${this.baseBranch}`]);
+    if (pointHead) await this.git(this.root, ['symbolic-ref', 'HEAD', `refs/heads/${this.baseBranch}`]);
     // The empty old value makes git refuse if the branch appeared meanwhile.
     await this.git(this.root, ['update-ref', '-m', 'moderator: initial commit', `refs/heads/${this.baseBranch}`, sha, '']);
     this.logLine(`created the initial empty commit ${sha.slice(0, 12)} on ${this.baseBranch}`);
   }
 
   private async ensureExcluded(): Promise<void> {
-    const file = (await this.git(this.root, ['rev-parse', '--path-format=absolute', '--git-path', 'info/exclude'])).trim();
+    // info/ is shared by all worktrees: git's own `--git-path info/exclude` is this file.
+    const file = path.join((await this.layout()).commonDir, 'info', 'exclude');
     let text = '';
     try {
       text = await fs.readFile(file, 'utf8');
@@ -213,13 +240,14 @@ export class GitService {
 
   /** Refuses to start on a work tree with the user's uncommitted work or on another branch. */
   async assertClean(): Promise<void> {
-    const branches = await this.localBranches();
+    const { branches, current: marked } = await this.branchesAndHead();
     if (branches.length === 0) throw new GitError(`the repository at ${this.root} has no commits yet: prepare the target first`);
     if (!branches.includes(this.baseBranch)) {
       const listed = branches.length > 10 ? `${branches.slice(0, 10).join(', ')}, …` : branches.join(', ');
-      throw new GitError(`base branch ${this.baseBranch} does not exist in ${this.root} (branches: ${listed})`);
+      throw new GitError(`the base branch ${this.baseBranch} (git.base_branch) does not exist in ${this.root} (branches: ${listed}): set git.base_branch to one of them, or leave it unset to use the checked-out branch`);
     }
-    const current = await this.currentBranch(this.root);
+    // for-each-ref marks no branch on a detached HEAD or an unborn branch: git tells which.
+    const current = marked ?? (await this.currentBranch(this.root));
     if (current !== this.baseBranch) {
       const where = current === null ? 'has a detached HEAD' : `is on branch ${current}`;
       throw new GitError(`the work tree of ${this.root} ${where}, not the base branch ${this.baseBranch}: run \`git checkout ${this.baseBranch}\` there first`);
@@ -240,8 +268,9 @@ export class GitService {
     return this.onMainTree(async () => {
       const lockWaitMs = options.lockWaitMs ?? 15_000;
       const fixed: string[] = [];
-      const gitDir = (await this.git(this.root, ['rev-parse', '--absolute-git-dir'])).trim();
-      const commonDir = await this.commonDir();
+      // What was verified before is about to be repaired: check it again afterwards.
+      this.memo.forget();
+      const { gitDir, commonDir } = await this.layout();
       fixed.push(...(await this.removeBrokenRegistrations(commonDir)));
       const admins = await this.worktreeAdminDirs(commonDir);
 
@@ -296,14 +325,29 @@ export class GitService {
   async ensureWorktree(branch: string, worktreePath: string): Promise<void> {
     await this.checkBranchName(branch);
     const target = await realOrResolved(path.resolve(this.root, worktreePath));
-    await this.removeBrokenRegistrations(await this.commonDir());
+    // Checked or made by this process, still there, whole and on its branch (read from its files).
+    const known = this.memo.worktrees.get(target);
+    if (known?.branch === branch && existsSync(path.join(target, '.git')) && adminLooksWhole(known.admin) && (await headFileIsOn(known.admin, branch))) return;
+    this.memo.worktrees.delete(target);
+    // Nothing at the path, as for every new task: create it straight away. Whatever makes that
+    // fail (a registration a kill left, the branch checked out elsewhere, ...) gets the full check.
+    if (known === undefined && !existsSync(target) && (await this.tryAddWorktree(branch, target))) return;
+    await this.verifyWorktree(branch, target);
+  }
+
+  /** The full check of `ensureWorktree`: every half state a kill can leave is found and repaired. */
+  private async verifyWorktree(branch: string, target: string): Promise<void> {
+    await this.removeBrokenRegistrations((await this.layout()).commonDir);
     await this.git(this.root, ['worktree', 'prune']);
     const worktrees = await this.listWorktrees();
 
     const here = worktrees.find((entry) => entry.path === target);
     if (here !== undefined) {
       const half = await this.isHalfCreated(here);
-      if (!half && here.branch === branch) return;
+      if (!half && here.branch === branch) {
+        await this.remember(branch, target, false);
+        return;
+      }
       if (!half) {
         throw new GitError(`${target} is already a worktree of ${here.branch ?? 'a detached HEAD'}, not of ${branch}`);
       }
@@ -321,19 +365,58 @@ export class GitService {
       await fs.rm(target, { recursive: true, force: true });
     }
     await fs.mkdir(path.dirname(target), { recursive: true });
-    if (await this.branchExists(branch)) {
+    await this.addWorktree(branch, target, await this.branchExists(branch));
+  }
+
+  /** `worktree add` where nothing is in the way; false (nothing to undo but what the full check repairs) when it fails. */
+  private async tryAddWorktree(branch: string, target: string): Promise<boolean> {
+    try {
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      await this.addWorktree(branch, target, this.memo.branches.has(branch));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async addWorktree(branch: string, target: string, branchExists: boolean): Promise<void> {
+    if (branchExists) {
       await this.git(this.root, ['worktree', 'add', target, branch]);
       this.logLine(`added the worktree ${target} for the existing branch ${branch}`);
     } else {
       await this.git(this.root, ['worktree', 'add', '-b', branch, target, `refs/heads/${this.baseBranch}`]);
       this.logLine(`created the branch ${branch} from ${this.baseBranch} in the worktree ${target}`);
     }
+    await this.remember(branch, target, !branchExists);
+  }
+
+  /**
+   * A worktree this process verified or created. A branch it created from the base right now has
+   * no step commits: no earlier process can have committed on it (task ids, and so step keys and
+   * branch names, are never reused on a target), so its first commit needs no search.
+   */
+  private async remember(branch: string, target: string, createdNow: boolean): Promise<void> {
+    const real = await realOrResolved(target);
+    this.memo.branches.add(branch);
+    this.memo.worktrees.set(real, { branch, admin: await worktreeAdminOf(real), steps: createdNow ? new Map() : undefined });
   }
 
   /** Removes the worktree (and its uncommitted files); keeps the branch. Nothing there: no-op. */
   async removeWorktree(worktreePath: string): Promise<void> {
     const target = await realOrResolved(path.resolve(this.root, worktreePath));
-    await this.removeBrokenRegistrations(await this.commonDir());
+    const known = this.memo.worktrees.get(target);
+    this.memo.worktrees.delete(target);
+    if (known !== undefined && existsSync(path.join(target, '.git'))) {
+      try {
+        // Twice --force, as in dropWorktree: a locked worktree and uncommitted files go too.
+        await this.git(this.root, ['worktree', 'remove', '--force', '--force', target]);
+        this.logLine(`removed the worktree ${target}`);
+        return;
+      } catch {
+        // Whatever was in the way, the full path below deals with it.
+      }
+    }
+    await this.removeBrokenRegistrations((await this.layout()).commonDir);
     await this.git(this.root, ['worktree', 'prune']);
     const registered = (await this.listWorktrees()).some((entry) => entry.path === target);
     if (registered) {
@@ -373,18 +456,8 @@ export class GitService {
   async commitAll(worktreePath: string, message: string, stepKey: string): Promise<string> {
     checkStepKey(stepKey);
     const cwd = await this.worktreeRoot(worktreePath);
-    const current = await this.currentBranch(cwd);
-    if (current === null || current === this.baseBranch) {
-      throw new GitError(`${cwd} is not on a task branch (${current ?? 'detached HEAD'}): commitAll commits only in task worktrees`);
-    }
-    const base = `refs/heads/${this.baseBranch}`;
-    let existing = await this.findStepCommit(cwd, [`${base}..HEAD`], stepKey);
-    // Once merged, the branch's commits are reachable from the base and the range above is
-    // empty. The newest commits of the branch are then searched; a fresh branch (also an
-    // ancestor of the base) costs one short log instead of a search of the whole history.
-    if (existing === null && (await this.isAncestor(cwd, 'HEAD', base))) {
-      existing = await this.findStepCommit(cwd, [`--max-count=${MERGED_SEARCH_DEPTH}`, 'HEAD'], stepKey, false);
-    }
+    const { current, memo } = await this.taskBranchOf(cwd);
+    const existing = await this.stepCommitOn(cwd, memo, stepKey);
     if (existing !== null) {
       this.logLine(`step ${stepKey} is already committed as ${existing.slice(0, 12)} in ${cwd}`);
       return existing;
@@ -394,8 +467,45 @@ export class GitService {
     // which the user's commit.cleanup=strip would delete.
     await this.git(cwd, ['commit', '--quiet', '--allow-empty', '--cleanup=whitespace', '-m', withStepTrailer(message, stepKey)]);
     const sha = await this.revParse(cwd, 'HEAD^{commit}');
+    memo?.steps?.set(stepKey, sha);
     this.logLine(`committed step ${stepKey} as ${sha.slice(0, 12)} on ${current}`);
     return sha;
+  }
+
+  /** The commit a step already made on the worktree's branch (see commitAll), or null. */
+  async committedStep(worktreePath: string, stepKey: string): Promise<string | null> {
+    checkStepKey(stepKey);
+    const cwd = await this.worktreeRoot(worktreePath);
+    const { memo } = await this.taskBranchOf(cwd);
+    return this.stepCommitOn(cwd, memo, stepKey);
+  }
+
+  /** Whether the worktree holds changes that are not committed (untracked files included). */
+  async hasUncommittedChanges(worktreePath: string): Promise<boolean> {
+    return (await this.dirtyPaths(await this.worktreeRoot(worktreePath))).length > 0;
+  }
+
+  /** The task branch checked out in a worktree, and what this process remembers of it (dropped when it moved). */
+  private async taskBranchOf(cwd: string): Promise<{ current: string; memo: KnownWorktree | undefined }> {
+    const known = this.memo.worktrees.get(cwd);
+    const current = known !== undefined && (await headFileIsOn(known.admin, known.branch)) ? known.branch : await this.currentBranch(cwd);
+    if (current === null || current === this.baseBranch) {
+      throw new GitError(`${cwd} is not on a task branch (${current ?? 'detached HEAD'}): commitAll commits only in task worktrees`);
+    }
+    const memo = known?.branch === current ? known : undefined;
+    if (known !== undefined && memo === undefined) this.memo.worktrees.delete(cwd);
+    return { current, memo };
+  }
+
+  /**
+   * A step's commit on the branch. A step this process knows is not on the branch is not searched
+   * for; one it knows is there is searched for again, in case the branch was moved since.
+   */
+  private async stepCommitOn(cwd: string, memo: KnownWorktree | undefined, stepKey: string): Promise<string | null> {
+    if (memo?.steps !== undefined && !memo.steps.has(stepKey)) return null;
+    const steps = await this.stepsOnBranch(cwd);
+    if (memo !== undefined) memo.steps = steps;
+    return steps.get(stepKey) ?? null;
   }
 
   /**
@@ -407,46 +517,83 @@ export class GitService {
   async mergeNoFf(branch: string, message: string, stepKey: string): Promise<string> {
     checkStepKey(stepKey);
     return this.onMainTree(async () => {
-      const base = `refs/heads/${this.baseBranch}`;
-      const existing = await this.findStepCommit(this.root, ['--first-parent', base], stepKey);
+      const { gitDir } = await this.layout();
+      const mergeHead = path.join(gitDir, 'MERGE_HEAD');
+      const ready = (this.memo.branches.has(branch) || (await this.branchExists(branch)))
+        && ((await headFileIsOn(gitDir, this.baseBranch)) || (await this.currentBranch(this.root)) === this.baseBranch)
+        && !existsSync(mergeHead);
+      if (!ready) return this.mergeAfterChecks(branch, message, stepKey, mergeHead);
+      // The usual case: the merge itself finds out whether there is anything to merge. A branch
+      // already part of the base is "Already up to date" and changes nothing.
+      await this.merge(branch, message, stepKey, mergeHead);
+      const [sha = '', body = ''] = (await this.git(this.root, ['log', '-1', '--no-show-signature', '--format=%H%x00%B', 'HEAD', '--'])).split('\0');
+      if (hasStepTrailer(body, stepKey)) {
+        this.logLine(`${branch} is merged into ${this.baseBranch} as ${sha.slice(0, 12)} (step ${stepKey})`);
+        return sha;
+      }
+      // Nothing was merged. If this step's own merge is what made the branch part of the base (a
+      // process killed before it journaled the merge), it is on the base's first-parent line
+      // after the branch's tip: found there without walking the base's whole history.
+      const existing = await this.findStepCommit(this.root, ['--first-parent', `${this.qualify(branch)}..refs/heads/${this.baseBranch}`], stepKey);
       if (existing !== null) {
         this.logLine(`step ${stepKey} is already merged as ${existing.slice(0, 12)}`);
         return existing;
       }
-      if (!(await this.branchExists(branch))) throw new GitError(`cannot merge ${branch} into ${this.baseBranch}: the branch does not exist`);
-      const current = await this.currentBranch(this.root);
-      if (current !== this.baseBranch) {
-        throw new GitError(`cannot merge ${branch}: the work tree of ${this.root} is on ${current ?? 'a detached HEAD'}, not ${this.baseBranch}`);
-      }
-      // Only a merge started by this call may be aborted below; one found already running is
-      // the user's or a crash's (recoverAfterCrash handles the latter on resume).
-      const mergeHead = path.join((await this.git(this.root, ['rev-parse', '--absolute-git-dir'])).trim(), 'MERGE_HEAD');
-      if (existsSync(mergeHead)) {
-        throw new GitError(`cannot merge ${branch}: a merge is already in progress in ${this.root} (conclude it or run \`git merge --abort\` there)`);
-      }
-      const head = await this.revParse(this.root, 'HEAD^{commit}');
-      if (await this.isAncestor(this.root, `refs/heads/${branch}`, head)) {
-        this.logLine(`${branch} is already contained in ${this.baseBranch}: nothing to merge`);
-        return head;
-      }
-      try {
-        await this.git(this.root, [
-          'merge', '--no-ff', '--no-edit', '--no-log', '--no-squash', '--no-autostash', '--cleanup=whitespace',
-          '-m', withStepTrailer(message, stepKey), branch,
-        ]);
-      } catch (error) {
-        const conflicts = await this.unmergedPaths(this.root);
-        if (existsSync(mergeHead)) await this.git(this.root, ['merge', '--abort']);
-        if (conflicts.length > 0) {
-          const shown = conflicts.slice(0, 5).join(', ') + (conflicts.length > 5 ? ` and ${conflicts.length - 5} more` : '');
-          throw new GitError(`merging ${branch} into ${this.baseBranch} stopped on conflicts in ${shown}; the merge was aborted`, { cause: error, conflicts });
-        }
-        throw error;
-      }
-      const sha = await this.revParse(this.root, 'HEAD^{commit}');
-      this.logLine(`merged ${branch} into ${this.baseBranch} as ${sha.slice(0, 12)} (step ${stepKey})`);
+      this.logLine(`${branch} is already contained in ${this.baseBranch}: nothing to merge`);
       return sha;
     });
+  }
+
+  /**
+   * mergeNoFf when something is unusual (the branch missing, the main work tree on another branch
+   * or in a merge): every check in the order that decides the answer, an earlier merge of this
+   * step on the base branch first.
+   */
+  private async mergeAfterChecks(branch: string, message: string, stepKey: string, mergeHead: string): Promise<string> {
+    const base = `refs/heads/${this.baseBranch}`;
+    const existing = await this.findStepCommit(this.root, ['--first-parent', base], stepKey);
+    if (existing !== null) {
+      this.logLine(`step ${stepKey} is already merged as ${existing.slice(0, 12)}`);
+      return existing;
+    }
+    if (!(await this.branchExists(branch))) throw new GitError(`cannot merge ${branch} into ${this.baseBranch}: the branch does not exist`);
+    const current = await this.currentBranch(this.root);
+    if (current !== this.baseBranch) {
+      throw new GitError(`cannot merge ${branch}: the work tree of ${this.root} is on ${current ?? 'a detached HEAD'}, not ${this.baseBranch}`);
+    }
+    // Only a merge started by this call may be aborted below; one found already running is
+    // the user's or a crash's (recoverAfterCrash handles the latter on resume).
+    if (existsSync(mergeHead)) {
+      throw new GitError(`cannot merge ${branch}: a merge is already in progress in ${this.root} (conclude it or run \`git merge --abort\` there)`);
+    }
+    const head = await this.revParse(this.root, 'HEAD^{commit}');
+    if (await this.isAncestor(this.root, `refs/heads/${branch}`, head)) {
+      this.logLine(`${branch} is already contained in ${this.baseBranch}: nothing to merge`);
+      return head;
+    }
+    await this.merge(branch, message, stepKey, mergeHead);
+    const sha = await this.revParse(this.root, 'HEAD^{commit}');
+    this.logLine(`merged ${branch} into ${this.baseBranch} as ${sha.slice(0, 12)} (step ${stepKey})`);
+    return sha;
+  }
+
+  /** `git merge --no-ff` in the main work tree; on conflicts the merge is aborted and a GitError lists them. */
+  private async merge(branch: string, message: string, stepKey: string, mergeHead: string): Promise<void> {
+    try {
+      await this.git(this.root, [
+        // --no-stat: nobody reads the diffstat, and computing it is a diff of the whole merge.
+        'merge', '--no-ff', '--no-edit', '--no-log', '--no-squash', '--no-autostash', '--no-stat', '--no-verify-signatures', '--cleanup=whitespace',
+        '-m', withStepTrailer(message, stepKey), branch,
+      ]);
+    } catch (error) {
+      const conflicts = await this.unmergedPaths(this.root);
+      if (existsSync(mergeHead)) await this.git(this.root, ['merge', '--abort']);
+      if (conflicts.length > 0) {
+        const shown = conflicts.slice(0, 5).join(', ') + (conflicts.length > 5 ? ` and ${conflicts.length - 5} more` : '');
+        throw new GitError(`merging ${branch} into ${this.baseBranch} stopped on conflicts in ${shown}; the merge was aborted`, { cause: error, conflicts });
+      }
+      throw error;
+    }
   }
 
   // ---------------------------------------------------------------- reading
@@ -462,7 +609,7 @@ export class GitService {
 
   /** Paths the branch changed since it left the base branch. */
   async changedFiles(branch: string): Promise<string[]> {
-    const out = await this.git(this.root, ['diff', '--name-only', '-z', '--no-ext-diff', `refs/heads/${this.baseBranch}...${this.qualify(branch)}`, '--']);
+    const out = await this.git(this.root, ['diff', '--name-only', '-z', '--no-ext-diff', '--no-textconv', `refs/heads/${this.baseBranch}...${this.qualify(branch)}`, '--']);
     return out.split('\0').filter((name) => name !== '');
   }
 
@@ -477,7 +624,9 @@ export class GitService {
   async branchExists(name: string): Promise<boolean> {
     // for-each-ref matches whole path components, so "a" would also list "a/b": compare exactly.
     const out = await this.git(this.root, ['for-each-ref', '--format=%(refname)', `refs/heads/${name}`]);
-    return out.split('\n').includes(`refs/heads/${name}`);
+    const exists = out.split('\n').includes(`refs/heads/${name}`);
+    if (exists) this.memo.branches.add(name);
+    return exists;
   }
 
   async log(ref: string, limit?: number): Promise<CommitInfo[]> {
@@ -497,8 +646,25 @@ export class GitService {
 
   // ---------------------------------------------------------------- internals
 
-  private git(cwd: string, args: string[]): Promise<string> {
-    return this.runner.run(cwd, args);
+  private async git(cwd: string, args: string[]): Promise<string> {
+    try {
+      return await this.runner.run(cwd, args);
+    } catch (error) {
+      // A failure can leave a state nobody verified: what this process learned is checked again.
+      this.memo.forget();
+      throw error;
+    }
+  }
+
+  private async layout(): Promise<RepositoryLayout> {
+    if (this.memo.layout !== undefined) return this.memo.layout;
+    let layout = plainLayout(this.root);
+    if (layout === undefined) {
+      const [gitDir = '', commonDir = ''] = (await this.git(this.root, ['rev-parse', '--path-format=absolute', '--absolute-git-dir', '--git-common-dir'])).trim().split('\n');
+      layout = { gitDir, commonDir };
+    }
+    this.memo.layout = layout;
+    return layout;
   }
 
   private onMainTree<T>(work: () => Promise<T>): Promise<T> {
@@ -519,9 +685,11 @@ export class GitService {
   }
 
   private async checkBranchName(branch: string): Promise<void> {
+    if (branch.split('/').every((part) => PLAIN_REF_COMPONENT.test(part) && !part.endsWith('.lock')) || this.memo.validBranchNames.has(branch)) return;
     if (branch.startsWith('-') || !(await this.runner.test(this.root, ['check-ref-format', `refs/heads/${branch}`]))) {
       throw new GitError(`invalid branch name ${JSON.stringify(branch)}`);
     }
+    this.memo.validBranchNames.add(branch);
   }
 
   private async revParse(cwd: string, spec: string): Promise<string> {
@@ -533,8 +701,21 @@ export class GitService {
   }
 
   private async localBranches(): Promise<string[]> {
-    const out = await this.git(this.root, ['for-each-ref', '--format=%(refname)', 'refs/heads/']);
-    return out.split('\n').filter((line) => line.startsWith('refs/heads/')).map((line) => line.slice('refs/heads/'.length));
+    return (await this.branchesAndHead()).branches;
+  }
+
+  /** Local branches, and the one checked out in the main work tree when for-each-ref marks one. */
+  private async branchesAndHead(): Promise<{ branches: string[]; current: string | undefined }> {
+    const out = await this.git(this.root, ['for-each-ref', '--format=%(HEAD)%(refname)', 'refs/heads/']);
+    const branches: string[] = [];
+    let current: string | undefined;
+    for (const line of out.split('\n')) {
+      const name = line.slice(1);
+      if (!name.startsWith('refs/heads/')) continue;
+      branches.push(name.slice('refs/heads/'.length));
+      if (line.startsWith('*')) current = name.slice('refs/heads/'.length);
+    }
+    return { branches, current };
   }
 
   /** The checked-out branch, or null on a detached HEAD (an unborn branch still has a name). */
@@ -555,6 +736,8 @@ export class GitService {
       // Renames and copies are followed by their source path as the next field.
       if (status.includes('R') || status.includes('C')) index += 1;
       if (file === `${STATE_DIR}/` || file.startsWith(`${STATE_DIR}/`)) continue;
+      // The user's own Moderator settings, not yet committed: not work anyone could lose.
+      if (status === '??' && cwd === this.root && SETTINGS_FILES.has(file)) continue;
       paths.push(file);
     }
     return paths;
@@ -562,7 +745,7 @@ export class GitService {
 
   private async unmergedPaths(cwd: string): Promise<string[]> {
     try {
-      const out = await this.git(cwd, ['diff', '--name-only', '-z', '--diff-filter=U']);
+      const out = await this.git(cwd, ['diff', '--name-only', '-z', '--no-ext-diff', '--no-textconv', '--diff-filter=U']);
       return [...new Set(out.split('\0').filter((name) => name !== ''))];
     } catch {
       return [];
@@ -570,11 +753,8 @@ export class GitService {
   }
 
   /** Newest commit in `range` whose message carries exactly this step's trailer, or null. */
-  private async findStepCommit(cwd: string, range: string[], stepKey: string, grep = true): Promise<string | null> {
-    // With --grep, --max-count would count matches, not commits scanned: the bounded search
-    // in commitAll filters here instead.
-    const filter = grep ? ['--fixed-strings', `--grep=${stepTrailerLine(stepKey)}`] : [];
-    const out = await this.git(cwd, ['log', '--no-show-signature', ...filter, '--format=%H%x00%B%x1e', ...range, '--']);
+  private async findStepCommit(cwd: string, range: string[], stepKey: string): Promise<string | null> {
+    const out = await this.git(cwd, ['log', '--no-show-signature', '--fixed-strings', `--grep=${stepTrailerLine(stepKey)}`, '--format=%H%x00%B%x1e', ...range, '--']);
     for (const record of out.split('\x1e')) {
       const [sha, body] = record.replace(/^\n/, '').split('\0');
       if (sha !== undefined && sha !== '' && body !== undefined && hasStepTrailer(body, stepKey)) return sha;
@@ -582,8 +762,31 @@ export class GitService {
     return null;
   }
 
-  private async commonDir(): Promise<string> {
-    return (await this.git(this.root, ['rev-parse', '--path-format=absolute', '--git-common-dir'])).trim();
+  /**
+   * The step commits of the task branch checked out in `cwd`, newest per step key: the branch's
+   * own commits, or, once merged (the branch is then part of the base and has none of its own),
+   * its newest MERGED_SEARCH_DEPTH commits. A fresh branch also has none of its own and costs one
+   * short log instead of a search of the whole history.
+   */
+  private async stepsOnBranch(cwd: string): Promise<Map<string, string>> {
+    const own = await this.stepCommits(cwd, [`refs/heads/${this.baseBranch}..HEAD`]);
+    // Any commit of its own means HEAD is not part of the base: no merged search.
+    if (own.commits > 0) return own.steps;
+    return (await this.stepCommits(cwd, [`--max-count=${MERGED_SEARCH_DEPTH}`, 'HEAD'])).steps;
+  }
+
+  private async stepCommits(cwd: string, range: string[]): Promise<{ commits: number; steps: Map<string, string> }> {
+    // No --grep: with it, --max-count would count matches, not commits scanned.
+    const out = await this.git(cwd, ['log', '--no-show-signature', '--format=%H%x00%B%x1e', ...range, '--']);
+    const steps = new Map<string, string>();
+    let commits = 0;
+    for (const record of out.split('\x1e')) {
+      const [sha, body] = record.replace(/^\n/, '').split('\0');
+      if (sha === undefined || sha === '' || body === undefined) continue;
+      commits += 1;
+      for (const key of stepKeysOf(body)) if (!steps.has(key)) steps.set(key, sha);
+    }
+    return { commits, steps };
   }
 
   /** Worktree admin folders (`.git/worktrees/<name>`) mapped to the worktree folder they name. */
@@ -671,7 +874,7 @@ export class GitService {
   }
 
   private async adminDirOf(worktree: string): Promise<string | null> {
-    for (const [admin, tree] of await this.worktreeAdminDirs(await this.commonDir())) {
+    for (const [admin, tree] of await this.worktreeAdminDirs((await this.layout()).commonDir)) {
       if ((await realOrResolved(tree)) === worktree) return admin;
     }
     return null;

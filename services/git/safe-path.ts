@@ -2,6 +2,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { GitError } from './git-error.ts';
 
+/** A path a model named was refused; `reason` says why, for the model, without the worktree's own path. */
+export class PathRefusedError extends GitError {
+  constructor(readonly path: string, root: string, readonly reason: string) {
+    super(`refusing the path ${JSON.stringify(path)} in ${root}: ${reason}`);
+  }
+}
+
 function isInside(root: string, candidate: string): boolean {
   const rel = path.relative(root, candidate);
   return rel !== '' && !rel.startsWith(`..${path.sep}`) && rel !== '..' && !path.isAbsolute(rel);
@@ -29,7 +36,7 @@ async function lstatOrNull(file: string): Promise<import('node:fs').Stats | null
  * target, wherever that is.
  */
 export async function resolveInside(rootReal: string, relative: string, followLast: boolean): Promise<string> {
-  const refuse = (why: string): GitError => new GitError(`refusing the path ${JSON.stringify(relative)} in ${rootReal}: ${why}`);
+  const refuse = (why: string): PathRefusedError => new PathRefusedError(relative, rootReal, why);
   if (relative === '' || relative.includes('\0')) throw refuse('it is empty or contains a NUL byte');
   if (path.isAbsolute(relative) || /^[A-Za-z]:[\\/]/.test(relative)) throw refuse('it is absolute; give a path relative to the worktree');
   const lexical = path.resolve(rootReal, relative);

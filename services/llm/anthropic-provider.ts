@@ -1,5 +1,5 @@
 import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from '@anthropic-ai/sdk';
-import type { ConversationItem, ModelProvider, ModelReply, ModelRequest, ToolCall, ToolSpec } from './provider.ts';
+import type { ConversationItem, ModelProvider, ModelReply, ModelRequest, ResponseFormat, ToolCall, ToolSpec } from './provider.ts';
 import {
   DEFAULT_MAX_RETRIES,
   DEFAULT_TIMEOUT_MS,
@@ -21,6 +21,17 @@ import {
 const DEFAULT_BASE_URL = 'https://api.anthropic.com';
 
 /**
+ * Endpoints (base URLs) that refused a forced tool for structured output, for the life of the
+ * process: Anthropic-compatible proxies and local servers do not all implement `tool_choice`.
+ */
+const refusedForcedTool = new Set<string>();
+
+function refusesForcedTool(error: unknown): boolean {
+  if (!(error instanceof APIError) || (error.status !== 400 && error.status !== 422)) return false;
+  return /tool_choice|tool|input_schema|schema/i.test(`${error.apiMessage ?? ''} ${error.message}`);
+}
+
+/**
  * The SDK appends `/v1/messages` itself, so a configured `.../v1` is dropped rather than doubled.
  * Nothing else is changed: a proxy path is kept.
  */
@@ -39,9 +50,13 @@ export class AnthropicProvider implements ModelProvider {
   readonly description: string;
   private readonly client: Anthropic;
   private readonly caller: ResilientCaller;
+  private readonly baseURL: string;
+  private readonly onNotice: ((line: string) => void) | undefined;
 
   constructor(options: ProviderOptions) {
     const baseURL = normaliseAnthropicBaseURL(options.baseURL);
+    this.baseURL = baseURL;
+    this.onNotice = options.onNotice;
     const maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.description = `Anthropic API at ${baseURL}`;
@@ -72,7 +87,27 @@ export class AnthropicProvider implements ModelProvider {
     return this.caller.complete(request);
   }
 
+  /**
+   * Structured output as a forced tool: the reply schema becomes the input schema of a tool the
+   * model must call, and that call's input is the answer. Not with the TechLead's own tools (they
+   * cannot all be forced), nor on an endpoint that refused it once.
+   */
   private async send(request: ModelRequest, model: string, watchdog: IdleWatchdog): Promise<Completion> {
+    const forced = request.responseFormat !== undefined && !request.tools?.length && !refusedForcedTool.has(this.baseURL) ? request.responseFormat : undefined;
+    try {
+      return await this.stream(request, model, watchdog, forced);
+    } catch (error) {
+      if (!forced || !refusesForcedTool(error)) throw error;
+      refusedForcedTool.add(this.baseURL);
+      this.onNotice?.(`the server at ${this.baseURL} refused a forced tool for structured output (${(error as APIError).status}: ${oneLine((error as APIError).apiMessage ?? '', 120)}); asking for plain text from now on (replies are still repaired and validated)`);
+      return this.stream(request, model, watchdog, undefined);
+    }
+  }
+
+  private async stream(request: ModelRequest, model: string, watchdog: IdleWatchdog, forced: ResponseFormat | undefined): Promise<Completion> {
+    const tools = forced
+      ? [{ name: forced.name, description: 'Give your answer: its input is the whole reply.', input_schema: { type: 'object' as const, ...forced.schema } }]
+      : request.tools?.length ? toAnthropicTools(request.tools) : undefined;
     const stream = await this.client.messages.create(
       {
         model,
@@ -80,21 +115,31 @@ export class AnthropicProvider implements ModelProvider {
         // No `temperature`: API version 2026-10-21 (what SDK 1.x sends) refuses any sampling
         // parameter with a 400, even at its default, and the SDK's types no longer have them.
         ...(request.system ? { system: [{ type: 'text', text: request.system, cache_control: { type: 'ephemeral' } }] } : {}),
-        ...(request.tools?.length ? { tools: toAnthropicTools(request.tools) } : {}),
+        ...(tools ? { tools } : {}),
+        ...(forced ? { tool_choice: { type: 'tool' as const, name: forced.name } } : {}),
         messages: toAnthropicMessages(request.messages),
         stream: true,
       },
       { signal: callSignal(request, watchdog) },
     );
     watchdog.touch();
-    const reader = new MessageAssembler(model);
+    const reader = new MessageAssembler();
     for await (const event of stream) {
       watchdog.touch();
       reader.add(event);
     }
     assertNotCutShort(request, watchdog);
-    return reader.finish();
+    const completion = reader.finish();
+    return forced ? answerOfForcedTool(completion, forced.name) : completion;
   }
+}
+
+/** The forced tool's input is the answer: it becomes the reply's text, and no tool call is left to run. */
+function answerOfForcedTool(completion: Completion, name: string): Completion {
+  const answer = completion.toolCalls.find((call) => call.name === name);
+  if (!answer) return completion;
+  const text = answer.inputError ? completion.text : JSON.stringify(answer.input);
+  return { ...completion, text, toolCalls: [], stopReason: completion.stopReason === 'max_tokens' ? 'max_tokens' : 'end' };
 }
 
 /** Tool definitions; the last one carries the cache breakpoint that covers all of them. */
@@ -161,14 +206,14 @@ class MessageAssembler {
   private readonly blocks = new Map<number, { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; json: string }>();
   private usage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
   private stopReason: string | null = null;
-
-  constructor(private readonly model: string) {}
+  private usageReported = false;
 
   add(event: Anthropic.RawMessageStreamEvent): void {
     switch (event.type) {
       case 'message_start': {
         this.started = true;
         const usage = event.message.usage;
+        this.usageReported ||= usage !== undefined && usage !== null;
         this.usage = {
           inputTokens: usage?.input_tokens ?? 0,
           outputTokens: usage?.output_tokens ?? 0,
@@ -193,6 +238,7 @@ class MessageAssembler {
         const usage = event.usage;
         this.stopReason = event.delta.stop_reason ?? this.stopReason;
         if (usage) {
+          this.usageReported = true;
           this.usage = {
             inputTokens: usage.input_tokens ?? this.usage.inputTokens,
             outputTokens: usage.output_tokens ?? this.usage.outputTokens,
@@ -219,12 +265,13 @@ class MessageAssembler {
     for (const index of [...this.blocks.keys()].sort((a, b) => a - b)) {
       const block = this.blocks.get(index);
       if (block?.type === 'text') texts.push(block.text);
-      else if (block) toolCalls.push({ id: block.id, name: block.name, input: parseToolInput(block.json, block.name, this.model) });
+      else if (block) toolCalls.push({ id: block.id, name: block.name, ...parseToolInput(block.json, block.name) });
     }
     return {
       text: texts.join(''),
       toolCalls,
       usage: this.usage,
+      usageReported: this.usageReported,
       stopReason: this.stopReason === null ? undefined : (STOP_REASONS[this.stopReason] ?? 'end'),
     };
   }
@@ -257,6 +304,6 @@ export function classifyAnthropicError(error: unknown): Failure {
   if (error instanceof SyntaxError) return { kind: 'malformed', detail: `a stream event is not JSON (${oneLine(error.message, 80)})`, cause: error };
   if (error instanceof StreamStalled) return { kind: 'idle', cause: error };
   // A connection dropped mid-stream surfaces as undici's TypeError('terminated'): not retried by the SDK.
-  if (error instanceof TypeError && error.message === 'terminated') return { kind: 'connection', detail: `the connection broke mid-reply (${describeCause(error)})`, cause: error };
+  if (error instanceof TypeError && error.message === 'terminated') return { kind: 'reset', detail: describeCause(error), cause: error };
   return { kind: 'other', detail: describeCause(error), cause: error };
 }

@@ -1,7 +1,8 @@
-import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
+import { runProcessGroup } from '../process-group.ts';
+import { messageOf } from '../../errors.ts';
 import { ModelError } from './model-error.ts';
 import type { ConversationItem, ModelProvider, ModelReply, ModelRequest } from './provider.ts';
 
@@ -86,89 +87,49 @@ interface Finished {
   tooMuch: boolean;
 }
 
-function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: already gone.
+/** Runs the CLI without a shell, as the leader of its own process group so a timeout kills all of it. */
+/** The claude executable could not be started; `reason` says why without the provider's prefix. */
+class CliNotStarted extends ModelError {
+  constructor(readonly reason: string, cause: unknown) {
+    super('model', `claude-cli: ${reason}`, { cause });
   }
 }
 
-/** Runs the CLI without a shell, as the leader of its own process group so a timeout kills all of it. */
-function runCli(file: string, args: string[], options: { cwd: string; env: Record<string, string>; timeoutMs: number; stdin?: string | undefined; signal?: AbortSignal | undefined }): Promise<Finished> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, {
-      cwd: options.cwd,
-      env: options.env,
-      shell: false,
-      detached: true,
-      stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      windowsHide: true,
-    });
-    const out: Buffer[] = [];
-    let outBytes = 0;
-    let stderr = '';
-    let timedOut = false;
-    let aborted = false;
-    let tooMuch = false;
-    let exited = false;
-    const timers: NodeJS.Timeout[] = [];
-    const stop = (): void => {
-      if (exited) return;
-      killGroup(child.pid, 'SIGTERM');
-      timers.push(setTimeout(() => killGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS));
-    };
-    const onAbort = (): void => {
-      aborted = true;
-      stop();
-    };
-    const cleanUp = (): void => {
-      for (const timer of timers) clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-    };
-    // Both are pipes as configured above; the typings cannot tell with a conditional stdin.
-    const { stdout: childOut, stderr: childErr } = child as unknown as { stdout: NodeJS.ReadableStream; stderr: NodeJS.ReadableStream };
-    childOut.on('data', (chunk: Buffer) => {
+async function runCli(file: string, args: string[], options: { cwd: string; env: Record<string, string>; timeoutMs: number; stdin?: string | undefined; signal?: AbortSignal | undefined }): Promise<Finished> {
+  const out: Buffer[] = [];
+  let outBytes = 0;
+  let stderr = '';
+  let tooMuch = false;
+  const run = runProcessGroup({
+    file,
+    args,
+    cwd: options.cwd,
+    env: options.env,
+    timeoutMs: options.timeoutMs,
+    signal: options.signal,
+    stdin: options.stdin,
+    killGraceMs: KILL_GRACE_MS,
+    onStdout: (chunk) => {
       outBytes += chunk.length;
       if (outBytes > MAX_STDOUT_BYTES) {
+        if (!tooMuch) run.stop();
         tooMuch = true;
-        stop();
         return;
       }
       out.push(chunk);
-    });
-    childErr.on('data', (chunk: Buffer) => {
+    },
+    onStderr: (chunk) => {
       if (stderr.length < 16_384) stderr += chunk.toString('utf8');
-    });
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      cleanUp();
-      const reason = error.code === 'ENOENT' ? `${file} was not found: install Claude Code or set its path`
-        : error.code === 'EACCES' ? `${file} is not executable` : error.message;
-      reject(new ModelError('model', `claude-cli: ${reason}`, { cause: error }));
-    });
-    child.on('exit', () => {
-      exited = true;
-      // Whatever it left running in its group goes with it.
-      killGroup(child.pid, 'SIGKILL');
-    });
-    child.on('close', (code) => {
-      cleanUp();
-      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr, timedOut, aborted, tooMuch });
-    });
-    if (options.stdin !== undefined && child.stdin) {
-      child.stdin.on('error', () => {
-        // EPIPE: the CLI exited without reading; its exit status says why.
-      });
-      child.stdin.end(options.stdin);
-    }
-    timers.push(setTimeout(() => {
-      timedOut = true;
-      stop();
-    }, Math.max(0, options.timeoutMs)));
-    if (options.signal?.aborted) onAbort();
-    else options.signal?.addEventListener('abort', onAbort, { once: true });
+    },
   });
+  const finished = await run.done;
+  const error = finished.startError;
+  if (error !== undefined) {
+    const reason = error.code === 'ENOENT' ? `${file} was not found: install Claude Code or set its path`
+      : error.code === 'EACCES' ? `${file} is not executable` : error.message;
+    throw new CliNotStarted(reason, error);
+  }
+  return { code: finished.code, stdout: Buffer.concat(out).toString('utf8'), stderr, timedOut: finished.timedOut, aborted: finished.aborted, tooMuch };
 }
 
 /** The result object in the CLI's stdout: the whole of it, or its last line (after any noise). */
@@ -274,6 +235,6 @@ export async function checkInstalled(executable: string, env: Record<string, str
     if (run.code !== 0 || version === undefined) return { ok: false, message: `${executable} --version failed: ${firstLine(run.stderr) ?? `exit status ${run.code}`}` };
     return { ok: true, version };
   } catch (error) {
-    return { ok: false, message: error instanceof Error ? error.message.replace(/^claude-cli: /, '') : String(error) };
+    return { ok: false, message: error instanceof CliNotStarted ? error.reason : messageOf(error) };
   }
 }

@@ -2,6 +2,7 @@ import type { Store } from '../store/store.ts';
 import { BudgetExhaustedError, ModelError } from './model-error.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from './provider.ts';
 import { messageOf } from '../../errors.ts';
+import type { CallKey } from '../../protocol/keys.ts';
 
 export interface Budget {
   maxTokensTotal: number;
@@ -48,7 +49,7 @@ export class ModelGateway {
     return this.provider.name;
   }
 
-  async call(callKey: string, request: ModelRequest): Promise<ModelReply> {
+  async call(callKey: CallKey, request: ModelRequest): Promise<ModelReply> {
     const journaled = this.store.findCompletedCall(this.runId, callKey);
     if (journaled) {
       const reply = journaled.reply as Pick<ModelReply, 'text' | 'toolCalls' | 'stopReason'>;
@@ -62,6 +63,7 @@ export class ModelGateway {
           outputTokens: journaled.outputTokens,
           cacheReadTokens: journaled.cacheReadTokens,
           cacheWriteTokens: journaled.cacheWriteTokens,
+          ...(journaled.source ? { source: journaled.source } : {}),
         },
         costUsd: journaled.costUsd,
         latencyMs: journaled.latencyMs ?? 0,

@@ -34,6 +34,23 @@ export function normaliseOpenAIBaseURL(url: string | undefined): string {
   return parsed.toString().replace(/\/+$/, '');
 }
 
+/** How a server takes structured output, best first; a server that refuses one is asked the next way. */
+export type StructuredMode = 'json_schema' | 'json_object' | 'text';
+
+/**
+ * What each endpoint (base URL) accepted, for the life of the process: a server that refused
+ * `json_schema` once is not asked again on every call.
+ */
+const structuredModes = new Map<string, StructuredMode>();
+
+/** A 400/422 that names the structured-output field: the server does not take that form of it. */
+function refusesResponseFormat(error: unknown): boolean {
+  if (!(error instanceof APIError) || (error.status !== 400 && error.status !== 422)) return false;
+  const body = error.error as { message?: unknown } | undefined;
+  const text = `${typeof body?.message === 'string' ? body.message : ''} ${error.message}`;
+  return /response_format|json_schema|json_object|structured|grammar|schema/i.test(text);
+}
+
 export interface OpenAIProviderOptions extends ProviderOptions {
   /**
    * How the token limit is sent. OpenAI's own API takes `max_completion_tokens` (its reasoning models
@@ -53,9 +70,13 @@ export class OpenAIProvider implements ModelProvider {
   private readonly client: OpenAI;
   private readonly caller: ResilientCaller;
   private readonly maxTokensField: 'max_tokens' | 'max_completion_tokens';
+  private readonly baseURL: string;
+  private readonly onNotice: ((line: string) => void) | undefined;
 
   constructor(options: OpenAIProviderOptions) {
     const baseURL = normaliseOpenAIBaseURL(options.baseURL);
+    this.baseURL = baseURL;
+    this.onNotice = options.onNotice;
     const maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.maxTokensField = options.maxTokensField ?? (new URL(baseURL).hostname === 'api.openai.com' ? 'max_completion_tokens' : 'max_tokens');
@@ -89,7 +110,37 @@ export class OpenAIProvider implements ModelProvider {
     return this.caller.complete(request);
   }
 
+  /** How this endpoint is asked for structured output now (json_schema until it refuses). */
+  structuredMode(): StructuredMode {
+    return structuredModes.get(this.baseURL) ?? 'json_schema';
+  }
+
   private async send(request: ModelRequest, model: string, watchdog: IdleWatchdog): Promise<Completion> {
+    // With tools the final answer comes after tool turns; a grammar over the whole reply would
+    // forbid the tool calls on servers that implement it with one (llama.cpp), so tools go without.
+    const wantsFormat = request.responseFormat !== undefined && !request.tools?.length;
+    for (;;) {
+      const mode = wantsFormat ? this.structuredMode() : 'text';
+      try {
+        return await this.stream(request, model, watchdog, mode);
+      } catch (error) {
+        if (mode === 'text' || !refusesResponseFormat(error)) throw error;
+        const next: StructuredMode = mode === 'json_schema' ? 'json_object' : 'text';
+        structuredModes.set(this.baseURL, next);
+        const detail = oneLine(((error as APIError).error as { message?: string } | undefined)?.message ?? (error as Error).message, 120);
+        this.onNotice?.(`the server at ${this.baseURL} refused response_format ${mode} (${(error as APIError).status}: ${detail}); asking it for ${next === 'text' ? 'plain text (replies are still repaired and validated)' : 'json_object'} from now on`);
+      }
+    }
+  }
+
+  private async stream(request: ModelRequest, model: string, watchdog: IdleWatchdog, mode: StructuredMode): Promise<Completion> {
+    const format = request.responseFormat;
+    const responseFormat =
+      mode === 'json_schema' && format
+        ? { response_format: { type: 'json_schema' as const, json_schema: { name: format.name, schema: format.schema, strict: true } } }
+        : mode === 'json_object'
+          ? { response_format: { type: 'json_object' as const } }
+          : {};
     const stream = await this.client.chat.completions.create(
       {
         model,
@@ -97,13 +148,14 @@ export class OpenAIProvider implements ModelProvider {
         temperature: request.temperature,
         messages: toOpenAIMessages(request.system, request.messages),
         ...(request.tools?.length ? { tools: toOpenAITools(request.tools) } : {}),
+        ...responseFormat,
         stream: true,
         stream_options: { include_usage: true },
       },
       { signal: callSignal(request, watchdog) },
     );
     watchdog.touch();
-    const reader = new ChunkAssembler(model);
+    const reader = new ChunkAssembler();
     for await (const chunk of stream) {
       watchdog.touch();
       reader.add(chunk);
@@ -156,12 +208,11 @@ const FINISH_REASONS: Record<string, ModelReply['stopReason']> = {
  */
 class ChunkAssembler {
   private chunks = 0;
+  private usageReported = false;
   private text = '';
   private readonly calls = new Map<number, { id: string; name: string; json: string }>();
   private finishReason: string | null = null;
   private usage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
-
-  constructor(private readonly model: string) {}
 
   add(chunk: OpenAI.ChatCompletionChunk): void {
     this.chunks += 1;
@@ -179,6 +230,7 @@ class ChunkAssembler {
       if (choice.finish_reason) this.finishReason = choice.finish_reason;
     }
     if (chunk.usage) {
+      this.usageReported = true;
       const cached = chunk.usage.prompt_tokens_details?.cached_tokens ?? 0;
       const written = chunk.usage.prompt_tokens_details?.cache_write_tokens ?? 0;
       this.usage = {
@@ -196,11 +248,12 @@ class ChunkAssembler {
     if (this.finishReason === null) throw new MalformedChunks('the stream ended before a finish_reason');
     const toolCalls: ToolCall[] = [...this.calls.entries()]
       .sort(([a], [b]) => a - b)
-      .map(([index, call]) => ({ id: call.id || `call_${index}`, name: call.name, input: parseToolInput(call.json, call.name, this.model) }));
+      .map(([index, call]) => ({ id: call.id || `call_${index}`, name: call.name, ...parseToolInput(call.json, call.name) }));
     return {
       text: this.text,
       toolCalls,
       usage: this.usage,
+      usageReported: this.usageReported,
       stopReason: FINISH_REASONS[this.finishReason] ?? 'end',
     };
   }
@@ -228,6 +281,6 @@ export function classifyOpenAIError(error: unknown): Failure {
   if (error instanceof MalformedChunks) return { kind: 'malformed', detail: error.message, cause: error };
   if (error instanceof SyntaxError) return { kind: 'malformed', detail: `a stream chunk is not JSON (${oneLine(error.message, 80)})`, cause: error };
   if (error instanceof StreamStalled) return { kind: 'idle', cause: error };
-  if (error instanceof TypeError && error.message === 'terminated') return { kind: 'connection', detail: `the connection broke mid-reply (${describeCause(error)})`, cause: error };
+  if (error instanceof TypeError && error.message === 'terminated') return { kind: 'reset', detail: describeCause(error), cause: error };
   return { kind: 'other', detail: describeCause(error), cause: error };
 }

@@ -1,9 +1,10 @@
 import type { TokenUsage } from '../store/types.ts';
+import type { CallerName } from '../../protocol/agents.ts';
 
 export type { TokenUsage };
 
-/** The agents that talk to models. Keys of the replay format and of the call journal. */
-export type AgentName = 'moderator' | 'techlead' | 'ever-thinker';
+/** The agents that talk to models (protocol/agents.ts): keys of the replay format and of the call journal. */
+export type AgentName = CallerName;
 
 /** A tool the model may call; `inputSchema` is a JSON Schema object (made with `z.toJSONSchema`). */
 export interface ToolSpec {
@@ -17,6 +18,11 @@ export interface ToolCall {
   id: string;
   name: string;
   input: unknown;
+  /**
+   * Set when the arguments were not JSON even after repair: the call is not run, the model is
+   * told so in its result and calls again (a weak model's slip must not fail the task).
+   */
+  inputError?: string | undefined;
 }
 
 export interface ToolResult {
@@ -34,6 +40,13 @@ export type ConversationItem =
 /** Plain text turns, the common case. */
 export type ChatMessage = { role: 'user' | 'assistant'; content: string };
 
+/** A named JSON Schema for structured output, derived from a reply's zod schema. */
+export interface ResponseFormat {
+  /** Letters, digits, `_` and `-`: it names the schema (OpenAI) or the forced tool (Anthropic). */
+  name: string;
+  schema: Record<string, unknown>;
+}
+
 /** One completion request, provider-neutral. */
 export interface ModelRequest {
   agent: AgentName;
@@ -49,6 +62,12 @@ export interface ModelRequest {
   maxTokens: number;
   /** Tools the model may call; the caller runs them and sends the results in the next request. */
   tools?: ToolSpec[] | undefined;
+  /**
+   * Ask for a reply of this JSON Schema through the backend's structured output (OpenAI
+   * `response_format`, an Anthropic forced tool), where it has one. The reply still arrives as text
+   * and is validated by the caller: servers that ignore the request are common.
+   */
+  responseFormat?: ResponseFormat | undefined;
   signal?: AbortSignal | undefined;
 }
 

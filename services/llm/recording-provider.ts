@@ -7,7 +7,7 @@ export interface RecordingCall {
   purpose: string;
   task?: string;
   model: string;
-  reply: { text: string; tool_calls?: { id: string; name: string; input: unknown }[] };
+  reply: { text: string; tool_calls?: { id: string; name: string; input: unknown; input_error?: string }[]; stop_reason?: 'max_tokens' };
   usage: { input_tokens: number; output_tokens: number; cache_read_input_tokens: number; cache_creation_input_tokens: number };
   latency_ms: number;
   cost_usd: number;
@@ -18,6 +18,8 @@ export interface RecordingSession {
   format: 'moderator-session/1';
   title?: string;
   requirements: string;
+  /** The git tree of the base branch the run started from: a replay is refused on any other. */
+  start_tree?: string;
   project?: Record<string, unknown>;
   calls: Record<string, RecordingCall[]>;
 }
@@ -26,6 +28,7 @@ export interface RecordingOptions {
   inner: ModelProvider;
   file: string;
   requirements: string;
+  startTree?: string | undefined;
   title?: string | undefined;
   project?: Record<string, unknown> | undefined;
   /**
@@ -56,6 +59,7 @@ export class RecordingProvider implements ModelProvider {
       format: 'moderator-session/1',
       ...(options.title ? { title: options.title } : {}),
       requirements: options.requirements,
+      ...(options.startTree ? { start_tree: options.startTree } : {}),
       ...(options.project ? { project: options.project } : {}),
       calls: structuredClone((options.existing?.calls ?? {}) as Record<string, RecordingCall[]>),
     };
@@ -74,7 +78,10 @@ export class RecordingProvider implements ModelProvider {
       model: reply.model,
       reply: {
         text: reply.text,
-        ...(reply.toolCalls?.length ? { tool_calls: reply.toolCalls.map((toolCall) => ({ id: toolCall.id, name: toolCall.name, input: toolCall.input })) } : {}),
+        ...(reply.toolCalls?.length
+          ? { tool_calls: reply.toolCalls.map((toolCall) => ({ id: toolCall.id, name: toolCall.name, input: toolCall.input, ...(toolCall.inputError ? { input_error: toolCall.inputError } : {}) })) }
+          : {}),
+        ...(reply.stopReason === 'max_tokens' ? { stop_reason: 'max_tokens' as const } : {}),
       },
       usage: {
         input_tokens: reply.usage.inputTokens,

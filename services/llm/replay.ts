@@ -22,7 +22,9 @@ const callSchema = z
       .object({
         text: z.string(),
         /** Tools the model called in this turn; the run executes them again when it replays. */
-        tool_calls: z.array(z.object({ id: z.string(), name: z.string(), input: z.unknown() }).strict()).optional(),
+        tool_calls: z.array(z.object({ id: z.string(), name: z.string(), input: z.unknown(), input_error: z.string().optional() }).strict()).optional(),
+        /** Set when the recorded reply stopped at its token limit, so the replay is cut off the same way. */
+        stop_reason: z.literal('max_tokens').optional(),
       })
       .strict(),
     usage: usageSchema,
@@ -37,6 +39,8 @@ export const sessionSchema = z
     format: z.literal('moderator-session/1'),
     title: z.string().optional(),
     requirements: z.string().min(1),
+    /** The git tree (of the base branch) the recording started from; a replay on another tree is refused. */
+    start_tree: z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'a git tree id').optional(),
     project: z.record(z.string(), z.unknown()).optional(),
     calls: z.record(z.string(), z.array(callSchema)),
   })
@@ -98,8 +102,8 @@ export class ReplayProvider implements ModelProvider {
     request.signal?.throwIfAborted();
     return {
       text: recorded.reply.text,
-      toolCalls: (recorded.reply.tool_calls ?? []).map((call) => ({ id: call.id, name: call.name, input: call.input })),
-      stopReason: (recorded.reply.tool_calls ?? []).length > 0 ? 'tool_use' : 'end',
+      toolCalls: (recorded.reply.tool_calls ?? []).map((call) => ({ id: call.id, name: call.name, input: call.input, ...(call.input_error ? { inputError: call.input_error } : {}) })),
+      stopReason: recorded.reply.stop_reason ?? ((recorded.reply.tool_calls ?? []).length > 0 ? 'tool_use' : 'end'),
       model: recorded.model,
       usage: {
         inputTokens: recorded.usage.input_tokens,

@@ -1,12 +1,19 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jsonrepair } from 'jsonrepair';
+import { oneLine } from '../text.ts';
 import { ModelError } from './model-error.ts';
 import { costOf, withPrices, type PriceTable } from './prices.ts';
 import type { ModelProvider, ModelReply, ModelRequest, TokenUsage, ToolCall } from './provider.ts';
+import { countRequestTokens, countSourceFor, countTokens, type CountSource } from './token-count.ts';
 
 /**
- * What the real providers share: options, retry reporting, the backup model, the idle watchdog and
- * the one-line errors. Retries themselves are the SDKs' (408/409/429/5xx, timeouts and connection
- * errors, honouring retry-after-ms, retry-after and x-should-retry); nothing here retries a request.
+ * What the real providers share: options, retry reporting, the backup model, the idle watchdog,
+ * local token counts and the one-line errors. Retries before a reply starts are the SDKs'
+ * (408/409/429/5xx, timeouts and connection errors, honouring retry-after-ms, retry-after and
+ * x-should-retry). Failures the SDKs do not retry because the reply had started (a stalled
+ * stream, a reset connection, an error event or an unreadable event mid-reply) are retried here,
+ * with backoff: such a reply was never journaled, so sending the request again is safe.
  */
 
 /** Told before each retry the SDK makes, and when a rate-limited call moves to the backup model. */
@@ -23,7 +30,9 @@ export type RetryEvent =
       /** What the server asked for (retry-after-ms, else retry-after); absent means the SDK's backoff. */
       retryAfterMs?: number | undefined;
     }
-  | { kind: 'backup_model'; provider: string; model: string; backupModel: string };
+  | { kind: 'backup_model'; provider: string; model: string; backupModel: string }
+  /** A reply broke off mid-stream and is asked for again after `waitMs` (attempt counts from 1). */
+  | { kind: 'resend'; provider: string; model: string; attempt: number; maxRetries: number; reason: string; waitMs: number };
 
 /** The SDKs' logger shape (pino's methods fit). */
 export interface SdkLogger {
@@ -51,6 +60,12 @@ export interface ProviderOptions {
   onRetry?: ((event: RetryEvent) => void) | undefined;
   /** Told once per model this provider has no price for (its calls count as $0). */
   onUnknownPrice?: ((model: string) => void) | undefined;
+  /** Told once per model whose server sends no token usage: its tokens are then counted locally. */
+  onNoUsage?: ((model: string, source: CountSource) => void) | undefined;
+  /** One-line notices for the progress output (a server that refused structured output, ...). */
+  onNotice?: ((line: string) => void) | undefined;
+  /** First wait before resending a reply that broke off mid-stream, doubled per attempt up to 8 s. Default 500 ms. */
+  resendBaseMs?: number | undefined;
   /** Replaces the global fetch, for tests or a proxy. */
   fetch?: typeof fetch | undefined;
   /** The environment variable the key came from, named in a rejected-key message. */
@@ -80,6 +95,8 @@ export type Failure =
   /** An error the API reported inside a stream that had started (Anthropic `event: error`, OpenAI `data: {"error"}`). */
   | { kind: 'stream'; errorType?: string | undefined; detail: string; cause: unknown }
   | { kind: 'malformed'; detail: string; cause?: unknown }
+  /** The connection broke after the reply had started; the SDKs do not retry that. */
+  | { kind: 'reset'; detail: string; cause: unknown }
   | { kind: 'other'; detail: string; cause: unknown };
 
 /** What one SDK call produced; the shared code adds model, cost and latency. */
@@ -88,6 +105,8 @@ export interface Completion {
   toolCalls: ToolCall[];
   usage: TokenUsage;
   stopReason: ModelReply['stopReason'];
+  /** False when the server sent no usage at all (not even zeros): the shared code counts the tokens then. */
+  usageReported: boolean;
 }
 
 /** One provider's SDK behind the shared flow. */
@@ -202,11 +221,7 @@ export function describeCause(error: unknown): string {
   return oneLine(best);
 }
 
-/** Keeps an API's message on one line and short. */
-export function oneLine(text: string, max = 200): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
-}
+export { oneLine } from '../text.ts';
 
 function seconds(ms: number): string {
   return ms >= 1000 ? `${Math.round(ms / 100) / 10} s` : `${ms} ms`;
@@ -243,10 +258,12 @@ export function modelErrorFor(failure: Failure, context: { driver: Driver; model
     }
     case 'connection':
       return new ModelError('model', `cannot reach ${driver.baseURL}: ${failure.detail}`, { cause: failure.cause, retryable: true });
+    case 'reset':
+      return new ModelError('model', `the connection to ${driver.baseURL} broke mid-reply${tries}: ${failure.detail}`, { cause: failure.cause, retryable: true });
     case 'timeout':
       return new ModelError('model', `no answer from ${driver.baseURL} within ${seconds(driver.timeoutMs)}${tries}: check the server, or raise the timeout`, { cause: failure.cause, retryable: true });
     case 'idle':
-      return new ModelError('model', `the reply from ${driver.baseURL} stalled: no data for ${seconds(driver.timeoutMs)}`, { cause: failure.cause, retryable: true });
+      return new ModelError('model', `the reply from ${driver.baseURL} stalled: no data for ${seconds(driver.timeoutMs)}${tries}`, { cause: failure.cause, retryable: true });
     case 'stream': {
       const type = failure.errorType ? `${failure.errorType}: ` : '';
       return new ModelError('model', `${api} broke off the reply of ${model}: ${type}${failure.detail}`, {
@@ -255,7 +272,7 @@ export function modelErrorFor(failure: Failure, context: { driver: Driver; model
       });
     }
     case 'malformed':
-      return new ModelError('malformed_reply', `${api} at ${driver.baseURL} sent a reply it could not read: ${failure.detail}`, { cause: failure.cause, retryable: false });
+      return new ModelError('malformed_reply', `${api} at ${driver.baseURL} sent a reply it could not read${tries}: ${failure.detail}`, { cause: failure.cause, retryable: true });
     case 'aborted':
     case 'other':
       return new ModelError('model', `${driver.label} call for ${model} failed: ${failure.kind === 'other' ? failure.detail : 'aborted'}`, { cause: failure.cause, retryable: false });
@@ -270,22 +287,25 @@ export function modelErrorFor(failure: Failure, context: { driver: Driver; model
 export class ResilientCaller {
   private readonly prices: PriceTable;
   private readonly unpriced = new Set<string>();
+  private readonly uncounted = new Set<string>();
+  private readonly resendBaseMs: number;
 
   constructor(
     private readonly driver: Driver,
-    private readonly options: Pick<ProviderOptions, 'prices' | 'onRetry' | 'onUnknownPrice'>,
+    private readonly options: Pick<ProviderOptions, 'prices' | 'onRetry' | 'onUnknownPrice' | 'onNoUsage' | 'resendBaseMs'>,
   ) {
     this.prices = withPrices(options.prices);
+    this.resendBaseMs = options.resendBaseMs ?? 500;
   }
 
   async complete(request: ModelRequest): Promise<ModelReply> {
     const started = performance.now();
-    const first = await this.attempt(request, request.model);
+    const first = await this.attemptWithResends(request, request.model);
     let answer = first;
     const backup = request.backupModel;
     if ('failure' in first && first.failure.kind === 'status' && first.failure.status === 429 && backup && backup !== request.model) {
       this.options.onRetry?.({ kind: 'backup_model', provider: this.driver.name, model: request.model, backupModel: backup });
-      answer = await this.attempt(request, backup);
+      answer = await this.attemptWithResends(request, backup);
     }
     if ('failure' in answer) {
       if (answer.failure.kind === 'aborted' || request.signal?.aborted) {
@@ -300,7 +320,8 @@ export class ResilientCaller {
       throw error;
     }
     const { completion, model } = answer;
-    const cost = costOf(model, completion.usage, this.prices);
+    const usage = completion.usageReported ? completion.usage : this.countLocally(request, completion, model);
+    const cost = costOf(model, usage, this.prices);
     if (!cost.known && !this.unpriced.has(model)) {
       this.unpriced.add(model);
       this.options.onUnknownPrice?.(model);
@@ -310,10 +331,45 @@ export class ResilientCaller {
       toolCalls: completion.toolCalls,
       stopReason: completion.stopReason,
       model,
-      usage: completion.usage,
+      usage,
       costUsd: cost.usd,
       latencyMs: Math.round(performance.now() - started),
     };
+  }
+
+  /** A server that sent no usage: the tokens are counted here, never taken as zero (budgets hold on the count). */
+  private countLocally(request: ModelRequest, completion: Completion, model: string): TokenUsage {
+    const source = countSourceFor(model);
+    if (!this.uncounted.has(model)) {
+      this.uncounted.add(model);
+      this.options.onNoUsage?.(model, source);
+    }
+    const calls = completion.toolCalls.reduce((sum, call) => sum + countTokens(`${call.name} ${JSON.stringify(call.input ?? {})}`), 0);
+    return {
+      inputTokens: countRequestTokens(request.system, request.messages, request.tools),
+      outputTokens: countTokens(completion.text) + calls,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+      source,
+    };
+  }
+
+  /**
+   * One attempt, sent again (up to the driver's `maxRetries`, with backoff) when the reply broke off
+   * after it had started: those failures happen past the point where the SDK retries.
+   */
+  private async attemptWithResends(request: ModelRequest, model: string): ReturnType<ResilientCaller['attempt']> {
+    for (let resends = 0; ; resends += 1) {
+      const answer = await this.attempt(request, model);
+      if (!('failure' in answer)) return answer;
+      const attempts = answer.attempts + resends;
+      if (!resendable(answer.failure) || resends >= this.driver.maxRetries || request.signal?.aborted) return { ...answer, attempts };
+      const waitMs = Math.min(8000, this.resendBaseMs * 2 ** resends);
+      const reason = modelErrorFor(answer.failure, { driver: this.driver, model, attempts: 1 }).message;
+      this.options.onRetry?.({ kind: 'resend', provider: this.driver.name, model, attempt: resends + 1, maxRetries: this.driver.maxRetries, reason, waitMs });
+      // An abort during the wait ends it early; the next round sees the signal and gives up.
+      await sleep(waitMs, undefined, { signal: request.signal }).catch(() => undefined);
+    }
   }
 
   private async attempt(
@@ -334,6 +390,12 @@ export class ResilientCaller {
       watchdog.stop();
     }
   }
+}
+
+/** Failures of a reply that had started, which the SDKs leave alone and a resend may cure. */
+function resendable(failure: Failure): boolean {
+  if (failure.kind === 'stream') return !PERMANENT_STREAM_ERRORS.has(failure.errorType ?? '');
+  return failure.kind === 'idle' || failure.kind === 'reset' || failure.kind === 'malformed';
 }
 
 /** The signal an SDK call gets: the caller's cancellation and the idle watchdog. */
@@ -358,15 +420,26 @@ export class StreamStalled extends Error {
   }
 }
 
-/** Parses a tool call's JSON arguments; the empty string (a call without arguments) is `{}`. */
-export function parseToolInput(json: string, name: string, model: string): unknown {
-  if (json.trim() === '') return {};
+/**
+ * A tool call's JSON arguments; the empty string (a call without arguments) is `{}`. Arguments
+ * that are not JSON (trailing commas, single quotes, a missing brace) are repaired; what cannot be
+ * repaired comes back as `inputError`, for the model to be told in the tool's result.
+ */
+export function parseToolInput(json: string, name: string): { input: unknown; inputError?: string } {
+  if (json.trim() === '') return { input: {} };
+  const refused = { input: {}, inputError: `the arguments of your ${name} call are not a JSON object (${oneLine(json, 80)}): call it again with a JSON object` };
+  let value: unknown;
   try {
-    return JSON.parse(json);
+    value = JSON.parse(json);
   } catch {
-    // Retryable: the same request may well get well-formed arguments next time.
-    throw new ModelError('malformed_reply', `${model} called tool ${name} with arguments that are not JSON: ${oneLine(json, 80)}`, { retryable: true });
+    try {
+      value = JSON.parse(jsonrepair(json));
+    } catch {
+      return refused;
+    }
   }
+  // Tools take objects: what repair made of something else (a bare word, a list) is not a call.
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? { input: value } : refused;
 }
 
 export interface ConnectionCheck {

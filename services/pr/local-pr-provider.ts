@@ -2,7 +2,8 @@ import type { GitService } from '../git/git-service.ts';
 import type { Store } from '../store/store.ts';
 import type { PullRequestRecord } from '../store/types.ts';
 import { ModeratorError } from '../../errors.ts';
-import type { OpenPullRequest, PrProvider } from './pr-provider.ts';
+import type { OpenPullRequest, PostedReview, PrProvider } from './pr-provider.ts';
+import { stepKeys } from '../../protocol/keys.ts';
 
 /** The embedded PR provider: PR records in SQLite, branches in the target, `git merge --no-ff`. */
 export class LocalPrProvider implements PrProvider {
@@ -23,8 +24,8 @@ export class LocalPrProvider implements PrProvider {
     });
   }
 
-  async update(number: number, headSha: string, revision: number): Promise<void> {
-    this.options.store.updatePullRequestHead(number, headSha, revision);
+  async update(number: number, headSha: string, revision: number, body?: string): Promise<void> {
+    this.options.store.updatePullRequestHead(number, headSha, revision, body);
   }
 
   async merge(number: number, message: string): Promise<string> {
@@ -33,7 +34,7 @@ export class LocalPrProvider implements PrProvider {
     if (pr.status === 'merged' && pr.mergeSha) return pr.mergeSha;
     if (pr.status === 'closed') throw new ModeratorError('pr', `pull request #${number} is closed and cannot be merged`);
     // The step key makes the merge findable in git if we die between merging and recording it.
-    const sha = await this.options.git.mergeNoFf(pr.branch, message, `merge:${pr.taskId}`);
+    const sha = await this.options.git.mergeNoFf(pr.branch, message, stepKeys.merge(pr.taskId));
     this.options.store.markPullRequestMerged(number, sha);
     return sha;
   }
@@ -41,6 +42,9 @@ export class LocalPrProvider implements PrProvider {
   async close(number: number): Promise<void> {
     this.options.store.markPullRequestClosed(number);
   }
+
+  /** Local reviews live in the store only (the review actor records them). */
+  async postReview(_number: number, _review: PostedReview): Promise<void> {}
 
   get(number: number): PullRequestRecord | undefined {
     return this.options.store.listPullRequests(this.options.runId).find((pr) => pr.number === number);

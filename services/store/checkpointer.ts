@@ -25,6 +25,11 @@ export interface CheckpointerOptions {
   onError?: (error: unknown) => void;
   /** Called synchronously when the root enters another top-level state. */
   onPhase?: (phase: string) => void;
+  /**
+   * Store writes that project the snapshot (the tasks table from the chart's task list), made in
+   * the checkpoint's own transaction: what the store says never runs ahead of or behind the chart.
+   */
+  project?: () => void;
 }
 
 /**
@@ -97,7 +102,7 @@ export class Checkpointer {
       const messages = this.pending;
       if (json === this.lastJson && messages.length === 0) return;
       this.pending = [];
-      this.options.store.saveCheckpoint(this.options.runId, json, snapshot.status, messages, phase === this.lastPhase ? null : phase);
+      this.options.store.saveCheckpoint(this.options.runId, json, snapshot.status, messages, phase === this.lastPhase ? null : phase, this.options.project);
       this.lastJson = json;
       this.lastPhase = phase;
       this.stats.writes += 1;

@@ -149,4 +149,10 @@ export const migrations: readonly string[] = [
   `,
   // 2: where a live run's monitoring server listens, for `moderator status`.
   `ALTER TABLE runs ADD COLUMN monitor_url TEXT;`,
+  // 3: a call whose server sent no usage is counted locally: 'counted' or 'estimated' (NULL: reported by the API).
+  `ALTER TABLE model_calls ADD COLUMN usage_source TEXT;`,
+  // 4: PRs that live on GitHub: their number and page there, also on the task for the task board.
+  `ALTER TABLE pull_requests ADD COLUMN remote_number INTEGER;
+   ALTER TABLE pull_requests ADD COLUMN url TEXT;
+   ALTER TABLE tasks ADD COLUMN pr_url TEXT;`,
 ];

@@ -7,7 +7,7 @@ import { StoreError } from './store-error.ts';
 import { messageOf } from '../../errors.ts';
 import type {
   AlertRecord, JournalMessage, ModelCallFinish, ModelCallRecord, ModelCallStart, NewRun, NewTask,
-  PullRequestRecord, ReviewRecord, RunRecord, RunStatus, RunTotals, TaskRecord, TaskStatus, TestRunRecord,
+  PullRequestRecord, ReviewRecord, RunRecord, RunStatus, RunTotals, TaskProjection, TaskRecord, TaskStatus, TestRunRecord,
 } from './types.ts';
 
 export * from './types.ts';
@@ -147,6 +147,33 @@ export class Store {
 
   // ---- runs ------------------------------------------------------------------------------
 
+  /**
+   * Creates the run unless another live process runs one on this target: the check and the
+   * insert in one IMMEDIATE transaction, so two processes can never both pass the check.
+   */
+  createRunExclusive(run: NewRun, isAlive: (pid: number) => boolean): void {
+    this.db
+      .transaction(() => {
+        const busy = this.listRuns().find((other) => other.status === 'running' && other.pid !== null && other.pid !== process.pid && other.host === os.hostname() && isAlive(other.pid));
+        if (busy) throw new StoreError(`run ${busy.id} is still running on this target (process ${busy.pid}); wait for it or stop it first`);
+        this.createRun(run);
+      })
+      .immediate();
+    // The new run is in the main database file at once: losing the WAL must not lose the run.
+    this.checkpointWal();
+  }
+
+  /**
+   * Copies the WAL into the main database file (called at phase changes), so the main file
+   * always holds a resumable run even if `moderator.db-wal` is lost. PASSIVE: it never waits
+   * (a `status` reading meanwhile only delays part of the copy to the next call), so the run's
+   * event loop is never held up by another process.
+   */
+  checkpointWal(): void {
+    if (this.db.memory) return;
+    this.db.pragma('wal_checkpoint(PASSIVE)');
+  }
+
   createRun(run: NewRun): void {
     const at = now();
     this.db
@@ -183,15 +210,19 @@ export class Store {
    * so two processes never drive the same actor tree.
    */
   claimRun(id: string, isAlive: (pid: number) => boolean): void {
-    const run = this.getRun(id);
-    if (!run) throw new StoreError(`unknown run ${id}`);
-    if (run.pid !== null && run.pid !== process.pid && run.host === os.hostname() && isAlive(run.pid)) {
-      throw new StoreError(`run ${id} is in use by process ${run.pid}; stop it first or wait for it to finish`);
-    }
     this.db
-      .prepare(`UPDATE runs SET pid = ?, host = ?, status = CASE status WHEN 'finished' THEN status ELSE 'running' END,
-                 sessions = sessions + 1, updated_at = ? WHERE id = ?`)
-      .run(process.pid, os.hostname(), now(), id);
+      .transaction(() => {
+        const run = this.getRun(id);
+        if (!run) throw new StoreError(`unknown run ${id}`);
+        if (run.pid !== null && run.pid !== process.pid && run.host === os.hostname() && isAlive(run.pid)) {
+          throw new StoreError(`run ${id} is in use by process ${run.pid}; stop it first or wait for it to finish`);
+        }
+        this.db
+          .prepare(`UPDATE runs SET pid = ?, host = ?, status = CASE status WHEN 'finished' THEN status ELSE 'running' END,
+                     sessions = sessions + 1, updated_at = ? WHERE id = ?`)
+          .run(process.pid, os.hostname(), now(), id);
+      })
+      .immediate();
     this.changed({ table: 'runs', runId: id });
   }
 
@@ -225,6 +256,36 @@ export class Store {
     this.changed({ table: 'runs', runId: id });
   }
 
+  /**
+   * Opens a finished run again for `moderator retry`, in one transaction: its outcome cleared, its
+   * settings carrying the retry plan, its final snapshot dropped (the retry starts a fresh tree
+   * from the plan; a crash before its first checkpoint resumes from the plan again), the re-queued
+   * tasks pending, their closed PRs reopened, and the retry journaled as a person's message.
+   */
+  reopenForRetry(id: string, settings: unknown, taskIds: readonly string[], message: JournalMessage): void {
+    const at = now();
+    this.transaction(() => {
+      this.db
+        .prepare(`UPDATE runs SET status = 'interrupted', phase = 'implementing', outcome = NULL, reason = NULL, finished_at = NULL, settings_json = ?, updated_at = ? WHERE id = ?`)
+        .run(JSON.stringify(settings), at, id);
+      this.db.prepare('DELETE FROM snapshots WHERE run_id = ?').run(id);
+      const task = this.db.prepare(`UPDATE tasks SET status = 'pending', updated_at = ? WHERE run_id = ? AND id = ?`);
+      const pr = this.db.prepare(`UPDATE pull_requests SET status = 'open', updated_at = ? WHERE run_id = ? AND task_id = ? AND status = 'closed'`);
+      for (const taskId of taskIds) {
+        task.run(at, id, taskId);
+        pr.run(at, id, taskId);
+        const reopened = this.getPullRequestForTask(id, taskId);
+        if (reopened) this.changed({ table: 'pull_requests', number: reopened.number });
+      }
+      this.changed({ table: 'runs', runId: id });
+      this.changed({ table: 'tasks', runId: id, taskIds: [...taskIds] });
+      this.db
+        .prepare(`INSERT INTO messages (id, run_id, from_actor, to_actor, type, payload_json, correlation_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(message.id, id, message.from, message.to, message.type, JSON.stringify(message.payload ?? null), message.correlationId, message.at);
+      this.addAlert({ runId: id, level: 'info', kind: 'intervention', message: `retry: ${taskIds.join(', ')} re-queued` });
+    });
+  }
+
   setMonitorUrl(id: string, url: string | null): void {
     this.db.prepare('UPDATE runs SET monitor_url = ? WHERE id = ?').run(url, id);
     this.changed({ table: 'runs', runId: id });
@@ -241,7 +302,7 @@ export class Store {
    * Writes the latest snapshot of the actor tree together with the messages delivered since the
    * previous checkpoint, in one transaction: the journal never runs ahead of the state nor behind.
    */
-  saveCheckpoint(runId: string, snapshotJson: string, status: string, messages: JournalMessage[], phase: string | null): void {
+  saveCheckpoint(runId: string, snapshotJson: string, status: string, messages: JournalMessage[], phase: string | null, alsoWrite?: () => void): void {
     const insert = this.db.prepare(
       `INSERT OR IGNORE INTO messages (id, run_id, from_actor, to_actor, type, payload_json, correlation_id, at)
        VALUES (@id, @runId, @from, @to, @type, @payload, @correlationId, @at)`,
@@ -257,6 +318,7 @@ export class Store {
       }
       upsert.run(runId, snapshotJson, status, now());
       if (phase !== null) this.setRunPhase(runId, phase);
+      alsoWrite?.();
     });
   }
 
@@ -345,16 +407,42 @@ export class Store {
     return (this.db.prepare('SELECT * FROM tasks WHERE run_id = ? ORDER BY created_at, rowid').all(runId) as Row[]).map(toTask);
   }
 
-  updateTask(runId: string, id: string, change: { status?: TaskStatus; attempts?: number; branch?: string; prNumber?: number }): void {
+  /**
+   * Writes the orchestrator's task list into the tasks table: the one writer of task status (and
+   * of the attempt a started task is in). Called inside the checkpoint's transaction, so the table
+   * always says what the checkpointed chart says. A task newly skipped has its local PR record
+   * closed; a PR on GitHub is left for a person (see the README).
+   */
+  projectTasks(runId: string, tasks: readonly TaskProjection[]): void {
+    const current = new Map(this.listTasks(runId).map((task) => [task.id, task]));
+    const write = this.db.prepare('UPDATE tasks SET status = ?, attempts = ?, updated_at = ? WHERE run_id = ? AND id = ?');
+    const written: string[] = [];
+    for (const task of tasks) {
+      const stored = current.get(task.id);
+      if (!stored) continue;
+      const attempts = task.status === 'pending' ? stored.attempts : task.attempt;
+      if (stored.status === task.status && stored.attempts === attempts) continue;
+      write.run(task.status, attempts, now(), runId, task.id);
+      written.push(task.id);
+      if (task.status === 'skipped' && stored.status !== 'skipped') {
+        const pr = this.getPullRequestForTask(runId, task.id);
+        if (pr?.status === 'open' && pr.provider === 'local') this.markPullRequestClosed(pr.number);
+      }
+    }
+    if (written.length > 0) this.changed({ table: 'tasks', runId, taskIds: written });
+  }
+
+  updateTask(runId: string, id: string, change: { status?: TaskStatus; attempts?: number; branch?: string; prNumber?: number; prUrl?: string | null }): void {
     const current = this.getTask(runId, id);
     if (!current) throw new StoreError(`unknown task ${id} in run ${runId}`);
     this.db
-      .prepare('UPDATE tasks SET status = ?, attempts = ?, branch = ?, pr_number = ?, updated_at = ? WHERE run_id = ? AND id = ?')
+      .prepare('UPDATE tasks SET status = ?, attempts = ?, branch = ?, pr_number = ?, pr_url = ?, updated_at = ? WHERE run_id = ? AND id = ?')
       .run(
         change.status ?? current.status,
         change.attempts ?? current.attempts,
         change.branch ?? current.branch,
         change.prNumber ?? current.prNumber,
+        change.prUrl ?? current.prUrl,
         now(),
         runId,
         id,
@@ -365,24 +453,29 @@ export class Store {
   // ---- pull requests, reviews, test runs -----------------------------------------------------
 
   /** Opens the PR of a task, or returns the one already open (a re-run submit opens nothing new). */
-  openPullRequest(pr: Omit<PullRequestRecord, 'number' | 'status' | 'mergeSha' | 'revision' | 'createdAt' | 'updatedAt'>): PullRequestRecord {
+  openPullRequest(
+    pr: Omit<PullRequestRecord, 'number' | 'status' | 'mergeSha' | 'revision' | 'createdAt' | 'updatedAt' | 'remoteNumber' | 'url'> &
+      Partial<Pick<PullRequestRecord, 'remoteNumber' | 'url'>>,
+  ): PullRequestRecord {
     // Look first: a conflicting INSERT OR IGNORE would still burn an AUTOINCREMENT number.
     const existing = this.getPullRequestForTask(pr.runId, pr.taskId);
     if (existing) return existing;
     const at = now();
     this.db
       .prepare(
-        `INSERT INTO pull_requests (run_id, task_id, provider, branch, base, title, body, status, head_sha, created_at, updated_at)
-         VALUES (@runId, @taskId, @provider, @branch, @base, @title, @body, 'open', @headSha, @at, @at)`,
+        `INSERT INTO pull_requests (run_id, task_id, provider, branch, base, title, body, status, head_sha, merge_sha, remote_number, url, created_at, updated_at)
+         VALUES (@runId, @taskId, @provider, @branch, @base, @title, @body, 'open', @headSha, NULL, @remoteNumber, @url, @at, @at)`,
       )
-      .run({ ...pr, at });
+      .run({ ...pr, remoteNumber: pr.remoteNumber ?? null, url: pr.url ?? null, at });
     const opened = this.getPullRequestForTask(pr.runId, pr.taskId) as PullRequestRecord;
     this.changed({ table: 'pull_requests', number: opened.number });
     return opened;
   }
 
-  updatePullRequestHead(number: number, headSha: string, revision: number): void {
-    this.db.prepare('UPDATE pull_requests SET head_sha = ?, revision = MAX(revision, ?), updated_at = ? WHERE number = ?').run(headSha, revision, now(), number);
+  updatePullRequestHead(number: number, headSha: string, revision: number, body?: string): void {
+    this.db
+      .prepare('UPDATE pull_requests SET head_sha = ?, revision = MAX(revision, ?), body = COALESCE(?, body), updated_at = ? WHERE number = ?')
+      .run(headSha, revision, body ?? null, now(), number);
     this.changed({ table: 'pull_requests', number });
   }
 
@@ -436,19 +529,22 @@ export class Store {
     const row = this.db.prepare('SELECT * FROM test_runs WHERE run_id = ? AND task_id = ? AND attempt = ?').get(runId, taskId, attempt) as
       | Row
       | undefined;
-    if (!row) return undefined;
-    return {
-      runId: String(row.run_id),
-      taskId: String(row.task_id),
-      attempt: Number(row.attempt),
-      command: String(row.command),
-      passed: row.passed === 1,
-      exitCode: row.exit_code === null ? null : Number(row.exit_code),
-      timedOut: row.timed_out === 1,
-      durationMs: Number(row.duration_ms),
-      output: String(row.output),
-    };
+    return row ? toTestRun(row) : undefined;
   }
+
+  /** The task's newest test run at or before `attempt` (a retried review tests nothing new). */
+  getLatestTestRun(runId: string, taskId: string, attempt: number): TestRunRecord | undefined {
+    const row = this.db
+      .prepare('SELECT * FROM test_runs WHERE run_id = ? AND task_id = ? AND attempt <= ? ORDER BY attempt DESC LIMIT 1')
+      .get(runId, taskId, attempt) as Row | undefined;
+    return row ? toTestRun(row) : undefined;
+  }
+
+  /** The task's newest review before `attempt`: the feedback a revision (or a retry) answers. */
+  getLatestReviewBefore(runId: string, taskId: string, attempt: number): ReviewRecord | undefined {
+    return this.listReviews(runId).filter((review) => review.taskId === taskId && review.attempt < attempt).at(-1);
+  }
+
 
   // ---- model calls ----------------------------------------------------------------------
 
@@ -470,7 +566,7 @@ export class Store {
       .prepare(
         `UPDATE model_calls SET status = @status, model = COALESCE(@model, model), input_tokens = @inputTokens,
            output_tokens = @outputTokens, cache_read_tokens = @cacheReadTokens, cache_write_tokens = @cacheWriteTokens,
-           cost_usd = @costUsd, latency_ms = @latencyMs, error = @error, reply_json = @reply, finished_at = @at
+           usage_source = @usageSource, cost_usd = @costUsd, latency_ms = @latencyMs, error = @error, reply_json = @reply, finished_at = @at
          WHERE id = @id`,
       )
       .run({
@@ -481,6 +577,7 @@ export class Store {
         outputTokens: finish.usage?.outputTokens ?? 0,
         cacheReadTokens: finish.usage?.cacheReadTokens ?? 0,
         cacheWriteTokens: finish.usage?.cacheWriteTokens ?? 0,
+        usageSource: finish.usage?.source ?? null,
         costUsd: finish.costUsd ?? 0,
         latencyMs: finish.latencyMs ?? null,
         error: finish.error ?? null,
@@ -609,6 +706,20 @@ function toRun(row: Row): RunRecord {
   };
 }
 
+function toTestRun(row: Row): TestRunRecord {
+  return {
+    runId: String(row.run_id),
+    taskId: String(row.task_id),
+    attempt: Number(row.attempt),
+    command: String(row.command),
+    passed: row.passed === 1,
+    exitCode: row.exit_code === null ? null : Number(row.exit_code),
+    timedOut: row.timed_out === 1,
+    durationMs: Number(row.duration_ms),
+    output: String(row.output),
+  };
+}
+
 /** Row mappers, shared with the readers that keep a copy of some rows (run-view.ts). */
 export function toTask(row: Row): TaskRecord {
   return {
@@ -626,6 +737,7 @@ export function toTask(row: Row): TaskRecord {
     attempts: Number(row.attempts),
     branch: row.branch === null ? null : String(row.branch),
     prNumber: row.pr_number === null ? null : Number(row.pr_number),
+    prUrl: row.pr_url === null || row.pr_url === undefined ? null : String(row.pr_url),
   };
 }
 
@@ -642,6 +754,8 @@ export function toPullRequest(row: Row): PullRequestRecord {
     status: row.status as PullRequestRecord['status'],
     headSha: row.head_sha === null ? null : String(row.head_sha),
     mergeSha: row.merge_sha === null ? null : String(row.merge_sha),
+    remoteNumber: row.remote_number === null || row.remote_number === undefined ? null : Number(row.remote_number),
+    url: row.url === null || row.url === undefined ? null : String(row.url),
     revision: Number(row.revision),
     createdAt: String(row.created_at),
     updatedAt: String(row.updated_at),
@@ -685,6 +799,7 @@ function toModelCall(row: Row): ModelCallRecord {
     outputTokens: Number(row.output_tokens),
     cacheReadTokens: Number(row.cache_read_tokens),
     cacheWriteTokens: Number(row.cache_write_tokens),
+    ...(row.usage_source === 'counted' || row.usage_source === 'estimated' ? { source: row.usage_source } : {}),
     costUsd: Number(row.cost_usd),
     latencyMs: row.latency_ms === null ? null : Number(row.latency_ms),
     error: row.error === null ? null : String(row.error),

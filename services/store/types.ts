@@ -2,7 +2,8 @@
 
 export type RunStatus = 'running' | 'interrupted' | 'finished';
 
-export type TaskStatus = 'pending' | 'in_progress' | 'in_review' | 'merged' | 'rejected' | 'failed' | 'skipped';
+export type { TaskStatus } from '../../protocol/tasks.ts';
+import type { TaskStatus } from '../../protocol/tasks.ts';
 
 export interface NewRun {
   id: string;
@@ -61,12 +62,21 @@ export interface NewTask {
   priority?: number | null;
 }
 
+/** What the orchestrator's chart says of a task: written to the tasks table at every checkpoint. */
+export interface TaskProjection {
+  id: string;
+  status: TaskStatus;
+  attempt: number;
+}
+
 export interface TaskRecord extends Required<NewTask> {
   runId: string;
   status: TaskStatus;
   attempts: number;
   branch: string | null;
   prNumber: number | null;
+  /** The PR's page where it lives (GitHub); null for local PRs. */
+  prUrl: string | null;
   angle: string | null;
   priority: number | null;
 }
@@ -83,6 +93,10 @@ export interface PullRequestRecord {
   status: 'open' | 'merged' | 'closed';
   headSha: string | null;
   mergeSha: string | null;
+  /** The PR's number on GitHub (`number` is Moderator's own, unique in the target); null for local PRs. */
+  remoteNumber: number | null;
+  /** The PR's page on GitHub; null for local PRs. */
+  url: string | null;
   revision: number;
   createdAt: string;
   updatedAt: string;
@@ -116,6 +130,11 @@ export interface TokenUsage {
   outputTokens: number;
   cacheReadTokens: number;
   cacheWriteTokens: number;
+  /**
+   * Absent when the API reported the usage. `counted`: the server sent none and the tokens were
+   * counted with the model's own tokenizer; `estimated`: counted with a tokenizer of another model.
+   */
+  source?: 'counted' | 'estimated' | undefined;
 }
 
 export interface ModelCallStart {

@@ -1,7 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { messageOf, UsageError } from '../../errors.ts';
-import { runTestCommand, splitCommand } from '../test-runner.ts';
+import { CommandLineError, runTestCommand, splitCommand } from '../test-runner.ts';
 import { defineTool, type ToolContext } from './define-tool.ts';
 import { ToolError } from './tool-error.ts';
 
@@ -29,7 +28,7 @@ export const runCommandTool = defineTool({
     try {
       argv = splitCommand(input.command);
     } catch (error) {
-      if (error instanceof UsageError) throw new ToolError(messageOf(error).replace(/^the test command/, 'the command'), { cause: error });
+      if (error instanceof CommandLineError) throw new ToolError(error.describe('the command'), { cause: error });
       throw error;
     }
     await checkProgram(argv[0] ?? '', context);
@@ -39,6 +38,7 @@ export const runCommandTool = defineTool({
       env: context.env,
       timeoutMs: context.commandTimeoutMs,
       outputCapBytes: context.outputCapBytes,
+      sandbox: context.sandbox,
       ...(context.signal ? { signal: context.signal } : {}),
     });
     const status = result.timedOut ? `timed out after ${context.commandTimeoutMs} ms (process group killed)`

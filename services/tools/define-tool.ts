@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { ToolSpec } from '../llm/provider.ts';
+import type { CommandSandbox } from '../sandbox/sandbox.ts';
 import type { WorktreePaths } from './worktree-paths.ts';
 
 /** What every worktree tool gets besides its input. */
@@ -10,6 +11,8 @@ export interface ToolContext {
   /** The cap on every tool result's content, in bytes. */
   outputCapBytes: number;
   env: Record<string, string>;
+  /** Where run_command's programs run; undefined: on the host, unconfined. */
+  sandbox?: CommandSandbox | undefined;
   baseBranch: string;
   signal?: AbortSignal | undefined;
 }

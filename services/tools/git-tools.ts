@@ -1,12 +1,17 @@
 import { spawn } from 'node:child_process';
 import { z } from 'zod';
+import { NEUTRAL_GIT_CONFIG } from '../git/git-runner.ts';
 import { capText, defineTool, type ToolContext } from './define-tool.ts';
 import { ToolError } from './tool-error.ts';
 
 /** Variables that would point git elsewhere (GIT_DIR, GIT_INDEX_FILE...) or start a program. */
 const UNSAFE_GIT_ENV = /^(git_.*|editor|visual|pager|ssh_askpass|prefix)$/i;
-/** Settings from the user's or the repository's config that would change what is read or run. */
-const GIT_CONFIG = ['color.ui=false', 'core.quotepath=false', 'core.fsmonitor=false', 'grep.fullName=true'];
+/**
+ * Settings from the user's or the repository's config that would change what is read or run.
+ * These git processes run on the host, outside the sandbox: repository config that starts a
+ * program is overridden as in Moderator's own git calls.
+ */
+const GIT_CONFIG = ['color.ui=false', 'core.quotepath=false', 'grep.fullName=true', ...NEUTRAL_GIT_CONFIG];
 /** One matching line is cut to this many characters: a minified file is one huge line. */
 const MAX_MATCH_LINE = 300;
 const MAX_MATCHES = 500;

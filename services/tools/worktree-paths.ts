@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { messageOf } from '../../errors.ts';
-import { GitError } from '../git/git-error.ts';
-import { resolveInside } from '../git/safe-path.ts';
+import { PathRefusedError, resolveInside } from '../git/safe-path.ts';
 import { ToolError } from './tool-error.ts';
 
 /**
@@ -33,7 +32,7 @@ export class WorktreePaths {
     try {
       return await resolveInside(this.root, given, options.followLast ?? true);
     } catch (error) {
-      if (error instanceof GitError) throw new ToolError(`refused path ${JSON.stringify(given)}: ${reasonOf(error.message, this.root)}`, { cause: error });
+      if (error instanceof PathRefusedError) throw new ToolError(`refused path ${JSON.stringify(given)}: ${error.reason}`, { cause: error });
       throw new ToolError(`cannot resolve ${JSON.stringify(given)}: ${messageOf(error)}`, { cause: error });
     }
   }
@@ -45,9 +44,3 @@ export class WorktreePaths {
   }
 }
 
-/** resolveInside says "refusing the path X in <root>: <why>"; the model needs only the why. */
-function reasonOf(message: string, root: string): string {
-  const marker = ` in ${root}: `;
-  const cut = message.indexOf(marker);
-  return cut >= 0 ? message.slice(cut + marker.length) : message;
-}

@@ -1,4 +1,5 @@
 import { messageOf } from '../../errors.ts';
+import type { CommandSandbox } from '../sandbox/sandbox.ts';
 import type { ToolCall, ToolResult, ToolSpec } from '../llm/provider.ts';
 import { runCommandTool } from './command-tool.ts';
 import type { ToolContext, WorktreeTool } from './define-tool.ts';
@@ -17,6 +18,8 @@ export interface WorktreeToolsOptions {
   outputCapBytes: number;
   /** The whole environment of commands, secrets already removed: nothing is inherited. */
   env: Record<string, string>;
+  /** Where run_command's programs run (services/sandbox); default: on the host, unconfined. */
+  sandbox?: CommandSandbox | undefined;
   /** What git_diff compares against: the branch the task's branch was made from. */
   baseBranch: string;
 }
@@ -46,6 +49,7 @@ export function createWorktreeTools(options: WorktreeToolsOptions): WorktreeTool
         commandTimeoutMs: options.commandTimeoutMs,
         outputCapBytes: options.outputCapBytes,
         env: options.env,
+        sandbox: options.sandbox,
         baseBranch: options.baseBranch,
         signal,
       };

@@ -1,14 +1,14 @@
-import { pieces, startHttpFake, type FakeServer, type FakeStep, type Responder, type Script } from './http-fake.ts';
+import { pieces, startHttpFake, type FakeServer, type FakeStep, type FakeUsage, type Responder, type Script, type StructuredSupport } from './http-fake.ts';
 
-export { step, type FakeStep, type FakeServer, type RecordedRequest, type Script } from './http-fake.ts';
+export { step, type FakeStep, type FakeServer, type RecordedRequest, type Script, type StructuredSupport } from './http-fake.ts';
 
 /**
  * A loopback Anthropic Messages API: POST /v1/messages, JSON or SSE (`stream: true`), with the
  * validation a client is most likely to trip (auth, version header, required fields, tool_use /
  * tool_result pairing). `apiKey`, when given, is the only key accepted.
  */
-export function startFakeAnthropic(script: Script<FakeStep>, options: { apiKey?: string } = {}): Promise<FakeServer<FakeStep>> {
-  return startHttpFake(script, (step, responder) => answer(step, responder, options.apiKey));
+export function startFakeAnthropic(script: Script<FakeStep>, options: { apiKey?: string; structured?: StructuredSupport } = {}): Promise<FakeServer<FakeStep>> {
+  return startHttpFake(script, (step, responder) => answer(step, responder, options.apiKey, options.structured ?? 'accept'));
 }
 
 function apiError(responder: Responder, status: number, type: string, message: string, headers: Record<string, string> = {}): void {
@@ -49,7 +49,7 @@ function sse(responder: Responder, event: string, data: unknown): boolean {
   return responder.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 }
 
-async function answer(step: FakeStep, responder: Responder, apiKey: string | undefined): Promise<void> {
+async function answer(step: FakeStep, responder: Responder, apiKey: string | undefined, structured: StructuredSupport): Promise<void> {
   const { request } = responder;
   if ('delayMs' in step && step.delayMs) await responder.wait(step.delayMs);
   if (responder.gone()) return;
@@ -77,7 +77,16 @@ async function answer(step: FakeStep, responder: Responder, apiKey: string | und
     apiError(responder, 400, 'invalid_request_error', problem);
     return;
   }
-  const body = request.body as { model: string; stream?: boolean };
+  const body = request.body as { model: string; stream?: boolean; tool_choice?: { type?: string; name?: string }; tools?: { name?: string }[] };
+  const forced = body.tool_choice?.type === 'tool' ? body.tool_choice.name : undefined;
+  if (forced !== undefined && structured !== 'accept') {
+    apiError(responder, 400, 'invalid_request_error', 'tool_choice: this server does not support forcing a tool');
+    return;
+  }
+  if (forced !== undefined && !(body.tools ?? []).some((tool) => tool.name === forced)) {
+    apiError(responder, 400, 'invalid_request_error', `tool_choice: tool ${forced} is not in tools`);
+    return;
+  }
 
   switch (step.kind) {
     case 'status':
@@ -93,6 +102,13 @@ async function answer(step: FakeStep, responder: Responder, apiKey: string | und
         responder.end();
       }
       return;
+    case 'reset':
+      responder.startStream();
+      sse(responder, 'message_start', { type: 'message_start', message: message(body.model, [], null, { input: 10, output: 1 }) });
+      sse(responder, 'content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+      sse(responder, 'content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Partial ' } });
+      responder.res.socket?.destroy();
+      return;
     case 'stream_error':
       responder.startStream();
       sse(responder, 'message_start', { type: 'message_start', message: message(body.model, [], null, { input: 10, output: 1 }) });
@@ -106,19 +122,27 @@ async function answer(step: FakeStep, responder: Responder, apiKey: string | und
   }
 
   const model = step.model ?? body.model;
-  const text = step.text ?? (step.toolCalls?.length ? '' : 'ok');
-  const toolCalls = (step.toolCalls ?? []).map((call, index) => ({ id: call.id ?? `toolu_fake_${index + 1}`, name: call.name, input: call.input }));
+  // A forced tool: a well-behaved model answers with that tool's call, its input the reply's JSON.
+  const forcedAnswer = forced !== undefined && !step.toolCalls?.length && step.text !== undefined ? forcedInput(step.text) : undefined;
+  const text = forcedAnswer !== undefined ? '' : (step.text ?? (step.toolCalls?.length ? '' : 'ok'));
+  const calls = forcedAnswer !== undefined ? [{ name: forced as string, input: forcedAnswer }] : (step.toolCalls ?? []);
+  const toolCalls = calls.map((call, index) => ({ id: ('id' in call ? call.id : undefined) ?? `toolu_fake_${index + 1}`, name: call.name, input: call.input, raw: 'rawArguments' in call ? call.rawArguments : undefined }));
   const stopReason = step.stopReason ?? (toolCalls.length > 0 ? 'tool_use' : 'end_turn');
-  const usage = step.usage ?? {};
-  const blocks = [...(text ? [{ type: 'text', text }] : []), ...toolCalls.map((call) => ({ type: 'tool_use', ...call }))];
+  const noUsage = step.usage === 'none';
+  const usage: FakeUsage = step.usage === 'none' ? {} : (step.usage ?? {});
+  const blocks = [...(text ? [{ type: 'text', text }] : []), ...toolCalls.map((call) => ({ type: 'tool_use', id: call.id, name: call.name, input: call.input }))];
 
   if (!body.stream) {
-    responder.json(200, { ...message(model, blocks, stopReason, usage), usage: usageOf(usage, usage.output ?? 5) });
+    const whole = message(model, blocks, stopReason, usage);
+    if (noUsage) delete whole.usage;
+    responder.json(200, noUsage ? whole : { ...whole, usage: usageOf(usage, usage.output ?? 5) });
     return;
   }
 
   responder.startStream({ 'request-id': 'req_fake_stream' });
-  sse(responder, 'message_start', { type: 'message_start', message: message(model, [], null, usage) });
+  const start = message(model, [], null, usage);
+  if (noUsage) delete start.usage;
+  sse(responder, 'message_start', { type: 'message_start', message: start });
   sse(responder, 'ping', { type: 'ping' });
   let index = 0;
   if (text) {
@@ -133,15 +157,28 @@ async function answer(step: FakeStep, responder: Responder, apiKey: string | und
   }
   for (const call of toolCalls) {
     sse(responder, 'content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: call.id, name: call.name, input: {} } });
-    for (const piece of pieces(JSON.stringify(call.input), 7)) {
+    for (const piece of pieces(call.raw ?? JSON.stringify(call.input), 7)) {
       sse(responder, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: piece } });
     }
     sse(responder, 'content_block_stop', { type: 'content_block_stop', index });
     index += 1;
   }
-  sse(responder, 'message_delta', { type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: usage.output ?? 5 } });
+  sse(responder, 'message_delta', { type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, ...(noUsage ? {} : { usage: { output_tokens: usage.output ?? 5 } }) });
   sse(responder, 'message_stop', { type: 'message_stop' });
   responder.end();
+}
+
+/** The JSON a step's text holds, as the forced tool's input; text that is not a JSON object is sent as `{ "text": ... }`. */
+function forcedInput(text: string): unknown {
+  // Scripts write replies the way a model writes text, often in a ```json fence.
+  const fenced = /```(?:json)?\s*\n([\s\S]*?)\n```/.exec(text);
+  try {
+    const value: unknown = JSON.parse(fenced?.[1] ?? text);
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value;
+  } catch {
+    // a weak model's slip: below
+  }
+  return { text };
 }
 
 function usageOf(usage: { input?: number; cacheRead?: number; cacheWrite?: number }, output: number): Record<string, number> {

@@ -153,6 +153,8 @@ export interface FakeToolCall {
   id?: string;
   name: string;
   input: unknown;
+  /** Sent as the arguments exactly as written (a weak model's `{"path": "a",}`), instead of `input` as JSON. */
+  rawArguments?: string;
 }
 
 /** What a fake does with one request. Both fakes take the same steps. */
@@ -163,7 +165,8 @@ export type FakeStep =
       toolCalls?: FakeToolCall[];
       /** The API's own value (`end_turn`, `stop`, ...); by default derived from the tool calls. */
       stopReason?: string;
-      usage?: FakeUsage;
+      /** `'none'`: the server reports no usage at all, as many local servers do. */
+      usage?: FakeUsage | 'none';
       model?: string;
       /** Wait before the response headers (beyond a client timeout: the client gives up). */
       delayMs?: number;
@@ -174,7 +177,9 @@ export type FakeStep =
   /** `body`: a 200 whose JSON body is cut short; `event`: a stream whose first event's data is not JSON. */
   | { kind: 'malformed'; where: 'body' | 'event' }
   /** The stream starts, then the API reports an error inside it. */
-  | { kind: 'stream_error'; errorType?: string; message?: string };
+  | { kind: 'stream_error'; errorType?: string; message?: string }
+  /** The stream starts, then the connection is cut (a proxy or a crashed server). */
+  | { kind: 'reset' };
 
 /** Step constructors, so scripts read as what happens. */
 export const step = {
@@ -186,4 +191,14 @@ export const step = {
   status: (status: number, options: Omit<Extract<FakeStep, { kind: 'status' }>, 'kind' | 'status'> = {}): FakeStep => ({ kind: 'status', status, ...options }),
   malformed: (where: 'body' | 'event' = 'event'): FakeStep => ({ kind: 'malformed', where }),
   streamError: (errorType = 'overloaded_error', message = 'Overloaded'): FakeStep => ({ kind: 'stream_error', errorType, message }),
+  reset: (): FakeStep => ({ kind: 'reset' }),
 };
+
+/** How a fake server treats structured output requests: as the real servers do, in their variety. */
+export type StructuredSupport =
+  /** Honours it (the reply is whatever the step says; a test checks the request). */
+  | 'accept'
+  /** 400 for `json_schema` (llama.cpp builds with a grammar: "Either json_schema or grammar can be specified"), takes `json_object`. */
+  | 'refuse-json-schema'
+  /** 400 for any `response_format` / forced `tool_choice`. */
+  | 'refuse-all';

@@ -1,6 +1,6 @@
-import { pieces, startHttpFake, type FakeServer, type FakeStep, type Responder, type Script } from './http-fake.ts';
+import { pieces, startHttpFake, type FakeServer, type FakeStep, type Responder, type Script, type StructuredSupport } from './http-fake.ts';
 
-export { step, type FakeStep, type FakeServer, type RecordedRequest, type Script } from './http-fake.ts';
+export { step, type FakeStep, type FakeServer, type RecordedRequest, type Script, type StructuredSupport } from './http-fake.ts';
 
 /**
  * A loopback OpenAI Chat Completions API: POST /v1/chat/completions, JSON or SSE (`data: {...}`
@@ -8,8 +8,8 @@ export { step, type FakeStep, type FakeServer, type RecordedRequest, type Script
  * the checks a client is most likely to trip (bearer key, path, tool call / tool message pairing).
  * `apiKey`, when given, is the only key accepted.
  */
-export function startFakeOpenAI(script: Script<FakeStep>, options: { apiKey?: string } = {}): Promise<FakeServer<FakeStep>> {
-  return startHttpFake(script, (step, responder) => answer(step, responder, options.apiKey));
+export function startFakeOpenAI(script: Script<FakeStep>, options: { apiKey?: string; structured?: StructuredSupport } = {}): Promise<FakeServer<FakeStep>> {
+  return startHttpFake(script, (step, responder) => answer(step, responder, options.apiKey, options.structured ?? 'accept'));
 }
 
 function apiError(responder: Responder, status: number, type: string, message: string, code: string | null = null, headers: Record<string, string> = {}): void {
@@ -52,7 +52,7 @@ function chunk(responder: Responder, data: unknown): boolean {
   return responder.write(`data: ${JSON.stringify(data)}\n\n`);
 }
 
-async function answer(step: FakeStep, responder: Responder, apiKey: string | undefined): Promise<void> {
+async function answer(step: FakeStep, responder: Responder, apiKey: string | undefined, structured: StructuredSupport): Promise<void> {
   const { request } = responder;
   if ('delayMs' in step && step.delayMs) await responder.wait(step.delayMs);
   if (responder.gone()) return;
@@ -70,7 +70,12 @@ async function answer(step: FakeStep, responder: Responder, apiKey: string | und
     apiError(responder, 400, 'invalid_request_error', problem);
     return;
   }
-  const body = request.body as { model: string; stream?: boolean; stream_options?: { include_usage?: boolean } };
+  const body = request.body as { model: string; stream?: boolean; stream_options?: { include_usage?: boolean }; response_format?: { type?: string } };
+  const format = body.response_format?.type;
+  if (format !== undefined && (structured === 'refuse-all' || (structured === 'refuse-json-schema' && format === 'json_schema'))) {
+    apiError(responder, 400, 'invalid_request_error', structured === 'refuse-all' ? `response_format is not supported by this server` : 'Either "json_schema" or "grammar" can be specified, but not both');
+    return;
+  }
   const base = { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1_700_000_000, model: body.model, system_fingerprint: null };
 
   switch (step.kind) {
@@ -87,6 +92,11 @@ async function answer(step: FakeStep, responder: Responder, apiKey: string | und
         responder.end();
       }
       return;
+    case 'reset':
+      responder.startStream();
+      chunk(responder, { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: 'Partial ' }, finish_reason: null }] });
+      responder.res.socket?.destroy();
+      return;
     case 'stream_error':
       responder.startStream();
       chunk(responder, { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: 'Partial ' }, finish_reason: null }] });
@@ -99,13 +109,14 @@ async function answer(step: FakeStep, responder: Responder, apiKey: string | und
 
   const model = step.model ?? body.model;
   const text = step.text ?? (step.toolCalls?.length ? '' : 'ok');
-  const toolCalls = (step.toolCalls ?? []).map((call, index) => ({ id: call.id ?? `call_fake_${index + 1}`, name: call.name, arguments: JSON.stringify(call.input) }));
+  const toolCalls = (step.toolCalls ?? []).map((call, index) => ({ id: call.id ?? `call_fake_${index + 1}`, name: call.name, arguments: call.rawArguments ?? JSON.stringify(call.input) }));
   const finishReason = step.stopReason ?? (toolCalls.length > 0 ? 'tool_calls' : 'stop');
-  const cached = step.usage?.cacheRead ?? 0;
+  const counts = step.usage === 'none' ? undefined : step.usage;
+  const cached = counts?.cacheRead ?? 0;
   const usage = {
-    prompt_tokens: (step.usage?.input ?? 10) + cached,
-    completion_tokens: step.usage?.output ?? 5,
-    total_tokens: (step.usage?.input ?? 10) + cached + (step.usage?.output ?? 5),
+    prompt_tokens: (counts?.input ?? 10) + cached,
+    completion_tokens: counts?.output ?? 5,
+    total_tokens: (counts?.input ?? 10) + cached + (counts?.output ?? 5),
     prompt_tokens_details: { cached_tokens: cached, audio_tokens: 0 },
     completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
   };
@@ -129,12 +140,12 @@ async function answer(step: FakeStep, responder: Responder, apiKey: string | und
           logprobs: null,
         },
       ],
-      usage,
+      ...(step.usage === 'none' ? {} : { usage }),
     });
     return;
   }
 
-  const withUsage = body.stream_options?.include_usage === true;
+  const withUsage = body.stream_options?.include_usage === true && step.usage !== 'none';
   const send = (data: Record<string, unknown>): boolean => chunk(responder, { ...base, model, ...data, ...(withUsage && !('usage' in data) ? { usage: null } : {}) });
   responder.startStream();
   send({ choices: [{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }] });

@@ -9,9 +9,12 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { RunSummary } from '../../cli/summary.ts';
+import { assertBuilt } from './build.ts';
 
 export const root = path.resolve(import.meta.dirname, '..', '..');
+/** Runs dist/main.js: every file importing these helpers spawns it, so a stale build stops them here. */
 export const bin = path.join(root, 'bin', 'moderator.js');
+assertBuilt();
 export const demoSessionFile = path.join(root, 'demos', 'todo-cli', 'session.json');
 
 /**
