@@ -26,6 +26,7 @@ import { createProvider, preflight, recording } from './providers.ts';
 import { prepareGitHub } from './pull-requests.ts';
 import { Reporter } from './reporter.ts';
 import { commandSandbox } from './command-sandbox.ts';
+import { gitServiceFor } from './git-service-for.ts';
 import type { SessionOptions } from './run-session.ts';
 import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { formatSummary, summarize, type RunSummary } from './summary.ts';
@@ -224,8 +225,8 @@ async function startLocked(
     }
     config = withBaseBranch(loaded.config, checkedOut ?? 'main');
     // A target Moderator cannot safely work on is the user's input to fix, not a failed run.
-    await GitService.prepareTarget({ root: start.target, identity, baseBranch: config.git.base_branch, env });
-    const git = new GitService({ root: start.target, identity, baseBranch: config.git.base_branch, env });
+    const git = gitServiceFor(start.target, config, context.env);
+    await git.prepareTarget();
     await git.assertClean();
     startTree = await git.treeHash(config.git.base_branch);
   } catch (error) {
@@ -369,7 +370,7 @@ async function continueLocked(
   }
   // The intervention token may come from DUO_AGENT_MONITOR_TOKEN again: still not stored.
   store.updateRunSettings(run.id, { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents, ...(retry ? { retry } : {}) } satisfies StoredSettings);
-  const git = new GitService({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: config.git.base_branch, env: gitEnv(context.env) });
+  const git = gitServiceFor(target, config, context.env);
   for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
   await prepareGitHub({ config, secrets, target, env: context.env, report: (line) => context.reporter.line(line) });
   context.reporter.line(`${announce} (phase ${run.phase}, session ${run.sessions + 1})`);

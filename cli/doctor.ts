@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { childProcessEnv, gitEnv, loadConfig, resolveTarget, withBaseBranch, type Config } from '../config/index.ts';
 import { messageOf } from '../errors.ts';
 import { checkInstalled } from '../services/llm/claude-cli-provider.ts';
-import { checkConnection } from '../services/llm/resilience.ts';
+import { checkConnection } from '../services/llm/connection-check.ts';
 import { Store, databasePath } from '../services/store/store.ts';
 import type { CliArgs } from './args.ts';
 import type { CliContext } from './commands.ts';

@@ -7,7 +7,8 @@ import { withPrices } from '../services/llm/prices.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from '../services/llm/provider.ts';
 import { RecordingProvider } from '../services/llm/recording-provider.ts';
 import { ReplayProvider, readSession } from '../services/llm/replay.ts';
-import { checkConnection, type RetryEvent } from '../services/llm/resilience.ts';
+import { checkConnection } from '../services/llm/connection-check.ts';
+import type { RetryEvent } from '../services/llm/provider-options.ts';
 import type { CountSource } from '../services/llm/token-count.ts';
 
 export const noProviderHint =

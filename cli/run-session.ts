@@ -1,28 +1,21 @@
 import path from 'node:path';
-import readline from 'node:readline/promises';
 import { createActor, type Snapshot } from 'xstate';
-import { provideRun, type AskApproval } from '../actors/provide.ts';
-import type { RunServices } from '../actors/run-services.ts';
-import { childProcessEnv, gitEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
+import type { AgentDefinitions, Env, RunConfig } from '../config/index.ts';
 import { StorageFullError, messageOf } from '../errors.ts';
 import { interAgentEventTypes } from '../machines/events.ts';
-import type { OrchestratorInput, OrchestratorOutput, RetryPlan } from '../machines/orchestrator.machine.ts';
-import { GitService } from '../services/git/git-service.ts';
-import { ModelGateway } from '../services/llm/gateway.ts';
+import type { OrchestratorOutput, RetryPlan } from '../machines/orchestrator.machine.ts';
+import { logName } from '../protocol/agents.ts';
+import { stepKeys } from '../protocol/keys.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
-import { AgentLogs } from '../services/logger.ts';
+import type { Preferences } from '../services/preferences.ts';
 import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
-import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
-import { Preferences } from '../services/preferences.ts';
-import { RunClock } from '../services/run-clock.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
-import { exportCheckpoint } from './checkpoint-export.ts';
 import { MonitorServerError, startMonitoring } from '../server/index.ts';
+import { exportCheckpoint } from './checkpoint-export.ts';
+import { composeRun, orchestratorInput } from './compose-run.ts';
 import { relayListening } from './inspect-relay.ts';
-import { createPrProvider } from './pull-requests.ts';
 import type { Reporter } from './reporter.ts';
-import { logName } from '../protocol/agents.ts';
 
 export interface SessionOptions {
   store: Store;
@@ -53,59 +46,25 @@ export interface SessionOptions {
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
 
-export function orchestratorInput(config: Config, autoApprove: boolean, retry?: RetryPlan): OrchestratorInput {
-  const limits = config.limits;
-  return {
-    autoApprove,
-    ...(retry ? { retry } : {}),
-    maxReviewAttempts: limits.max_review_attempts,
-    maxImprovementCycles: limits.max_improvement_cycles,
-    minPriority: config.agents.ever_thinker.min_priority,
-    monitor: {
-      intervalMs: Math.round(config.agents.monitor.check_interval_seconds * 1000),
-      limits: {
-        maxTokensTotal: limits.max_tokens_total,
-        maxCostUsd: limits.max_cost_usd ?? null,
-        maxRuntimeMs: Math.round(limits.max_runtime_hours * 3_600_000),
-        maxErrorRate: limits.max_error_rate,
-        stagnationMs: Math.round(limits.stagnation_minutes * 60_000),
-        maxContextTokens: limits.max_context_tokens,
-      },
-    },
-  };
-}
-
 /** Keeps how this run's improvement ideas ended, for later runs (features.learning). */
-function rememberIdeas(store: Store, runId: string, preferences: Preferences): void {
+function rememberIdeas(store: Store, runId: string, preferences: Preferences, cycles: number): void {
   const at = new Date().toISOString();
   const tasks = store.listTasks(runId).filter((task) => task.origin === 'improvement');
   const taken = new Set(tasks.map((task) => task.title));
-  // Ideas ranked below the threshold never became tasks; the analysis step's journal holds them.
-  const dropped = store
-    .listEffects(runId)
-    .filter((effect) => effect.stepKey.startsWith('ever-thinker:analyze:') && effect.status === 'done')
-    .flatMap((effect) => {
-      const result = store.getEffect(runId, effect.stepKey)?.result as { considered?: { title: string; angle: string; priority: number }[] } | undefined;
-      return (result?.considered ?? [])
-        .filter((idea) => !taken.has(idea.title))
-        .map((idea, index) => ({ runId, taskId: `${effect.stepKey}#${index}`, title: idea.title, angle: idea.angle, priority: idea.priority, outcome: 'below threshold', at }));
-    });
+  // Ideas ranked below the threshold never became tasks; each cycle's analysis step journaled them.
+  const dropped = Array.from({ length: cycles }, (_, index) => stepKeys.analyze(index + 1)).flatMap((key) => {
+    const effect = store.getEffect(runId, key);
+    if (effect?.status !== 'done') return [];
+    const result = effect.result as { considered?: { title: string; angle: string; priority: number }[] } | undefined;
+    return (result?.considered ?? [])
+      .filter((idea) => !taken.has(idea.title))
+      .map((idea, index) => ({ runId, taskId: `${key}#${index}`, title: idea.title, angle: idea.angle, priority: idea.priority, outcome: 'below threshold', at }));
+  });
   preferences.record([
     ...tasks.map((task) => ({ runId, taskId: task.id, title: task.title, angle: task.angle, priority: task.priority, outcome: task.status, at })),
     ...dropped,
   ]);
 }
-
-/** Asks the person at the terminal to approve the plan (only used without -y, on a terminal). */
-const askOnTerminal: AskApproval = async () => {
-  const prompt = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = (await prompt.question('Implement this plan? [y/N] ')).trim().toLowerCase();
-    return answer === 'y' || answer === 'yes' ? { approved: true } : { approved: false, reason: 'the plan was declined at the prompt' };
-  } finally {
-    prompt.close();
-  }
-};
 
 /**
  * Drives one process's share of a run: wires the services into the statecharts, starts (or
@@ -113,61 +72,8 @@ const askOnTerminal: AskApproval = async () => {
  */
 export async function runSession(options: SessionOptions): Promise<SessionResult> {
   const { store, runId, config, reporter } = options;
-  const childEnv = childProcessEnv(options.env, config.project.pass_env);
-  const commands = { sandbox: options.sandbox };
-  reporter.line(commands.sandbox.description);
-  const logs = new AgentLogs({ dir: path.join(stateDir(options.target), 'logs'), runId, level: config.logging.level });
-  const gateway = new ModelGateway({
-    store,
-    runId,
-    provider: options.provider,
-    budget: { maxTokensTotal: config.limits.max_tokens_total, maxCostUsd: config.limits.max_cost_usd },
-    onCall: (report) => {
-      reporter.modelCall(report);
-      const usage = report.reply?.usage;
-      logs.for(report.agent).info({ callKey: report.callKey, purpose: report.purpose, taskId: report.taskId, fromJournal: report.fromJournal, usage, error: report.error }, 'model call');
-    },
-  });
-  const preferences = new Preferences(stateDir(options.target));
-  const git = new GitService({
-    root: options.target,
-    identity: { name: config.git.author_name, email: config.git.author_email },
-    baseBranch: config.git.base_branch,
-    env: gitEnv(options.env),
-    log: (line) => logs.for('git').info(line),
-  });
-  const services: RunServices = {
-    runId,
-    target: options.target,
-    requirements: options.requirements,
-    config,
-    agents: options.agents,
-    store,
-    gateway,
-    git,
-    prs: createPrProvider({ config, gitToken: options.gitToken, store, git, runId, target: options.target, env: childEnv, logs }),
-    childEnv,
-    sandbox: commands.sandbox,
-    logs,
-    progress: (line) => reporter.line(line),
-    pastIdeas: () => preferences.recent(),
-    // Claude Code edits the worktree itself; every other backend loops its tool calls through us.
-    toolsFor:
-      config.model.provider === 'claude-cli'
-        ? undefined
-        : (worktree) =>
-            createWorktreeTools({
-              root: worktree,
-              allowedCommands: config.agents.techlead.allowed_commands,
-              commandTimeoutMs: config.agents.techlead.command_timeout_seconds * 1000,
-              outputCapBytes: 32 * 1024,
-              env: childEnv,
-              sandbox: commands.sandbox,
-              baseBranch: config.git.base_branch,
-            }),
-  };
-  const clock = new RunClock(store, runId);
-  const machine = provideRun(services, clock, askOnTerminal);
+  reporter.line(options.sandbox.description);
+  const { machine, clock, logs, preferences } = composeRun(options);
 
   /** Ends the session with an error at once, from wherever it is found (set when the session's promise starts). */
   let fail: (error: unknown) => void = () => {};
@@ -286,7 +192,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
           checkpointer.flush();
           checkpointer.stop();
           try {
-            rememberIdeas(store, runId, preferences);
+            rememberIdeas(store, runId, preferences, snapshot.context.improvementCycle);
           } catch (error) {
             logs.for('orchestrator').warn({ error: messageOf(error) }, 'could not record the improvement outcomes');
           }

@@ -7,7 +7,8 @@ import { ModelError } from '../services/llm/model-error.ts';
 import { OpenAIProvider, normaliseOpenAIBaseURL, type OpenAIProviderOptions } from '../services/llm/openai-provider.ts';
 import { DEFAULT_PRICES, costOf, priceOf, withPrices } from '../services/llm/prices.ts';
 import type { ModelProvider, ModelRequest } from '../services/llm/provider.ts';
-import { checkConnection, type ProviderOptions, type RetryEvent } from '../services/llm/resilience.ts';
+import { checkConnection } from '../services/llm/connection-check.ts';
+import type { ProviderOptions, RetryEvent } from '../services/llm/provider-options.ts';
 import { startFakeAnthropic, step, type FakeServer, type FakeStep, type Script } from './fakes/anthropic-api.ts';
 import { startFakeOpenAI } from './fakes/openai-api.ts';
 

@@ -15,7 +15,7 @@ import { ModelGateway } from '../services/llm/gateway.ts';
 import { ModelError } from '../services/llm/model-error.ts';
 import { OpenAIProvider } from '../services/llm/openai-provider.ts';
 import type { ModelProvider, ModelRequest } from '../services/llm/provider.ts';
-import type { ProviderOptions } from '../services/llm/resilience.ts';
+import type { ProviderOptions } from '../services/llm/provider-options.ts';
 import { AgentLogs } from '../services/logger.ts';
 import { Store } from '../services/store/store.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';

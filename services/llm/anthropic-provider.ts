@@ -1,22 +1,12 @@
 import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from '@anthropic-ai/sdk';
 import type { ConversationItem, ModelProvider, ModelReply, ModelRequest, ResponseFormat, ToolCall, ToolSpec } from './provider.ts';
-import {
-  DEFAULT_MAX_RETRIES,
-  DEFAULT_TIMEOUT_MS,
-  ResilientCaller,
-  StreamStalled,
-  assertNotCutShort,
-  callSignal,
-  describeCause,
-  observedFetch,
-  oneLine,
-  parseToolInput,
-  type Completion,
-  type Driver,
-  type Failure,
-  type IdleWatchdog,
-  type ProviderOptions,
-} from './resilience.ts';
+import { describeCause, type Failure } from './failures.ts';
+import { observedFetch } from './observed-fetch.ts';
+import { DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS, type ProviderOptions } from './provider-options.ts';
+import { ResilientCaller, type Completion, type Driver } from './resilient-caller.ts';
+import { StreamStalled, assertNotCutShort, callSignal, type IdleWatchdog } from './stream-watchdog.ts';
+import { parseToolInput } from './tool-input.ts';
+import { oneLine } from '../text.ts';
 
 const DEFAULT_BASE_URL = 'https://api.anthropic.com';
 

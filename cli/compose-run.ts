@@ -1,0 +1,128 @@
+import path from 'node:path';
+import readline from 'node:readline/promises';
+import { provideRun, type AskApproval } from '../actors/provide.ts';
+import type { RunServices } from '../actors/run-services.ts';
+import { childProcessEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
+import type { OrchestratorInput, RetryPlan } from '../machines/orchestrator.machine.ts';
+import { ModelGateway } from '../services/llm/gateway.ts';
+import type { ModelProvider } from '../services/llm/provider.ts';
+import { AgentLogs } from '../services/logger.ts';
+import { Preferences } from '../services/preferences.ts';
+import { RunClock } from '../services/run-clock.ts';
+import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
+import { stateDir, type Store } from '../services/store/store.ts';
+import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
+import { gitServiceFor } from './git-service-for.ts';
+import { createPrProvider } from './pull-requests.ts';
+import type { Reporter } from './reporter.ts';
+
+/** The one composition root of a run: what `start`, `resume`, `retry` and `demo` all wire the same way. */
+
+export function orchestratorInput(config: Config, autoApprove: boolean, retry?: RetryPlan): OrchestratorInput {
+  const limits = config.limits;
+  return {
+    autoApprove,
+    ...(retry ? { retry } : {}),
+    maxReviewAttempts: limits.max_review_attempts,
+    maxImprovementCycles: limits.max_improvement_cycles,
+    minPriority: config.agents.ever_thinker.min_priority,
+    monitor: {
+      intervalMs: Math.round(config.agents.monitor.check_interval_seconds * 1000),
+      limits: {
+        maxTokensTotal: limits.max_tokens_total,
+        maxCostUsd: limits.max_cost_usd ?? null,
+        maxRuntimeMs: Math.round(limits.max_runtime_hours * 3_600_000),
+        maxErrorRate: limits.max_error_rate,
+        stagnationMs: Math.round(limits.stagnation_minutes * 60_000),
+        maxContextTokens: limits.max_context_tokens,
+      },
+    },
+  };
+}
+
+/** Asks the person at the terminal to approve the plan (only used without -y, on a terminal). */
+const askOnTerminal: AskApproval = async () => {
+  const prompt = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = (await prompt.question('Implement this plan? [y/N] ')).trim().toLowerCase();
+    return answer === 'y' || answer === 'yes' ? { approved: true } : { approved: false, reason: 'the plan was declined at the prompt' };
+  } finally {
+    prompt.close();
+  }
+};
+
+export interface ComposeOptions {
+  store: Store;
+  runId: string;
+  target: string;
+  requirements: string;
+  config: RunConfig;
+  agents: AgentDefinitions;
+  env: Env;
+  provider: ModelProvider;
+  sandbox: CommandSandbox;
+  reporter: Reporter;
+  /** For git.provider github (DUO_AGENT_GIT_TOKEN); never stored with the run. */
+  gitToken?: string | undefined;
+}
+
+export interface RunComposition {
+  services: RunServices;
+  /** The orchestrator with every effect provided from `services`. */
+  machine: ReturnType<typeof provideRun>;
+  clock: RunClock;
+  logs: AgentLogs;
+  preferences: Preferences;
+}
+
+/** Builds the run's collaborators once, and the charts they are provided to. */
+export function composeRun(options: ComposeOptions): RunComposition {
+  const { store, runId, config, reporter, sandbox } = options;
+  const childEnv = childProcessEnv(options.env, config.project.pass_env);
+  const logs = new AgentLogs({ dir: path.join(stateDir(options.target), 'logs'), runId, level: config.logging.level });
+  const gateway = new ModelGateway({
+    store,
+    runId,
+    provider: options.provider,
+    budget: { maxTokensTotal: config.limits.max_tokens_total, maxCostUsd: config.limits.max_cost_usd },
+    onCall: (report) => {
+      reporter.modelCall(report);
+      const usage = report.reply?.usage;
+      logs.for(report.agent).info({ callKey: report.callKey, purpose: report.purpose, taskId: report.taskId, fromJournal: report.fromJournal, usage, error: report.error }, 'model call');
+    },
+  });
+  const preferences = new Preferences(stateDir(options.target));
+  const git = gitServiceFor(options.target, config, options.env, (line) => logs.for('git').info(line));
+  const services: RunServices = {
+    runId,
+    target: options.target,
+    requirements: options.requirements,
+    config,
+    agents: options.agents,
+    store,
+    gateway,
+    git,
+    prs: createPrProvider({ config, gitToken: options.gitToken, store, git, runId, target: options.target, env: childEnv, logs }),
+    childEnv,
+    sandbox,
+    logs,
+    progress: (line) => reporter.line(line),
+    pastIdeas: () => preferences.recent(),
+    // Claude Code edits the worktree itself; every other backend loops its tool calls through us.
+    toolsFor:
+      config.model.provider === 'claude-cli'
+        ? undefined
+        : (worktree) =>
+            createWorktreeTools({
+              root: worktree,
+              allowedCommands: config.agents.techlead.allowed_commands,
+              commandTimeoutMs: config.agents.techlead.command_timeout_seconds * 1000,
+              outputCapBytes: 32 * 1024,
+              env: childEnv,
+              sandbox,
+              baseBranch: config.git.base_branch,
+            }),
+  };
+  const clock = new RunClock(store, runId);
+  return { services, machine: provideRun(services, clock, askOnTerminal), clock, logs, preferences };
+}
