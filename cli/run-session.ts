@@ -132,6 +132,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   const inspector = options.inspectUrl ? (await import('../server/inspector.ts')).createStatelyInspector({ url: options.inspectUrl }) : undefined;
   store.setMonitorUrl(runId, monitoring.url);
   reporter.line(`monitoring: ${monitoring.url}${config.monitor.token ? '' : ` (intervention token ${monitoring.token})`}`);
+  if (monitoring.exposure) reporter.line(monitoring.exposure);
   if (inspector) reporter.line(`inspection events also go to the Stately inspector at ${options.inspectUrl}`);
   if (options.inspectUrl && !(await relayListening(options.inspectUrl))) {
     reporter.line(`warning: no Stately inspector relay listens at ${options.inspectUrl}; events wait until one does (start one with: node -e "import('@statelyai/inspect/server').then((m) => m.createInspectorServer({ port: 8081 }))")`);

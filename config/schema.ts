@@ -195,7 +195,7 @@ export const configSchema = z
         port: intBetween(0, 65535).default(8080),
         host: text().default('127.0.0.1'),
         enable_websocket: z.boolean().default(true),
-        /** Bearer token for POST /api/intervention; generated per run and printed when unset. */
+        /** Bearer token for POST /api/intervention, and for requests from other machines when `host` is not loopback; generated per run and printed when unset. */
         token: expecting(z.string().min(16), 'a token of at least 16 characters').optional(),
       })
       .prefault({}),

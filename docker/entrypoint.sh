@@ -16,8 +16,9 @@ fail() {
   exit 2
 }
 
-# The read endpoints need no token and, bound to 0.0.0.0 in here, no longer check the Host header:
-# beyond the host's loopback the port is only published with an intervention token.
+# Bound to 0.0.0.0 in here, the server wants its token from whatever comes through the published
+# port (only the HEALTHCHECK, from inside, goes without). Beyond the host's loopback the port is
+# only published with a token the user set, not one generated per run and printed in the logs.
 published=${MODERATOR_PUBLISH_ADDRESS:-127.0.0.1}
 case $published in
   127.* | localhost | ::1 | "[::1]") ;;

@@ -41,7 +41,10 @@ if "$engine" run --rm -e MODERATOR_PUBLISH_ADDRESS=0.0.0.0 "$tag" --version >/de
   fail "the entrypoint published the port beyond loopback without DUO_AGENT_MONITOR_TOKEN"
 fi
 
-"$engine" run -d --init --name "$name" -v "$workspace:/workspace" -p 127.0.0.1::8080 \
+# The server binds 0.0.0.0 in the container: what arrives through the published port comes from
+# the container network, not loopback, and needs the token; the HEALTHCHECK inside needs none.
+token=smoke-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+"$engine" run -d --init --name "$name" -v "$workspace:/workspace" -p 127.0.0.1::8080 -e DUO_AGENT_MONITOR_TOKEN="$token" \
   --health-interval 2s --health-start-period 1s "$tag" demo --keep-serving >/dev/null || fail "$engine run"
 
 # Waiting on a container from outside has no event to wait for: poll, with a deadline.
@@ -52,7 +55,10 @@ until "$engine" logs "$name" 2>&1 | grep -q 'the dashboard stays up'; do
   sleep 1
 done
 address=$("$engine" port "$name" 8080 | head -n 1)
-node docker/healthcheck.js "http://$address/api/health" || fail "/api/health from the host at $address"
+node docker/healthcheck.js "http://$address/api/health" "$token" || fail "/api/health from the host at $address"
+if node docker/healthcheck.js "http://$address/api/health" >/dev/null 2>&1; then
+  fail "/api/health from the host answered without the token"
+fi
 until [ "$("$engine" inspect -f '{{.State.Health.Status}}' "$name")" = healthy ]; do
   [ "$SECONDS" -lt "$deadline" ] || fail "the HEALTHCHECK never reported healthy"
   sleep 1

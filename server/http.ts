@@ -29,6 +29,8 @@ function write(res: uWS.HttpResponse, reply: Reply): void {
     .writeHeader('Content-Type', reply.contentType ?? 'application/json; charset=utf-8')
     .writeHeader('Cache-Control', 'no-store')
     .writeHeader('X-Content-Type-Options', 'nosniff')
+    // The dashboard's address may carry ?token=: never pass it on.
+    .writeHeader('Referrer-Policy', 'no-referrer')
     .end(reply.body);
 }
 

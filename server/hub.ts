@@ -7,6 +7,9 @@ export interface ClientData {
 
 type Client = uWS.WebSocket<ClientData>;
 
+/** Messages serialised and written together, between checks for clients that fell behind. */
+const flushBatch = 64;
+
 /**
  * The WebSocket clients of the dashboard. Messages are queued by the caller (the inspection
  * observer) and written once per event-loop turn, corked, to every client. A client that does
@@ -49,12 +52,19 @@ export class Hub {
     this.write(client, [safeJson(message)]);
   }
 
+  /**
+   * Serialises and writes the queue in batches, and stops as soon as no client is left: a burst
+   * (thousands of large inspection events) that only a slow client would get is then dropped
+   * with it, instead of being serialised whole on the run's event loop first.
+   */
   flush(): void {
     this.scheduled = undefined;
-    const texts = this.queue.map(safeJson);
+    const queue = this.queue;
     this.queue = [];
-    if (texts.length === 0) return;
-    for (const client of [...this.clients]) this.write(client, texts);
+    for (let start = 0; start < queue.length && this.clients.size > 0; start += flushBatch) {
+      const texts = queue.slice(start, start + flushBatch).map(safeJson);
+      for (const client of [...this.clients]) this.write(client, texts);
+    }
   }
 
   closeAll(): void {

@@ -1,5 +1,7 @@
 import type { AnyActorRef, InspectionEvent } from 'xstate';
+import { RunView } from '../services/store/run-view.ts';
 import type { Store } from '../services/store/store.ts';
+import { AccessPolicy } from './access.ts';
 import { generateToken } from './auth.ts';
 import { Hub } from './hub.ts';
 import { LiveState } from './live-state.ts';
@@ -20,7 +22,10 @@ export interface MonitoringOptions {
   /** 0 picks a free port. */
   port: number;
   enableWebSocket: boolean;
-  /** Bearer token for `POST /api/intervention`; a random one per run when not configured. */
+  /**
+   * Bearer token for `POST /api/intervention`, and for requests from other machines when `host`
+   * is not a loopback address; a random one per run when not configured.
+   */
   token?: string;
   /** `<target>/.duo-agent/logs`, the pino files `<agent>.jsonl`. */
   logsDir: string;
@@ -32,6 +37,11 @@ export interface Monitoring {
   /** `http://host:port/`, with the port actually bound. */
   url: string;
   token: string;
+  /**
+   * Set when the server listens on an address other machines can reach (e.g. `0.0.0.0`): a line
+   * for the person running it, saying so and how to open the dashboard with the token.
+   */
+  exposure: string | undefined;
   /** For the actor system's `inspect` option: every inspection event. Cheap; never throws. */
   observe(event: InspectionEvent): void;
   /** The root actor: interventions are sent to it. */
@@ -45,8 +55,8 @@ const metricsIntervalMs = 2000;
 
 /**
  * Starts the monitoring server of one run (uWebSockets.js): JSON API, Prometheus text, the
- * WebSocket feed and the dashboard. It reads the store with small synchronous queries and the
- * run's live state from inspection events; it never makes the run wait.
+ * WebSocket feed and the dashboard. It answers from memory: the run's rows from a view the
+ * store's writes keep current, its live state from inspection events; it never makes the run wait.
  */
 export async function startMonitoring(options: MonitoringOptions): Promise<Monitoring> {
   const now = options.now ?? Date.now;
@@ -56,8 +66,11 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
     (message) => hub.publish(message),
     () => hub.size > 0,
   );
+  // Seeded now (a resumed run has history), then kept current by the store's change reports.
+  const view = new RunView(options.store, options.runId);
   const context: ViewContext = {
     store: options.store,
+    view,
     runId: options.runId,
     target: options.target,
     live,
@@ -66,8 +79,13 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
     now,
     websocketClients: () => hub.size,
   };
-  const app = createApp({ context, host: options.host, hub, token, logsDir: options.logsDir, enableWebSocket: options.enableWebSocket, prometheus: new PrometheusMetrics() });
-  const listening = await listen(app, options.host, options.port);
+  const access = new AccessPolicy(options.host, token);
+  const app = createApp({ context, access, hub, token, logsDir: options.logsDir, enableWebSocket: options.enableWebSocket, prometheus: new PrometheusMetrics() });
+  const listening = await listen(app, options.host, options.port).catch((error: unknown) => {
+    view.close();
+    throw error;
+  });
+  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${listening.port}/`;
 
   const metricsTimer = setInterval(() => {
     if (hub.size === 0) return;
@@ -81,8 +99,12 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
 
   let closed = false;
   return {
-    url: `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${listening.port}/`,
+    url,
     token,
+    exposure: access.exposed
+      ? `the monitoring server listens on ${options.host}, which is not a loopback address: it is reachable from the network, and every request from another machine needs the token; ` +
+        `open ${url}?token=${options.token ? '<monitor.token>' : token}`
+      : undefined,
     observe(event) {
       if (closed) return;
       try {
@@ -99,6 +121,7 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
       closed = true;
       clearInterval(metricsTimer);
       hub.closeAll();
+      view.close();
       await listening.close();
     },
   };

@@ -1,7 +1,7 @@
 import { createInspector, type StatelyInspectionEvent } from '@statelyai/inspect';
+import WebSocket from 'ws';
 import type { InspectionEvent } from 'xstate';
 import { safeJson } from './safe-json.ts';
-import { MiniWebSocket } from './ws-client.ts';
 
 export interface StatelyInspectorOptions {
   /** The relay to send to: `@statelyai/inspect/server`'s `createInspectorServer`, ws://localhost:8080 by default. */
@@ -41,8 +41,11 @@ export function createStatelyInspector(options: StatelyInspectorOptions = {}): S
   };
 }
 
+/** Unsent bytes past which events are dropped: a relay that stops reading must not grow the run's memory. */
+const maxBufferedBytes = 1024 * 1024;
+
 class RelayAdapter {
-  private socket: MiniWebSocket | undefined;
+  private socket: WebSocket | undefined;
   private deferred: string[] = [];
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -61,38 +64,38 @@ class RelayAdapter {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    this.socket?.close();
+    this.socket?.terminate();
     this.socket = undefined;
   }
 
   send(event: StatelyInspectionEvent): void {
     const text = safeJson(event);
-    if (this.socket?.isOpen) this.socket.send(text);
-    else {
-      this.deferred.push(text);
-      if (this.deferred.length > this.maxDeferred) this.deferred.shift();
+    const socket = this.socket;
+    if (socket?.readyState === WebSocket.OPEN) {
+      if (socket.bufferedAmount <= maxBufferedBytes) socket.send(text);
+      return;
     }
+    this.deferred.push(text);
+    if (this.deferred.length > this.maxDeferred) this.deferred.shift();
   }
 
   private connect(): void {
     if (this.stopped) return;
-    MiniWebSocket.connect(this.url).then(
-      (socket) => {
-        if (this.stopped) {
-          socket.close();
-          return;
-        }
-        this.socket = socket;
-        socket.socket.unref();
-        socket.on('close', () => {
-          this.socket = undefined;
-          this.retry();
-        });
-        for (const text of this.deferred) socket.send(text);
-        this.deferred = [];
-      },
-      () => this.retry(),
-    );
+    const socket = new WebSocket(this.url, { handshakeTimeout: 5000 });
+    this.socket = socket;
+    // A viewer never keeps the process alive once connected; until then the attempt is short (refused or timed out).
+    socket.on('upgrade', (response) => response.socket.unref());
+    socket.on('open', () => {
+      for (const text of this.deferred) socket.send(text);
+      this.deferred = [];
+    });
+    // Nothing listening is normal: ws reports it as an error, always followed by close.
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      if (this.socket !== socket) return;
+      this.socket = undefined;
+      this.retry();
+    });
   }
 
   private retry(): void {

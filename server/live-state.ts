@@ -1,10 +1,11 @@
 import type { AnyActorRef, InspectionEvent } from 'xstate';
+import { agentIds, type AgentId } from '../protocol/agents.ts';
 import { phaseOf } from '../services/store/checkpointer.ts';
 import { chartOf, stateString, type ChartNode } from './chart.ts';
 
 /** The actors the dashboard draws, by the id they are invoked (or created) with. */
-export const agentNames = ['orchestrator', 'moderator', 'techlead', 'monitor', 'everThinker'] as const;
-export type AgentName = (typeof agentNames)[number];
+export const agentNames = ['orchestrator', ...agentIds] as const;
+export type AgentName = 'orchestrator' | AgentId;
 
 export interface AgentView {
   /** `implementing.working`; `stopped` once the actor is gone; `not_started` before it is seen. */
@@ -24,6 +25,8 @@ export type LiveMessage =
 
 interface ActorState {
   value: unknown;
+  /** `stateString(value)`, worked out once per snapshot: health asks for it on every request. */
+  state: string;
   status: string;
   context: unknown;
 }
@@ -106,7 +109,7 @@ export class LiveState {
     if (!actor) return { state: 'not_started', value: null, status: 'not_started' };
     const gone = actor.status === 'stopped' || actor.status === 'error' || (name !== 'orchestrator' && this.rootGone());
     // A gone actor has no active state; a root that reached its final state keeps it (`stopped`, highlighted).
-    return gone ? { state: 'stopped', value: null, status: actor.status } : { state: stateString(actor.value), value: actor.value, status: actor.status };
+    return gone ? { state: 'stopped', value: null, status: actor.status } : { state: actor.state, value: actor.value, status: actor.status };
   }
 
   /** The root's latest context (tasks, currentTaskId, outcome, improvementCycle, ...). */
@@ -165,7 +168,7 @@ export class LiveState {
     const before = this.actors.has(name) ? this.agent(name).state : undefined;
     const wasGone = this.rootGone();
     const value = field(snapshot, 'value');
-    this.actors.set(name, { value, status: String(field(snapshot, 'status') ?? 'active'), context: field(snapshot, 'context') });
+    this.actors.set(name, { value, state: stateString(value), status: String(field(snapshot, 'status') ?? 'active'), context: field(snapshot, 'context') });
     const after = this.agent(name);
     if (after.state !== before) this.emit({ type: 'agent', agent: name, state: after.state, value: after.value });
     if (name === 'orchestrator') {

@@ -1,17 +1,18 @@
 import fs from 'node:fs';
 import uWS from 'uWebSockets.js';
+import { isLoopbackPeer, type AccessPolicy, type AccessRequest } from './access.ts';
 import { bearerMatches } from './auth.ts';
 import { errorReply, jsonReply, readBody, reply, replyLater, type Reply } from './http.ts';
 import type { ClientData, Hub } from './hub.ts';
 import { interventionEvent, interventionNote, parseIntervention } from './intervention.ts';
-import { LogQueryError, maxLimit, readLogs, type LogQuery } from './logs.ts';
+import { LogQueryError, parseLimit, readLogs, type LogQuery } from './logs.ts';
 import type { PrometheusMetrics } from './prometheus.ts';
 import { healthView, metricsView, runsView, stateView, tasksView, type ViewContext } from './views.ts';
 
 export interface AppOptions {
   context: ViewContext;
-  /** The address the server binds; on a loopback address only local host names are served. */
-  host: string;
+  /** Who may use the server (host names, origins, the token off loopback). */
+  access: AccessPolicy;
   hub: Hub;
   token: string;
   logsDir: string;
@@ -26,26 +27,22 @@ const query = (req: uWS.HttpRequest): URLSearchParams => new URLSearchParams(req
 
 type Handler = (res: uWS.HttpResponse, req: uWS.HttpRequest) => void;
 
-const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127\./.test(host);
-const localName = /^(localhost|[a-z0-9-]+\.localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$/i;
-
-/**
- * On a loopback address, a request must name a local host: a web page that rebinds its own
- * domain to 127.0.0.1 (DNS rebinding) would otherwise read the run. Any port is fine (SSH tunnels).
- */
-function refusedHost(boundHost: string, named: string): Reply | undefined {
-  if (!isLoopback(boundHost) || localName.test(named)) return undefined;
-  return errorReply(403, `host "${named}" is not served: open the dashboard through localhost or 127.0.0.1`);
-}
+const accessRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest): AccessRequest => ({
+  host: req.getHeader('host'),
+  origin: req.getHeader('origin'),
+  authorization: req.getHeader('authorization'),
+  query: req.getQuery() ?? '',
+  fromLoopback: isLoopbackPeer(new Uint8Array(res.getRemoteAddress())),
+});
 
 /** The routes of the monitoring server. Handlers read what they need from `req` before any await (uWS rule). */
 export function createApp(options: AppOptions): uWS.TemplatedApp {
-  const { context, hub, prometheus } = options;
+  const { context, hub, prometheus, access } = options;
   const uwsApp = uWS.App();
   const guard =
     (handler: Handler): Handler =>
     (res, req) => {
-      const refused = refusedHost(options.host, req.getHeader('host'));
+      const refused = access.refusal(accessRequest(res, req));
       if (refused) reply(res, () => refused);
       else handler(res, req);
     };
@@ -89,7 +86,7 @@ export function createApp(options: AppOptions): uWS.TemplatedApp {
       // Above the hub's own limit, so the hub closes a slow client before uWS silently drops messages.
       maxBackpressure: 4 * 1024 * 1024,
       upgrade: (res, req, upgradeContext) => {
-        const refused = refusedHost(options.host, req.getHeader('host'));
+        const refused = access.refusal(accessRequest(res, req));
         if (refused) {
           reply(res, () => refused);
           return;
@@ -121,15 +118,13 @@ export function createApp(options: AppOptions): uWS.TemplatedApp {
 }
 
 function logs(options: AppOptions, params: URLSearchParams): Reply {
-  const limitText = params.get('limit');
-  const limit = limitText === null ? undefined : Number(limitText);
-  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) return errorReply(400, `limit: expected a whole number from 1 to ${maxLimit}, found "${limitText}"`);
-  const logQuery: LogQuery = { ...(limit !== undefined ? { limit } : {}) };
-  for (const key of ['agent', 'level', 'task', 'cursor', 'run'] as const) {
-    const value = params.get(key);
-    if (value) logQuery[key] = value;
-  }
   try {
+    const limitText = params.get('limit');
+    const logQuery: LogQuery = limitText === null ? {} : { limit: parseLimit(limitText) };
+    for (const key of ['agent', 'level', 'task', 'cursor', 'run'] as const) {
+      const value = params.get(key);
+      if (value) logQuery[key] = value;
+    }
     return jsonReply(200, readLogs(options.logsDir, options.context.runId, logQuery));
   } catch (error) {
     if (error instanceof LogQueryError) return errorReply(400, error.message);

@@ -1,4 +1,6 @@
+import type { RunView } from '../services/store/run-view.ts';
 import type { Store } from '../services/store/store.ts';
+import { agentIds, apiName } from '../protocol/agents.ts';
 import { agentNames, type AgentName, type AgentView, type LiveState } from './live-state.ts';
 
 export interface Limits {
@@ -8,9 +10,13 @@ export interface Limits {
   maxErrorRate: number;
 }
 
-/** Everything a view reads: the store (small synchronous queries) and the in-memory live state. */
+/**
+ * Everything a view reads: the run's rows and the live state, both in memory. Only the list of
+ * runs (`/api/runs`, read by people, not polled) still queries the store.
+ */
 export interface ViewContext {
   store: Store;
+  view: RunView;
   runId: string;
   target: string;
   live: LiveState;
@@ -37,7 +43,6 @@ export interface MetricsBody {
 /** Outcomes that mean the run did not get where it was going. `cancelled` was a person's choice. */
 const failingOutcomes = new Set(['failed', 'stuck', 'budget_exhausted', 'needs_human']);
 
-const snakeAgent = (name: AgentName): string => (name === 'everThinker' ? 'ever_thinker' : name);
 
 function get(value: unknown, key: string): unknown {
   return typeof value === 'object' && value !== null && key in value ? (value as Record<string, unknown>)[key] : undefined;
@@ -48,16 +53,16 @@ const numberOr = (value: unknown, fallback: number): number => (typeof value ===
 function outcomeOf(context: ViewContext): string | null {
   const live = get(context.live.rootContext(), 'outcome');
   if (typeof live === 'string' && context.live.rootStatus() !== 'active') return live;
-  return context.store.getRun(context.runId)?.outcome ?? null;
+  return context.view.outcome();
 }
 
 export function healthView(context: ViewContext) {
-  const { live, store, runId } = context;
-  const agents = Object.fromEntries(agentNames.filter((name) => name !== 'orchestrator').map((name) => [snakeAgent(name), live.agent(name).state]));
+  const { live, view, runId } = context;
+  const agents = Object.fromEntries(agentIds.map((id) => [apiName(id), live.agent(id).state]));
   const outcome = outcomeOf(context);
   const alerting = live.agent('monitor').state.split('.').includes('alerting');
-  const raised = store.listAlerts(runId).filter((alert) => alert.level !== 'info').length;
-  const errors = store.totals(runId).callErrors;
+  const raised = view.raisedAlerts();
+  const errors = view.totals().callErrors;
   const status =
     live.rootStatus() === 'error' || (outcome !== null && failingOutcomes.has(outcome))
       ? 'unhealthy'
@@ -76,17 +81,18 @@ export function healthView(context: ViewContext) {
 }
 
 export function metricsView(context: ViewContext): MetricsBody {
-  const { store, runId, live, limits } = context;
-  const totals = store.totals(runId);
-  const tasks = store.listTasks(runId);
+  const { view, live, limits } = context;
+  const totals = view.totals();
+  const tasks = view.tasks();
   const lastSample = get(live.agentContext('monitor'), 'last');
-  const activeMs = store.getRun(runId)?.activeMs ?? 0;
+  const activeMs = view.activeMs();
   return {
     tokens_used: totals.tokensUsed,
-    context_size: numberOr(get(lastSample, 'contextTokens'), largestPrompt(store, runId)),
+    // The monitor's own measure once it has ticked; before that, the largest prompt sent.
+    context_size: numberOr(get(lastSample, 'contextTokens'), view.largestPrompt()),
     tasks_completed: tasks.filter((task) => task.status === 'merged').length,
     tasks_total: tasks.length,
-    prs_merged: store.listPullRequests(runId).filter((pr) => pr.status === 'merged').length,
+    prs_merged: view.pullRequests().filter((pr) => pr.status === 'merged').length,
     cost_usd: totals.costUsd,
     error_rate: totals.callsSent === 0 ? 0 : totals.callErrors / totals.callsSent,
     runtime_seconds: Math.round(Math.max(activeMs, numberOr(get(lastSample, 'runtimeMs'), 0)) / 1000),
@@ -101,14 +107,8 @@ export function metricsView(context: ViewContext): MetricsBody {
   };
 }
 
-/** Input tokens of the largest prompt sent, as the monitor measures it, before its first tick. */
-function largestPrompt(store: Store, runId: string): number {
-  const row = store.db.prepare('SELECT MAX(input_tokens) AS n FROM model_calls WHERE run_id = ?').get(runId) as { n: number | null } | undefined;
-  return Number(row?.n ?? 0);
-}
-
 export function stateView(context: ViewContext, withDefinitions: boolean) {
-  const { live, store, runId } = context;
+  const { live, view, runId } = context;
   const root = live.rootContext();
   const phase = live.currentPhase();
   const tasks = get(root, 'tasks');
@@ -124,7 +124,7 @@ export function stateView(context: ViewContext, withDefinitions: boolean) {
     context: {
       tasks: Array.isArray(tasks) ? tasks : [],
       current_task_id: get(root, 'currentTaskId') ?? null,
-      outcome: get(root, 'outcome') ?? store.getRun(runId)?.outcome ?? null,
+      outcome: get(root, 'outcome') ?? view.outcome(),
       reason: get(root, 'reason') ?? null,
       improvement_cycle: numberOr(get(root, 'improvementCycle'), 0),
       paused: get(root, 'paused') === true,
@@ -137,16 +137,16 @@ export function stateView(context: ViewContext, withDefinitions: boolean) {
             actions: ['approve', 'reject'],
           }
         : null,
-    alerts: store.listAlerts(runId).slice(-20),
+    alerts: view.alerts().slice(-20),
     ...(withDefinitions ? { definitions: live.definitions } : {}),
   };
 }
 
 export function tasksView(context: ViewContext) {
-  const { store, runId } = context;
-  const reviews = store.listReviews(runId);
+  const { view } = context;
+  const reviews = view.reviews();
   return {
-    tasks: store.listTasks(runId).map((task) => ({
+    tasks: view.tasks().map((task) => ({
       id: task.id,
       title: task.title,
       type: task.type,
@@ -157,7 +157,7 @@ export function tasksView(context: ViewContext) {
       pr_number: task.prNumber,
       pr_url: task.prUrl,
     })),
-    pull_requests: store.listPullRequests(runId).map((pr) => ({
+    pull_requests: view.pullRequests().map((pr) => ({
       number: pr.number,
       task_id: pr.taskId,
       title: pr.title,

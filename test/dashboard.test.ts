@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import test from 'ava';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startFixture, type Fixture } from './helpers/monitor-fixture.ts';
@@ -87,4 +88,36 @@ browserTest('text from the run is shown as text, never as markup', async (t) => 
   await page.waitForSelector('#board [data-task="T9"]');
   t.regex((await page.textContent('[data-task="T9"]')) ?? '', /<img src=x/);
   t.is(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
+});
+
+/** This machine's own non-loopback address: the page is then opened as from another machine, where every request needs the token. */
+const ownAddress = Object.values(os.networkInterfaces())
+  .flat()
+  .find((address) => address !== undefined && !address.internal && address.family === 'IPv4')?.address;
+// Chosen when the file loads, so a machine without what it needs reports the test as skipped.
+const canOpenFromElsewhere = ownAddress !== undefined && fs.existsSync(executablePath);
+if (!canOpenFromElsewhere) {
+  console.log(`skipped: the dashboard with a token needs chromium at ${executablePath} and a non-loopback IPv4 address on this machine (${ownAddress ?? 'none found'})`);
+}
+const fromElsewhere = canOpenFromElsewhere ? test : test.skip;
+
+fromElsewhere('on a non-loopback address, the dashboard opened with the printed ?token= works live and drops the token from the address bar', async (t) => {
+  const fixture = await startFixture({ host: '0.0.0.0' });
+  t.teardown(() => fixture.close());
+  const page = await (browser as Browser).newPage();
+  t.teardown(() => page.close());
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  const elsewhere = `http://${ownAddress}:${new URL(fixture.monitoring.url).port}/`;
+  t.is((await fetch(elsewhere)).status, 401, 'the page itself needs the token from there');
+  await page.goto(`${elsewhere}?token=${encodeURIComponent(fixture.monitoring.token)}`);
+  await page.waitForFunction(() => document.getElementById('link')?.textContent === 'live');
+  await page.waitForSelector('[data-agent="moderator"] [data-state="idle"].active');
+  await page.waitForSelector('#board [data-task="T1"]');
+  await page.waitForFunction(() => document.getElementById('health')?.textContent === 'healthy');
+  t.false(page.url().includes('token='), 'the token is not left in the address bar');
+  t.is(await page.inputValue('#token'), fixture.monitoring.token, 'the intervention form has it');
+  fixture.actor.send({ type: 'test.advance' });
+  await page.waitForSelector('[data-agent="moderator"] [data-state="planning"].active');
+  t.deepEqual(errors, []);
 });

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { MiniWebSocket } from '../server/ws-client.ts';
 import { bin, cleanEnv, root } from './helpers/cli.ts';
+import { openSocket } from './helpers/ws.ts';
 
 
 interface LiveRun {
@@ -56,9 +56,7 @@ test('during a live run: health, metrics, tasks over HTTP; phases over WebSocket
   t.like(health, { status: 'healthy' });
   t.deepEqual(Object.keys(health.agents as object).sort(), ['ever_thinker', 'moderator', 'monitor', 'techlead']);
 
-  const ws = await MiniWebSocket.connect(`${run.url.replace('http', 'ws')}ws`);
-  const messages: { type: string }[] = [];
-  ws.on('message', (text: string) => messages.push(JSON.parse(text) as { type: string }));
+  const { socket: ws, messages } = await openSocket(`${run.url.replace('http', 'ws')}ws`);
   t.teardown(() => ws.close());
 
   await until(async () => ((await get(run, 'api/tasks')).tasks as unknown[] | undefined)?.length === 3);

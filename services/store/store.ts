@@ -29,6 +29,19 @@ export function databasePath(target: string): string {
 
 type Row = Record<string, unknown>;
 
+/**
+ * What a committed write changed, for readers that keep their own copy (the monitoring server's
+ * run view re-reads that one row instead of querying per request). Writes to the tables named
+ * here are reported; snapshots, messages, effects and test runs are not.
+ */
+export type StoreChange =
+  | { table: 'runs'; runId: string }
+  | { table: 'tasks'; runId: string; taskIds: string[] }
+  | { table: 'pull_requests'; number: number }
+  | { table: 'reviews'; runId: string; taskId: string; attempt: number }
+  | { table: 'model_calls'; id: number }
+  | { table: 'alerts'; id: number };
+
 const now = (): string => new Date().toISOString();
 
 /**
@@ -37,6 +50,9 @@ const now = (): string => new Date().toISOString();
  */
 export class Store {
   readonly db: Database.Database;
+  private readonly listeners = new Set<(change: StoreChange) => void>();
+  /** Changes made inside the open transaction: reported once it commits, dropped if it rolls back. */
+  private uncommitted: StoreChange[] = [];
 
   private constructor(db: Database.Database) {
     this.db = db;
@@ -87,7 +103,46 @@ export class Store {
   }
 
   transaction<T>(work: () => T): T {
-    return this.db.transaction(work)();
+    let result: T;
+    try {
+      result = this.db.transaction(work)();
+    } catch (error) {
+      if (!this.db.inTransaction) this.uncommitted = [];
+      throw error;
+    }
+    if (!this.db.inTransaction) {
+      const committed = this.uncommitted;
+      this.uncommitted = [];
+      for (const change of committed) this.report(change);
+    }
+    return result;
+  }
+
+  /** Calls `listener` after each committed write to the tables `StoreChange` names; returns how to stop. */
+  onChange(listener: (change: StoreChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private changed(change: StoreChange): void {
+    if (this.listeners.size === 0) return;
+    this.uncommitted.push(change);
+    if (this.db.inTransaction) return;
+    // Also what a transaction opened without `transaction()` left behind: a listener re-reads
+    // the rows, so a change that was rolled back after all is only a wasted read.
+    const committed = this.uncommitted;
+    this.uncommitted = [];
+    for (const each of committed) this.report(each);
+  }
+
+  private report(change: StoreChange): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(change);
+      } catch {
+        // A reader's copy going wrong never fails the write it observed (the write is durable).
+      }
+    }
   }
 
   // ---- runs ------------------------------------------------------------------------------
@@ -138,6 +193,7 @@ export class Store {
         pid: process.pid,
         host: os.hostname(),
       });
+    this.changed({ table: 'runs', runId: run.id });
   }
 
   getRun(id: string): RunRecord | undefined {
@@ -167,24 +223,29 @@ export class Store {
           .run(process.pid, os.hostname(), now(), id);
       })
       .immediate();
+    this.changed({ table: 'runs', runId: id });
   }
 
   releaseRun(id: string, status: RunStatus): void {
     this.db
       .prepare(`UPDATE runs SET pid = NULL, status = CASE status WHEN 'finished' THEN status ELSE ? END, updated_at = ? WHERE id = ?`)
       .run(status, now(), id);
+    this.changed({ table: 'runs', runId: id });
   }
 
   setRunPhase(id: string, phase: string): void {
     this.db.prepare('UPDATE runs SET phase = ?, updated_at = ? WHERE id = ?').run(phase, now(), id);
+    this.changed({ table: 'runs', runId: id });
   }
 
   setRunScope(id: string, scope: unknown): void {
     this.db.prepare('UPDATE runs SET scope_json = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(scope), now(), id);
+    this.changed({ table: 'runs', runId: id });
   }
 
   updateRunSettings(id: string, settings: unknown): void {
     this.db.prepare('UPDATE runs SET settings_json = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(settings), now(), id);
+    this.changed({ table: 'runs', runId: id });
   }
 
   finishRun(id: string, outcome: string, reason: string | null): void {
@@ -192,6 +253,7 @@ export class Store {
       .prepare(`UPDATE runs SET status = 'finished', phase = 'stopped', outcome = ?, reason = ?, finished_at = ?, updated_at = ?
                 WHERE id = ? AND status != 'finished'`)
       .run(outcome, reason, now(), now(), id);
+    this.changed({ table: 'runs', runId: id });
   }
 
   /**
@@ -212,7 +274,11 @@ export class Store {
       for (const taskId of taskIds) {
         task.run(at, id, taskId);
         pr.run(at, id, taskId);
+        const reopened = this.getPullRequestForTask(id, taskId);
+        if (reopened) this.changed({ table: 'pull_requests', number: reopened.number });
       }
+      this.changed({ table: 'runs', runId: id });
+      this.changed({ table: 'tasks', runId: id, taskIds: [...taskIds] });
       this.db
         .prepare(`INSERT INTO messages (id, run_id, from_actor, to_actor, type, payload_json, correlation_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
         .run(message.id, id, message.from, message.to, message.type, JSON.stringify(message.payload ?? null), message.correlationId, message.at);
@@ -222,10 +288,12 @@ export class Store {
 
   setMonitorUrl(id: string, url: string | null): void {
     this.db.prepare('UPDATE runs SET monitor_url = ? WHERE id = ?').run(url, id);
+    this.changed({ table: 'runs', runId: id });
   }
 
   addActiveTime(id: string, ms: number): void {
     this.db.prepare('UPDATE runs SET active_ms = active_ms + ? WHERE id = ?').run(Math.max(0, Math.round(ms)), id);
+    this.changed({ table: 'runs', runId: id });
   }
 
   // ---- snapshots and the message journal --------------------------------------------------
@@ -316,6 +384,7 @@ export class Store {
           at,
         });
       }
+      this.changed({ table: 'tasks', runId, taskIds: tasks.map((task) => task.id) });
     });
   }
 
@@ -347,17 +416,20 @@ export class Store {
   projectTasks(runId: string, tasks: readonly TaskProjection[]): void {
     const current = new Map(this.listTasks(runId).map((task) => [task.id, task]));
     const write = this.db.prepare('UPDATE tasks SET status = ?, attempts = ?, updated_at = ? WHERE run_id = ? AND id = ?');
+    const written: string[] = [];
     for (const task of tasks) {
       const stored = current.get(task.id);
       if (!stored) continue;
       const attempts = task.status === 'pending' ? stored.attempts : task.attempt;
       if (stored.status === task.status && stored.attempts === attempts) continue;
       write.run(task.status, attempts, now(), runId, task.id);
+      written.push(task.id);
       if (task.status === 'skipped' && stored.status !== 'skipped') {
         const pr = this.getPullRequestForTask(runId, task.id);
         if (pr?.status === 'open' && pr.provider === 'local') this.markPullRequestClosed(pr.number);
       }
     }
+    if (written.length > 0) this.changed({ table: 'tasks', runId, taskIds: written });
   }
 
   updateTask(runId: string, id: string, change: { status?: TaskStatus; attempts?: number; branch?: string; prNumber?: number; prUrl?: string | null }): void {
@@ -375,6 +447,7 @@ export class Store {
         runId,
         id,
       );
+    this.changed({ table: 'tasks', runId, taskIds: [id] });
   }
 
   // ---- pull requests, reviews, test runs -----------------------------------------------------
@@ -394,21 +467,26 @@ export class Store {
          VALUES (@runId, @taskId, @provider, @branch, @base, @title, @body, 'open', @headSha, NULL, @remoteNumber, @url, @at, @at)`,
       )
       .run({ ...pr, remoteNumber: pr.remoteNumber ?? null, url: pr.url ?? null, at });
-    return this.getPullRequestForTask(pr.runId, pr.taskId) as PullRequestRecord;
+    const opened = this.getPullRequestForTask(pr.runId, pr.taskId) as PullRequestRecord;
+    this.changed({ table: 'pull_requests', number: opened.number });
+    return opened;
   }
 
   updatePullRequestHead(number: number, headSha: string, revision: number, body?: string): void {
     this.db
       .prepare('UPDATE pull_requests SET head_sha = ?, revision = MAX(revision, ?), body = COALESCE(?, body), updated_at = ? WHERE number = ?')
       .run(headSha, revision, body ?? null, now(), number);
+    this.changed({ table: 'pull_requests', number });
   }
 
   markPullRequestMerged(number: number, mergeSha: string): void {
     this.db.prepare(`UPDATE pull_requests SET status = 'merged', merge_sha = ?, updated_at = ? WHERE number = ?`).run(mergeSha, now(), number);
+    this.changed({ table: 'pull_requests', number });
   }
 
   markPullRequestClosed(number: number): void {
     this.db.prepare(`UPDATE pull_requests SET status = 'closed', updated_at = ? WHERE number = ? AND status = 'open'`).run(now(), number);
+    this.changed({ table: 'pull_requests', number });
   }
 
   getPullRequestForTask(runId: string, taskId: string): PullRequestRecord | undefined {
@@ -427,20 +505,11 @@ export class Store {
          VALUES (@runId, @taskId, @prNumber, @attempt, @verdict, @summary, @comments, @testsPassed, @at)`,
       )
       .run({ ...review, comments: JSON.stringify(review.comments), testsPassed: review.testsPassed ? 1 : 0, at: now() });
+    this.changed({ table: 'reviews', runId: review.runId, taskId: review.taskId, attempt: review.attempt });
   }
 
   listReviews(runId: string): ReviewRecord[] {
-    const rows = this.db.prepare('SELECT * FROM reviews WHERE run_id = ? ORDER BY id').all(runId) as Row[];
-    return rows.map((row) => ({
-      runId: String(row.run_id),
-      taskId: String(row.task_id),
-      prNumber: Number(row.pr_number),
-      attempt: Number(row.attempt),
-      verdict: row.verdict === 'approve' ? 'approve' : 'request_changes',
-      summary: String(row.summary),
-      comments: JSON.parse(String(row.comments_json)) as string[],
-      testsPassed: row.tests_passed === 1,
-    }));
+    return (this.db.prepare('SELECT * FROM reviews WHERE run_id = ? ORDER BY id').all(runId) as Row[]).map(toReview);
   }
 
   getReview(runId: string, taskId: string, attempt: number): ReviewRecord | undefined {
@@ -487,7 +556,9 @@ export class Store {
          VALUES (@runId, @callKey, @agent, @purpose, @taskId, @provider, @model, 'sent', @at)`,
       )
       .run({ ...call, taskId: call.taskId ?? null, at: now() });
-    return Number(result.lastInsertRowid);
+    const id = Number(result.lastInsertRowid);
+    this.changed({ table: 'model_calls', id });
+    return id;
   }
 
   finishModelCall(id: number, finish: ModelCallFinish): void {
@@ -513,6 +584,7 @@ export class Store {
         reply: finish.reply === undefined ? null : JSON.stringify(finish.reply),
         at: now(),
       });
+    this.changed({ table: 'model_calls', id });
   }
 
   findCompletedCall(runId: string, callKey: string): ModelCallRecord | undefined {
@@ -599,19 +671,14 @@ export class Store {
   // ---- alerts ----------------------------------------------------------------------------
 
   addAlert(alert: AlertRecord): void {
-    this.db
+    const result = this.db
       .prepare('INSERT INTO alerts (run_id, level, kind, message, at) VALUES (@runId, @level, @kind, @message, @at)')
       .run({ ...alert, at: now() });
+    this.changed({ table: 'alerts', id: Number(result.lastInsertRowid) });
   }
 
   listAlerts(runId: string): AlertRecord[] {
-    const rows = this.db.prepare('SELECT * FROM alerts WHERE run_id = ? ORDER BY id').all(runId) as Row[];
-    return rows.map((row) => ({
-      runId: String(row.run_id),
-      level: row.level === 'critical' ? 'critical' : row.level === 'warning' ? 'warning' : 'info',
-      kind: String(row.kind),
-      message: String(row.message),
-    }));
+    return (this.db.prepare('SELECT * FROM alerts WHERE run_id = ? ORDER BY id').all(runId) as Row[]).map(toAlert);
   }
 }
 
@@ -653,7 +720,8 @@ function toTestRun(row: Row): TestRunRecord {
   };
 }
 
-function toTask(row: Row): TaskRecord {
+/** Row mappers, shared with the readers that keep a copy of some rows (run-view.ts). */
+export function toTask(row: Row): TaskRecord {
   return {
     runId: String(row.run_id),
     id: String(row.id),
@@ -673,7 +741,7 @@ function toTask(row: Row): TaskRecord {
   };
 }
 
-function toPullRequest(row: Row): PullRequestRecord {
+export function toPullRequest(row: Row): PullRequestRecord {
   return {
     number: Number(row.number),
     runId: String(row.run_id),
@@ -691,6 +759,28 @@ function toPullRequest(row: Row): PullRequestRecord {
     revision: Number(row.revision),
     createdAt: String(row.created_at),
     updatedAt: String(row.updated_at),
+  };
+}
+
+export function toReview(row: Row): ReviewRecord {
+  return {
+    runId: String(row.run_id),
+    taskId: String(row.task_id),
+    prNumber: Number(row.pr_number),
+    attempt: Number(row.attempt),
+    verdict: row.verdict === 'approve' ? 'approve' : 'request_changes',
+    summary: String(row.summary),
+    comments: JSON.parse(String(row.comments_json)) as string[],
+    testsPassed: row.tests_passed === 1,
+  };
+}
+
+export function toAlert(row: Row): AlertRecord {
+  return {
+    runId: String(row.run_id),
+    level: row.level === 'critical' ? 'critical' : row.level === 'warning' ? 'warning' : 'info',
+    kind: String(row.kind),
+    message: String(row.message),
   };
 }
 

@@ -123,6 +123,8 @@ export interface Fixture {
 
 export interface FixtureOptions {
   enableWebSocket?: boolean;
+  /** The address to bind; 127.0.0.1 by default. Requests always go to 127.0.0.1. */
+  host?: string;
   port?: number;
   /** Adds a failed model call (so the run has an error rate). */
   withErrorCall?: boolean;
@@ -140,7 +142,7 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
     store,
     runId: 'r1',
     target: dir,
-    host: '127.0.0.1',
+    host: options.host ?? '127.0.0.1',
     port: options.port ?? 0,
     enableWebSocket: options.enableWebSocket ?? true,
     logsDir,
@@ -156,7 +158,7 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
     monitoring,
     actor,
     logsDir,
-    url: (route) => new URL(route, monitoring.url).toString(),
+    url: (route) => new URL(route, `http://127.0.0.1:${new URL(monitoring.url).port}/`).toString(),
     async close() {
       actor.stop();
       await monitoring.close();
