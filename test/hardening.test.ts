@@ -2,7 +2,8 @@
  * Bad input refused up front (issue 9, item 10): each gets exit 2 and one line naming the input
  * and what is expected. Timer settings beyond a day, project commands that need a shell, input
  * files that are not regular files or are over their cap, a target that is not a folder, and run
- * rows corrupted in the database. Also what "unknown run" says when the database lost its WAL.
+ * rows corrupted in the database. Also what "unknown run" says when the database lost its WAL, and
+ * that a test run or tool call cut short by an abort is not journaled as its result (item 1).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -10,11 +11,21 @@ import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import Database from 'better-sqlite3';
+import { ask } from '../actors/ask.ts';
+import { replies } from '../actors/replies.ts';
+import type { RunServices } from '../actors/run-services.ts';
+import { techleadActors } from '../actors/techlead.actors.ts';
 import { machineFingerprint, snapshotVersion } from '../cli/fingerprint.ts';
 import {
   ConfigError, InputFileError, SETTINGS_FILE_CAP, configSchema, loadConfig, readInputFile, withBaseBranch,
 } from '../config/index.ts';
+import type { TaskStepInput } from '../machines/techlead.machine.ts';
+import { ModelGateway } from '../services/llm/gateway.ts';
+import type { ModelProvider } from '../services/llm/provider.ts';
+import { AgentLogs } from '../services/logger.ts';
+import { UNSANDBOXED } from '../services/sandbox/sandbox.ts';
 import { Store, databasePath, stateDir } from '../services/store/store.ts';
+import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { cliSync, demoSessionFile, readDemoSession } from './helpers/cli.ts';
 
 // Every run starts a monitoring server, and test files run side by side.
@@ -270,4 +281,90 @@ test('an unknown run says the database lost its latest writes only when the targ
   const typo = refused(t, cli(['--resume', '20260101-000001-eeeeef', '--target', target]), /unknown run 20260101-000001-eeeeef in .*; runs there: /);
   t.notRegex(typo, /moderator\.db-wal/);
   refused(t, cli(['retry', lost, '--target', target]), /the latest writes were lost with moderator\.db-wal/);
+});
+
+// ---- an interrupted step is not its result (item 1) --------------------------------------------
+// In a whole run a signal stops the session and closes the database before the aborted step gets
+// to write anything (test/hardening-runs.test.ts); a stop that leaves the session running (a
+// skipped task, the run's own time limit) does not. These drive the two effects with an abort and
+// an open store.
+
+/** Waits for `file` to appear (the command it is written by has started). */
+async function appeared(file: string): Promise<void> {
+  for (let waited = 0; !fs.existsSync(file); waited += 10) {
+    if (waited > 30_000) throw new Error(`${file} never appeared`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Starts once, waits until aborted, counts its starts: a command that is interrupted the first time. */
+const SLOW_ONCE = `node -e "const fs = require('fs'); fs.appendFileSync('starts', 'x'); if (fs.readFileSync('starts', 'utf8').length === 1) setTimeout(() => {}, 60000)"`;
+
+test('a test run cut short by an abort throws and records nothing; the step run again tests again', async (t) => {
+  const target = tempDir(t, 'abort-tests');
+  const worktree = path.join(stateDir(target), 'worktrees', 'T1');
+  fs.mkdirSync(worktree, { recursive: true });
+  const store = Store.open(':memory:');
+  t.teardown(() => store.close());
+  store.createRun({ id: 'r', target, requirements: 'x', settings: {}, snapshotVersion, machineFingerprint: machineFingerprint() });
+  const { config } = storedSettings({ test_command: SLOW_ONCE });
+  // What runTests touches is real (store, config, the test runner on the host); the rest is not used.
+  const services: Partial<RunServices> = { runId: 'r', target, requirements: 'x', config, agents: {}, store, childEnv: { PATH: process.env.PATH ?? '' }, sandbox: UNSANDBOXED, progress: () => {} };
+  // A promise actor's logic keeps its function as `config` (ActorLogic.config): called here with
+  // the abort signal the actor would get, so what the step does after the abort can be awaited.
+  const runTests = techleadActors(services as RunServices).runTests.config as (args: { input: TaskStepInput; signal: AbortSignal }) => Promise<{ passed: boolean }>;
+  const input = { taskId: 'T1', taskType: 'feature', attempt: 1 };
+
+  const stop = new AbortController();
+  const cutShort = runTests({ input, signal: stop.signal });
+  await appeared(path.join(worktree, 'starts'));
+  stop.abort(new Error('stopped: the task was skipped'));
+  await t.throwsAsync(cutShort, { message: 'stopped: the task was skipped' });
+  t.is(store.getTestRun('r', 'T1', 1), undefined, 'the aborted run is not journaled as a result');
+
+  const again = await runTests({ input, signal: new AbortController().signal });
+  t.deepEqual(again, { passed: true });
+  t.is(fs.readFileSync(path.join(worktree, 'starts'), 'utf8'), 'xx', 'the tests ran again');
+  t.true(store.getTestRun('r', 'T1', 1)?.passed);
+});
+
+test('a tool call cut short by an abort is not journaled; the step run again runs it again, its model turn from the journal', async (t) => {
+  const worktree = tempDir(t, 'abort-tool');
+  const store = Store.open(':memory:');
+  t.teardown(() => store.close());
+  store.createRun({ id: 'r', target: worktree, requirements: 'x', settings: {}, snapshotVersion, machineFingerprint: machineFingerprint() });
+  let sent = 0;
+  const provider: ModelProvider = {
+    name: 'scripted',
+    description: 'scripted',
+    async complete(request) {
+      sent += 1;
+      const last = request.messages.at(-1);
+      const usage = { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 };
+      return last?.role === 'tool'
+        ? { text: '{"summary": "ran it", "files": [], "delete": []}', model: 'm', usage, costUsd: 0, latencyMs: 0 }
+        : { text: '', toolCalls: [{ id: 'c1', name: 'run_command', input: { command: SLOW_ONCE } }], model: 'm', usage, costUsd: 0, latencyMs: 0 };
+    },
+  };
+  const logs = new AgentLogs({ dir: tempDir(t, 'abort-tool-logs'), runId: 'r', level: 'silent' });
+  const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 1e6 } });
+  // What ask touches with tools is real; the rest of the run's services are not used.
+  const services: Partial<RunServices> = { runId: 'r', store, gateway, logs, progress: () => {}, config: storedSettings().config };
+  const tools = createWorktreeTools({ root: worktree, allowedCommands: ['node'], commandTimeoutMs: 60_000, outputCapBytes: 10_000, env: { PATH: process.env.PATH ?? '' }, baseBranch: 'main' });
+  const implement = (signal: AbortSignal) => ask(services as RunServices, {
+    agent: 'techlead', purpose: 'implement', taskId: 'T1', callKey: 'techlead:implement:T1:1', system: 's', prompt: 'p', reply: replies.change,
+    settings: { model: 'm', temperature: 0, max_tokens: 100 }, tools, maxTurns: 3, signal,
+  });
+
+  const stop = new AbortController();
+  const cutShort = implement(stop.signal);
+  await appeared(path.join(worktree, 'starts'));
+  stop.abort(new Error('stopped: SIGTERM'));
+  await t.throwsAsync(cutShort, { message: 'stopped: SIGTERM' });
+  t.deepEqual(store.listEffects('r').filter((effect) => effect.status === 'done'), [], 'the aborted tool result is not journaled');
+
+  const change = await implement(new AbortController().signal);
+  t.is(change.summary, 'ran it');
+  t.is(fs.readFileSync(path.join(worktree, 'starts'), 'utf8'), 'xx', 'the command ran again');
+  t.is(sent, 2, 'the first turn came from the journal, only the answer after the tool result was sent');
 });
