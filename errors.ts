@@ -82,7 +82,7 @@ export function isStorageFull(error: unknown): boolean {
   for (let current = error, depth = 0; current instanceof Error && depth < 8; current = current.cause, depth += 1) {
     const code = (current as NodeJS.ErrnoException).code;
     // git says "No space left on device", or "write error. Out of diskspace" for its own files.
-    if (code === 'SQLITE_FULL' || code === 'ENOSPC' || /database or disk is full|no space left on device|out of diskspace/i.test(current.message)) return true;
+    if (code === 'storage_full' || code === 'SQLITE_FULL' || code === 'ENOSPC' || /database or disk is full|no space left on device|out of diskspace/i.test(current.message)) return true;
   }
   return false;
 }

@@ -19,6 +19,7 @@ import { readSession, type Session } from '../services/llm/replay.ts';
 import { Store, databasePath, stateDir, type RunRecord } from '../services/store/store.ts';
 import { StoreError } from '../services/store/store-error.ts';
 import { lockTarget } from '../services/target-lock.ts';
+import { CommandLineError, splitCommand } from '../services/test-runner.ts';
 import type { CliArgs } from './args.ts';
 import { exitCodeOf, exitCodes } from './exit-codes.ts';
 import { machineFingerprint, snapshotVersion } from './fingerprint.ts';
@@ -160,6 +161,7 @@ export async function startRun(
     ...(base ? { base } : {}),
     cwd: context.cwd,
   });
+  assertProjectCommands(loaded.config);
   const backend = await createProvider({ config: loaded.config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
   if (!args.yes && !context.stdinIsTty) {
     throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
@@ -169,6 +171,22 @@ export async function startRun(
     return await startLocked(context, args, start, loaded, backend);
   } finally {
     held.release();
+  }
+}
+
+/**
+ * A project command that needs a shell (a pipe, `&&`, `$(...)`) cannot run as written: refused
+ * before the run starts or resumes, naming the setting, instead of failing after the first commit.
+ */
+function assertProjectCommands(config: Config): void {
+  const commands = [['project.setup_command', config.project.setup_command], ['project.test_command', config.project.test_command]] as const;
+  for (const [setting, command] of commands) {
+    if (command === undefined) continue;
+    try {
+      splitCommand(command);
+    } catch (error) {
+      throw error instanceof CommandLineError ? new UsageError(`${setting}: ${error.describe('the command')}`, { cause: error }) : error;
+    }
   }
 }
 
@@ -241,6 +259,7 @@ async function startLocked(
   await preflight(backend, config, context.env);
   const provider = withRecording(args, backend, { requirements: start.requirements, startTree }, config);
   const store = Store.open(databasePath(start.target));
+  let created: string | undefined;
   try {
     const runId = newRunId();
     // The intervention token is a credential: not stored with the run (a resumed run prints a new one).
@@ -250,6 +269,7 @@ async function startLocked(
     } catch (error) {
       throw error instanceof StoreError ? new UsageError(error.message, { cause: error }) : error;
     }
+    created = runId;
     context.reporter.line(`run ${runId} on ${start.target} (base branch ${config.git.base_branch})`);
     context.reporter.line(`models: ${provider.description}`);
     return await drive(context, args, {
@@ -257,7 +277,7 @@ async function startLocked(
       gitToken: loaded.secrets.gitToken,
     });
   } catch (error) {
-    throw afterError(store, target, error);
+    throw afterError(store, target, error, created);
   } finally {
     store.close();
   }
@@ -279,9 +299,10 @@ async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOp
 /**
  * Leaves any run this process holds resumable after an error, and says what to do when the disk
  * filled up. Marking the run may itself fail on a full disk: a run whose process is gone counts as
- * interrupted anyway, so that is no reason to hide the first error.
+ * interrupted anyway, so that is no reason to hide the first error. `runId` is the run the command
+ * works on, when it exists: the disk may fill up after the run let go of it (its last checkpoint).
  */
-function afterError(store: Store, target: string, error: unknown): unknown {
+function afterError(store: Store, target: string, error: unknown, runId?: string): unknown {
   const held = (() => {
     try {
       return store.listRuns().filter((run) => run.pid === process.pid);
@@ -297,9 +318,9 @@ function afterError(store: Store, target: string, error: unknown): unknown {
     }
   }
   if (!isStorageFull(error)) return error;
-  const runId = held[0]?.id;
+  const resumable = runId ?? held[0]?.id;
   return new StorageFullError(
-    `the disk holding ${target} is full (${messageOf(error)}): free some space, then ${runId ? `continue with  moderator --resume ${runId} --target ${target}` : 'start again'}`,
+    `the disk holding ${target} is full (${messageOf(error)}): free some space, then ${resumable ? `continue with  moderator --resume ${resumable} --target ${target}` : 'start again'}`,
     { cause: error },
   );
 }
@@ -316,10 +337,27 @@ function knownRun(store: Store, target: string, runId: string): RunRecord {
   const run = store.getRun(runId);
   if (run) return run;
   const known = store.listRuns().map((candidate) => candidate.id);
-  throw new UsageError(`unknown run ${runId} in ${target}${known.length ? `; runs there: ${known.slice(-5).join(', ')}` : ''}`);
+  throw new UsageError(`unknown run ${runId} in ${target}${known.length ? `; runs there: ${known.slice(-5).join(', ')}` : ''}${lostWrites(target, runId)}`);
+}
+
+/**
+ * Why a run the target once held may be missing from its database, said only when the target
+ * shows it was there: its checkpoint export (written at its phase changes) exists. A database
+ * without the run lost its latest writes: with an empty WAL (SQLite made a new one, as for this
+ * very read) they were in a moderator.db-wal that is gone; otherwise moderator.db itself was
+ * replaced by an older copy.
+ */
+function lostWrites(target: string, runId: string): string {
+  if (!/^[\w-][\w.-]*$/.test(runId)) return '';
+  const exported = path.join(stateDir(target), 'checkpoints', `${runId}.json`);
+  if (!fs.existsSync(exported)) return '';
+  const walEmpty = (fs.statSync(`${databasePath(target)}-wal`, { throwIfNoEntry: false })?.size ?? 0) === 0;
+  const how = walEmpty ? 'the latest writes were lost with moderator.db-wal (deleted after a crash?)' : 'moderator.db was replaced by an older copy';
+  return `; yet ${path.relative(target, exported)} shows the run was here: ${how}, and the run cannot be resumed: start a new run`;
 }
 
 function assertCompatible(run: RunRecord, verb: string): void {
+  if (run.corrupted !== null) throw new UsageError(`run ${run.id} is corrupted in the database: ${run.corrupted}; it cannot be ${verb}, start a new run`);
   if (run.snapshotVersion !== snapshotVersion || run.machineFingerprint !== machineFingerprint()) {
     throw new UsageError(
       `run ${run.id} was written by an incompatible version of Moderator (snapshot v${run.snapshotVersion}, charts ${run.machineFingerprint}; this one: v${snapshotVersion}, ${machineFingerprint()}); it cannot be ${verb}, start a new run`,
@@ -339,6 +377,7 @@ async function continueRun(context: CliContext, args: CliArgs, store: Store, tar
   const resolved = configForResume(stored.config, overridesOf(args), context.env, context.cwd);
   if (!isRunConfig(resolved.config)) throw new UsageError(`run ${run.id}'s stored settings have no base branch; they were not written by this version: start a new run`);
   const config = resolved.config;
+  assertProjectCommands(config);
   const agents = agentsFileSchema.parse({ agents: stored.agents ?? {} }).agents;
   const backend = await createProvider({ config, secrets: resolved.secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
   const sandbox = await commandSandbox(config, context.env);
@@ -384,13 +423,13 @@ async function continueLocked(
   });
 }
 
-function loadStoredSnapshot(store: Store, runId: string): StoredSnapshot | undefined {
+function loadStoredSnapshot(store: Store, runId: string, verb: 'resumed' | 'retried'): StoredSnapshot | undefined {
   const saved = store.loadSnapshot(runId);
   if (!saved) return undefined;
   try {
     return JSON.parse(saved.json) as StoredSnapshot;
   } catch (error) {
-    throw new UsageError(`the stored checkpoint of run ${runId} is corrupted (not JSON: ${(error as Error).message}); it cannot be resumed`, { cause: error });
+    throw new UsageError(`run ${runId} is corrupted in the database: its stored checkpoint is not JSON (${(error as Error).message}); it cannot be ${verb}, start a new run`, { cause: error });
   }
 }
 
@@ -400,7 +439,7 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
   try {
     const run = knownRun(store, target, runId);
     assertCompatible(run, 'resumed');
-    const snapshot = loadStoredSnapshot(store, runId);
+    const snapshot = loadStoredSnapshot(store, runId, 'resumed');
     if (run.status === 'finished' || snapshot?.status === 'done') {
       // Killed between the last checkpoint and recording the outcome: record it now.
       if (run.status !== 'finished' && snapshot?.output) store.finishRun(runId, snapshot.output.outcome, snapshot.output.reason);
@@ -409,7 +448,7 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
     }
     return await continueRun(context, args, store, target, run, snapshot, `resuming run ${runId}`);
   } catch (error) {
-    throw afterError(store, target, error);
+    throw afterError(store, target, error, runId);
   } finally {
     store.close();
   }
@@ -464,7 +503,7 @@ export async function retryRun(context: CliContext, args: CliArgs, runId: string
     if (!RETRYABLE_OUTCOMES.has(run.outcome ?? '')) {
       throw new UsageError(`run ${runId} ended ${run.outcome ?? 'without an outcome'}; retry continues runs that ended failed, needs_human, stuck or budget_exhausted`);
     }
-    const snapshot = loadStoredSnapshot(store, runId);
+    const snapshot = loadStoredSnapshot(store, runId, 'retried');
     const tasks = taskRefsSchema.safeParse(snapshot?.context?.tasks);
     if (!tasks.success) throw new UsageError(`run ${runId} has no readable task list in its last checkpoint; it cannot be retried`);
     const improvementCycle = typeof snapshot?.context?.improvementCycle === 'number' ? snapshot.context.improvementCycle : 0;
@@ -477,7 +516,7 @@ export async function retryRun(context: CliContext, args: CliArgs, runId: string
     context.reporter.line(`retry of run ${runId}: ${requeued.map((task) => `${task.id} (${task.stage}, attempt ${task.attempt})`).join(', ')}`);
     return await continueRun(context, args, store, target, store.getRun(runId) as RunRecord, undefined, `retrying run ${runId}`);
   } catch (error) {
-    throw afterError(store, target, error);
+    throw afterError(store, target, error, runId);
   } finally {
     store.close();
   }
@@ -487,7 +526,7 @@ export async function retryRun(context: CliContext, args: CliArgs, runId: string
 export async function runDemo(context: CliContext, args: CliArgs): Promise<number> {
   const sessionFile = args.replay ? path.resolve(context.cwd, args.replay) : demoSession;
   const session = readSessionOrRefuse(sessionFile);
-  const target = args.target ? path.resolve(context.cwd, args.target) : fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-demo-'));
+  const target = args.target ? resolveTarget(args.target, context.env, context.cwd) : fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-demo-'));
   // The recording was made on an empty repository; replayed elsewhere its replies would not fit.
   // What a demo killed before its run was stored leaves behind (a fresh repository) is still empty enough.
   const existing = fs.existsSync(target) ? fs.readdirSync(target).filter((name) => name !== '.git' && name !== '.duo-agent') : [];
@@ -523,13 +562,15 @@ export function listRuns(context: CliContext, args: CliArgs): number {
   }
   try {
     const runs = store.listRuns();
+    // A corrupted row is listed like the others, and said once on stderr.
+    for (const run of runs) if (run.corrupted !== null) context.reporter.line(`warning: run ${run.id} is corrupted in the database: ${run.corrupted}; it cannot be resumed or retried`);
     if (args.json) {
-      for (const run of runs) context.stdout(JSON.stringify({ ...summarize(store, run.id), startedAt: run.startedAt, status: run.status }));
+      for (const run of runs) context.stdout(JSON.stringify({ ...summarize(store, run.id), startedAt: run.startedAt, status: run.status, ...(run.corrupted !== null ? { corrupted: run.corrupted } : {}) }));
       return 0;
     }
     if (runs.length === 0) context.stdout(`no runs in ${target}`);
     else context.stdout(['RUN ID                  STARTED                   STATUS       PHASE            OUTCOME', ...runs.map((run) =>
-      `${run.id.padEnd(23)} ${run.startedAt.padEnd(25)} ${run.status.padEnd(12)} ${run.phase.padEnd(16)} ${run.outcome ?? '-'}`)].join('\n'));
+      `${run.id.padEnd(23)} ${run.startedAt.padEnd(25)} ${(run.corrupted !== null ? 'corrupted' : run.status).padEnd(12)} ${run.phase.padEnd(16)} ${run.outcome ?? '-'}`)].join('\n'));
     return 0;
   } finally {
     store.close();

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { childProcessEnv, type Config, type Env, type Secrets } from '../config/index.ts';
-import { UsageError } from '../errors.ts';
+import { InputFileError, SESSION_FILE_CAP, childProcessEnv, readInputFile, type Config, type Env, type Secrets } from '../config/index.ts';
+import { UsageError, messageOf } from '../errors.ts';
 import { ClaudeCliProvider, checkInstalled } from '../services/llm/claude-cli-provider.ts';
 import { withPrices } from '../services/llm/prices.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from '../services/llm/provider.ts';
@@ -109,7 +109,15 @@ export async function createProvider(context: ProviderContext): Promise<ModelPro
 
 /** `--record FILE`: every reply of the run also goes into a replay session file. */
 export function recording(inner: ModelProvider, file: string, run: { requirements: string; project?: Record<string, unknown> }): ModelProvider {
-  const existing = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as { calls: Record<string, unknown[]> }) : undefined;
+  let existing: { calls: Record<string, unknown[]> } | undefined;
+  if (fs.existsSync(file)) {
+    try {
+      // A resumed run appends to its recording, a file of the same size as a replayed session.
+      existing = JSON.parse(readInputFile(file, SESSION_FILE_CAP)) as { calls: Record<string, unknown[]> };
+    } catch (error) {
+      throw new UsageError(`--record ${file}: ${error instanceof InputFileError ? `it ${error.problem}` : `cannot be continued (${messageOf(error)})`}; give a new file`, { cause: error });
+    }
+  }
   return new RecordingProvider({ inner, file, requirements: run.requirements, project: run.project, existing });
 }
 

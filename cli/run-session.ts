@@ -1,6 +1,7 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { createActor, type Snapshot } from 'xstate';
-import type { AgentDefinitions, Env, RunConfig } from '../config/index.ts';
+import { formatBytes, type AgentDefinitions, type Env, type RunConfig } from '../config/index.ts';
 import { StorageFullError, messageOf } from '../errors.ts';
 import { interAgentEventTypes } from '../machines/events.ts';
 import type { OrchestratorOutput, RetryPlan } from '../machines/orchestrator.machine.ts';
@@ -45,6 +46,24 @@ export interface SessionOptions {
 }
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
+
+/** Below this much free space a disk is full in practice: git and SQLite need room for a few pages, a ref, an object. */
+const FULL_DISK_BYTES = 1024 * 1024;
+
+/**
+ * The bytes left on the disk holding `dir` when it is full, else undefined. Git does not always
+ * say why a write failed (`couldn't write '.git/refs/heads/main.lock'`, measured on a full
+ * tmpfs), so a failed step is also checked against the disk itself.
+ */
+function fullDiskFree(dir: string): number | undefined {
+  try {
+    const stats = fs.statfsSync(dir);
+    const free = stats.bavail * stats.bsize;
+    return free < FULL_DISK_BYTES ? free : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Keeps how this run's improvement ideas ended, for later runs (features.learning). */
 function rememberIdeas(store: Store, runId: string, preferences: Preferences, cycles: number): void {
@@ -145,9 +164,13 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     inspect: (event) => {
       // A full disk halts the session before the failure becomes a decision in any checkpoint:
       // the step runs again on resume, once there is space.
-      if (event.type === '@xstate.event' && event.event.type === 'agent.failed' && (event.event as { code?: unknown }).code === 'storage_full') {
-        fail(new StorageFullError(String((event.event as { message?: unknown }).message)));
-        return;
+      if (event.type === '@xstate.event' && event.event.type === 'agent.failed') {
+        const failed = event.event as { code?: unknown; message?: unknown };
+        const free = failed.code === 'storage_full' ? undefined : fullDiskFree(options.target);
+        if (failed.code === 'storage_full' || free !== undefined) {
+          fail(new StorageFullError(`${String(failed.message)}${free !== undefined ? `; ${formatBytes(free)} left on that disk` : ''}`));
+          return;
+        }
       }
       checkpointer.observe(event);
       monitoring.observe(event);

@@ -1,4 +1,5 @@
 import { resolveTarget } from '../config/index.ts';
+import { messageOf } from '../errors.ts';
 import { Store, databasePath } from '../services/store/store.ts';
 import type { RunRecord } from '../services/store/types.ts';
 import type { CliArgs } from './args.ts';
@@ -16,6 +17,8 @@ export interface RunStatusView {
   tokensUsed: number;
   modelCalls: number;
   monitorUrl: string | null;
+  /** What of the stored run cannot be read (its settings, its checkpoint), when something cannot. */
+  corrupted?: string;
 }
 
 interface PersistedTree {
@@ -32,9 +35,20 @@ export function stateName(value: unknown): string {
   return 'unknown';
 }
 
+/** The stored actor tree, or what is wrong with it (a checkpoint corrupted on disk shows as such, not as a crash). */
+function storedTree(store: Store, runId: string): { tree: PersistedTree; problem?: string } {
+  const saved = store.loadSnapshot(runId);
+  if (!saved) return { tree: {} };
+  try {
+    return { tree: JSON.parse(saved.json) as PersistedTree };
+  } catch (error) {
+    return { tree: {}, problem: `its stored checkpoint is not JSON (${messageOf(error)})` };
+  }
+}
+
 function storedView(store: Store, run: RunRecord): RunStatusView {
-  const saved = store.loadSnapshot(run.id);
-  const tree = saved ? (JSON.parse(saved.json) as PersistedTree) : {};
+  const { tree, problem } = storedTree(store, run.id);
+  const corrupted = [run.corrupted, problem].filter((text) => text !== null && text !== undefined).join('; ');
   const agents = Object.fromEntries(Object.entries(tree.children ?? {}).map(([id, child]) => [id, stateName(child?.snapshot?.value)]));
   const totals = store.totals(run.id);
   return {
@@ -48,6 +62,7 @@ function storedView(store: Store, run: RunRecord): RunStatusView {
     tokensUsed: totals.tokensUsed,
     modelCalls: totals.callsSent,
     monitorUrl: run.monitorUrl,
+    ...(corrupted !== '' ? { corrupted } : {}),
   };
 }
 
@@ -80,6 +95,7 @@ export async function showStatus(context: CliContext, args: CliArgs, isAlive: (p
       return args.runId ? 2 : 0;
     }
     const view = storedView(store, run);
+    if (view.corrupted !== undefined) context.reporter.line(`warning: run ${run.id} is corrupted in the database: ${view.corrupted}; it cannot be resumed or retried`);
     if (run.status === 'running' && run.pid !== null && isAlive(run.pid) && run.monitorUrl) {
       const live = await liveAgents(run.monitorUrl);
       if (live) Object.assign(view, { live: true, ...(live.phase ? { phase: live.phase } : {}), ...(live.agents ? { agents: live.agents } : {}) });

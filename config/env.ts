@@ -1,5 +1,7 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Coercion } from './coerce.ts';
+import { ConfigError } from './config-error.ts';
 import { coerce } from './coerce.ts';
 import { fieldLayer, type Layer } from './layers.ts';
 
@@ -42,8 +44,25 @@ export function envLayers(env: Env): Layer[] {
   return layers;
 }
 
-/** The target repository: `--target`, then DUO_AGENT_WORKSPACE, then the current directory. */
+/**
+ * The target repository: `--target`, then DUO_AGENT_WORKSPACE, then the current directory. A
+ * path that exists and is not a folder (or runs through a file: `/dev/null/x`) is refused here,
+ * for every command alike, naming where it came from; a missing one is a new target.
+ */
 export function resolveTarget(flagTarget: string | undefined, env: Env, cwd: string): string {
-  const chosen = flagTarget === undefined || flagTarget === '' ? envValue(env, 'DUO_AGENT_WORKSPACE') : flagTarget;
-  return path.resolve(cwd, chosen ?? '.');
+  const fromFlag = flagTarget !== undefined && flagTarget !== '';
+  const chosen = fromFlag ? flagTarget : envValue(env, 'DUO_AGENT_WORKSPACE');
+  const target = path.resolve(cwd, chosen ?? '.');
+  let folder: boolean;
+  try {
+    folder = fs.statSync(target, { throwIfNoEntry: false })?.isDirectory() ?? true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOTDIR') throw error;
+    folder = false;
+  }
+  if (!folder) {
+    const source = fromFlag ? '--target' : chosen !== undefined ? 'DUO_AGENT_WORKSPACE' : 'the current folder';
+    throw ConfigError.of(source, '', `${target} is not a folder: give a folder (a git repository, or a new or empty folder)`);
+  }
+  return target;
 }

@@ -11,6 +11,7 @@ export {
 export { ConfigError, type ConfigIssue } from './config-error.ts';
 export { resolveTarget, ENV_BINDINGS, type Env } from './env.ts';
 export { FLAG_BINDINGS, type ConfigOverrides } from './flags.ts';
+export { InputFileError, SESSION_FILE_CAP, SETTINGS_FILE_CAP, formatBytes, readInputFile } from './input-file.ts';
 export {
   AGENTS_FILE,
   CONFIG_FILE,

@@ -25,6 +25,15 @@ const numberBetween = (min: number, max: number) =>
 const temperature = () => numberBetween(0, 2);
 
 /**
+ * A timer holds at most 2^31-1 ms (~24.8 days): Node fires a longer one after 1 ms instead, so
+ * 9999999999 seconds would time out at once. Every field that becomes a timer stops at a day.
+ */
+const DAY_SECONDS = 86_400;
+const secondsUpToADay = () =>
+  expecting(z.number().positive().max(DAY_SECONDS), `a number of seconds greater than 0 and at most ${DAY_SECONDS} (a day)`);
+const millisecondsUpToADay = () => intBetween(0, DAY_SECONDS * 1000);
+
+/**
  * Branch names are `<branch_prefix>/<task type>/<task id>`; the prefix must survive
  * `git check-ref-format`, a shell and a URL, so it is narrower than what git allows.
  */
@@ -77,7 +86,7 @@ export const configSchema = z
         test_command: text().optional(),
         setup_command: text().optional(),
         /** At most a day: a timer cannot hold more than ~24.8 days, and no test run should need more than a day. */
-        test_timeout_seconds: intBetween(1, 86_400).default(600),
+        test_timeout_seconds: intBetween(1, DAY_SECONDS).default(600),
         /** Variables of Moderator's environment the project's commands also get (besides PATH, HOME, LANG, ...). */
         pass_env: z.array(
           expecting(
@@ -92,10 +101,10 @@ export const configSchema = z
         /** No default on purpose: absent means "no provider configured" and the CLI says so. */
         provider: z.enum(MODEL_PROVIDERS).optional(),
         replay_file: text().optional(),
-        replay_delay_ms: nonNegativeInt().default(0),
+        replay_delay_ms: millisecondsUpToADay().default(0),
         base_url: expecting(z.url({ protocol: /^https?$/ }), 'an http(s) URL').optional(),
         /** Per request, in seconds; the SDKs retry timeouts. */
-        timeout_seconds: positiveNumber().default(600),
+        timeout_seconds: secondsUpToADay().default(600),
         /** SDK retries on 408/409/429/5xx and timeouts, with backoff honouring retry-after; also resends of replies that broke off mid-stream. */
         max_retries: intBetween(0, 20).default(4),
         /** Times a reply that cannot be used (not the JSON asked for) is asked for again, with every problem listed. */
@@ -120,7 +129,7 @@ export const configSchema = z
             max_tool_turns: positiveInt().default(40),
             /** Programs the TechLead's run_command tool may start (argv[0]); never through a shell. */
             allowed_commands: z.array(text()).default(['npm', 'npx', 'node', 'yarn', 'pnpm', 'python', 'python3', 'pytest', 'make', 'cargo', 'go']),
-            command_timeout_seconds: positiveNumber().default(300),
+            command_timeout_seconds: secondsUpToADay().default(300),
             /**
              * How run_command and the project's test and setup commands are confined: bubblewrap
              * when it works here (auto), bubblewrap or refuse to start (bwrap), or not at all (off).
@@ -138,7 +147,7 @@ export const configSchema = z
           .prefault({}),
         monitor: z
           .strictObject({
-            check_interval_seconds: positiveNumber().default(60),
+            check_interval_seconds: secondsUpToADay().default(60),
             alert_channels: z.array(z.enum(ALERT_CHANNELS)).default(['console', 'log']),
             model: text().optional(),
           })
@@ -181,11 +190,11 @@ export const configSchema = z
         /** How long a merge waits for GitHub to compute mergeability and for required checks, in seconds. */
         merge_wait_seconds: nonNegativeInt().default(600),
         /** The longest wait for a spent GitHub rate limit to reset before the PR step gives up, in seconds. */
-        rate_limit_wait_seconds: nonNegativeInt().default(900),
+        rate_limit_wait_seconds: intBetween(0, DAY_SECONDS).default(900),
         /** Spacing of GitHub API writes, in ms (GitHub asks for 1 s); 0 turns it off. */
-        write_spacing_ms: nonNegativeInt().default(1000),
+        write_spacing_ms: millisecondsUpToADay().default(1000),
         /** Spacing of writes that notify people (PRs, reviews, merges), in ms; 0 turns it off. */
-        notification_spacing_ms: nonNegativeInt().default(3000),
+        notification_spacing_ms: millisecondsUpToADay().default(3000),
         author_name: text().default('Moderator'),
         author_email: text().default('moderator@localhost'),
       })

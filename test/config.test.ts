@@ -365,7 +365,7 @@ test('a bad flag is named, with what was expected and found', (t) => {
   t.is(failure(t, () => load(dir, { flags: { port: -1 } })), '--port: expected an integer between 0 and 65535, found -1');
   t.is(
     failure(t, () => load(dir, { flags: { replayDelayMs: 'soon' } })),
-    '--replay-delay-ms: expected an integer of 0 or more, found "soon"',
+    '--replay-delay-ms: expected an integer between 0 and 86400000, found "soon"',
   );
   t.regex(failure(t, () => load(dir, { flags: { provider: 'gpt' } })), /^--provider: expected one of "anthropic", .*found "gpt"$/);
 });

@@ -1,6 +1,6 @@
-import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { InputFileError, SESSION_FILE_CAP, readInputFile } from '../../config/input-file.ts';
 import { ModelError } from './model-error.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from './provider.ts';
 
@@ -53,9 +53,10 @@ export type RecordedCall = z.output<typeof callSchema>;
 export function readSession(file: string): Session {
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    // A regular file of at most 64 MiB: `--replay /dev/zero` must not read until memory runs out.
+    raw = JSON.parse(readInputFile(file, SESSION_FILE_CAP));
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : error instanceof InputFileError ? `it ${error.problem}` : (error as Error).message;
     throw new ModelError('model', `replay session ${file}: ${reason}`, { cause: error });
   }
   const parsed = sessionSchema.safeParse(raw);

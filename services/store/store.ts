@@ -682,7 +682,22 @@ export class Store {
   }
 }
 
+/**
+ * A JSON column of a run row, or what is wrong with it: a row corrupted on disk or edited by hand
+ * must not break every listing of the target's runs, only that run.
+ */
+function runJson(text: unknown, what: 'its stored settings are' | 'its stored scope is', problems: string[]): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(String(text)) as unknown;
+  } catch (error) {
+    problems.push(`${what} not JSON (${messageOf(error)})`);
+    return null;
+  }
+}
+
 function toRun(row: Row): RunRecord {
+  const problems: string[] = [];
   return {
     id: String(row.id),
     target: String(row.target),
@@ -694,15 +709,16 @@ function toRun(row: Row): RunRecord {
     startedAt: String(row.started_at),
     updatedAt: String(row.updated_at),
     finishedAt: row.finished_at === null ? null : String(row.finished_at),
-    settings: JSON.parse(String(row.settings_json)) as unknown,
+    settings: runJson(row.settings_json, 'its stored settings are', problems),
     snapshotVersion: Number(row.snapshot_version),
     machineFingerprint: String(row.machine_fingerprint),
     pid: row.pid === null ? null : Number(row.pid),
     host: row.host === null ? null : String(row.host),
     activeMs: Number(row.active_ms),
     sessions: Number(row.sessions),
-    scope: row.scope_json === null ? null : (JSON.parse(String(row.scope_json)) as unknown),
+    scope: runJson(row.scope_json, 'its stored scope is', problems),
     monitorUrl: row.monitor_url === null || row.monitor_url === undefined ? null : String(row.monitor_url),
+    corrupted: problems.length > 0 ? problems.join('; ') : null,
   };
 }
 

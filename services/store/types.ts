@@ -37,6 +37,11 @@ export interface RunRecord {
   scope: unknown;
   /** The monitoring server of the process driving the run, while it runs. */
   monitorUrl: string | null;
+  /**
+   * What of the stored row cannot be read ("its stored settings are not JSON (...)"), or null. A
+   * corrupted row is still listed; its unreadable fields are null. It cannot be resumed or retried.
+   */
+  corrupted: string | null;
 }
 
 /** One inter-agent event, as journaled. */

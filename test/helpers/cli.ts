@@ -1,6 +1,6 @@
 /**
  * Shared helpers for the end-to-end tests: run the real CLI as a child process (optionally killing
- * it with SIGKILL at a chosen moment), read the target's git repository and database, and take a
+ * it with SIGKILL, or signalling it, at a chosen moment), read the target's git repository and database, and take a
  * comparable fingerprint of a finished run.
  */
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -75,7 +75,7 @@ export function cliSync(args: string[], options: { timeoutMs?: number; env?: Rec
   return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr, ms: Date.now() - started };
 }
 
-/** When to kill a running CLI with SIGKILL. */
+/** When to kill a running CLI with SIGKILL (or send it another signal). */
 export interface KillPoint {
   /** A name for the log. */
   label: string;
@@ -95,21 +95,26 @@ export interface KillPoint {
   group?: boolean;
   /** Called when the process has ended, e.g. to close what `poll` opened. */
   dispose?: () => void;
+  /**
+   * The signal to send (default SIGKILL): SIGTERM as `kill <pid>` or `docker stop` would, SIGINT
+   * with `group` as Ctrl-C at a terminal does (to the foreground process group).
+   */
+  signal?: NodeJS.Signals;
 }
 
 export interface KilledResult extends CliResult {
-  /** True when the kill point was reached and SIGKILL sent (the process may have ended by itself otherwise). */
+  /** True when the kill point was reached and its signal sent (the process may have ended by itself otherwise). */
   killed: boolean;
   /** The stderr line that triggered the kill, if any. */
   trigger: string | null;
-  /** The last stderr line seen before SIGKILL was sent (or before the process ended). */
+  /** The last stderr line seen before the signal was sent (or before the process ended). */
   lastLine: string | null;
 }
 
 /**
- * Runs the CLI asynchronously; with `kill`, sends SIGKILL at that moment to the CLI process (only
- * that process, like `kill -9 <pid>`: children it spawned are orphaned, as in a real crash), or
- * with `group` to its whole process group. The first of `line`, `poll` and `afterMs` to hold fires.
+ * Runs the CLI asynchronously; with `kill`, sends SIGKILL (or `kill.signal`) at that moment to the
+ * CLI process (only that process, like `kill -9 <pid>`: children it spawned are orphaned, as in a
+ * real crash), or with `group` to its whole process group. The first of `line`, `poll` and `afterMs` to hold fires.
  */
 export function cliAsync(args: string[], options: { kill?: KillPoint; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<KilledResult> {
   const started = Date.now();
@@ -133,8 +138,9 @@ export function cliAsync(args: string[], options: { kill?: KillPoint; timeoutMs?
       if (exited || killed) return;
       killed = true;
       try {
-        if (kill?.group && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-        else child.kill('SIGKILL');
+        const signal = kill?.signal ?? 'SIGKILL';
+        if (kill?.group && child.pid !== undefined) process.kill(-child.pid, signal);
+        else child.kill(signal);
       } catch {
         // It ended by itself a moment ago (ESRCH); 'close' tells how.
       }
