@@ -19,6 +19,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY main.ts errors.ts ./
+COPY protocol ./protocol
 COPY cli ./cli
 COPY config ./config
 COPY machines ./machines

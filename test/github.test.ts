@@ -26,6 +26,7 @@ import { PrError } from '../services/pr/pr-error.ts';
 import type { PostedReview } from '../services/pr/pr-provider.ts';
 import { Store } from '../services/store/store.ts';
 import { tasksView } from '../server/views.ts';
+import { RunView } from '../services/store/run-view.ts';
 import { githubFaults, startFakeGitHub, type FakeGitHub, type FakeGitHubOptions } from './fakes/github-api.ts';
 import { FREE_PORT, cliAsync, dbPoll, newTarget, parseSummary, removeTargets, withDb } from './helpers/cli.ts';
 
@@ -644,9 +645,11 @@ test('/api/tasks gives each task the page of its PR', (t) => {
   store.createRun({ id: 'r1', target: '/t', requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'abc' });
   store.addTasks('r1', [{ id: 'T1', title: 't', type: 'feature', description: 'd', acceptanceCriteria: [], dependsOn: [], origin: 'plan' }]);
   store.updateTask('r1', 'T1', { status: 'in_review', prNumber: 1, prUrl: 'https://github.com/acme/todo/pull/7' });
-  // tasksView reads the store only; the live parts of the context are not needed for it.
-  const view = tasksView({ store, runId: 'r1' } as Parameters<typeof tasksView>[0]);
+  // tasksView reads the run view only; the live parts of the context are not needed for it.
+  const runView = new RunView(store, 'r1');
+  const view = tasksView({ view: runView, runId: 'r1' } as Parameters<typeof tasksView>[0]);
   t.is(view.tasks[0]?.pr_url, 'https://github.com/acme/todo/pull/7');
+  runView.close();
   store.close();
 });
 
