@@ -1,10 +1,9 @@
 import { fromPromise } from 'xstate';
 import type { NewTaskRef } from '../machines/events.ts';
-import type { MergeInput, ReviewInput, ReviewOutput } from '../machines/moderator.machine.ts';
+import type { ReviewInput, ReviewOutput } from '../machines/moderator.machine.ts';
 import { once } from '../services/effects.ts';
 import { ModeratorError } from '../errors.ts';
 import { ModelError } from '../services/llm/model-error.ts';
-import { PrError } from '../services/pr/pr-error.ts';
 import { ask } from './ask.ts';
 import { contracts, describeTask, projectLine, stepSettings, systemPrompt } from './prompts.ts';
 import { replies, type ClarifyReply, type PlanReply, type ReviewReply } from './replies.ts';
@@ -37,7 +36,7 @@ function renumber(services: RunServices, plan: PlanReply): PlanReply {
   };
 }
 
-/** The Moderator's effects: scope, plan, review, merge. */
+/** The Moderator's effects: scope, plan, review. */
 export function moderatorActors(services: RunServices) {
   const settings = stepSettings(services, 'moderator');
 
@@ -159,40 +158,5 @@ export function moderatorActors(services: RunServices) {
     return { verdict: final };
   });
 
-  const merge = fromPromise<{ mergeSha: string }, MergeInput>(async ({ input, signal }) => {
-    const task = taskOf(services, input.taskId);
-    let sha: string;
-    try {
-      sha = await services.prs.merge(input.prNumber, `Merge PR #${input.prNumber}: ${task.type}(${task.id}): ${task.title}`, signal);
-    } catch (error) {
-      if (error instanceof PrError && error.code === 'pr_conflict') await requestRevisionFor(task, input, error);
-      throw error;
-    }
-    await services.git.removeWorktree(worktreePath(services, task.id));
-    const url = services.prs.get(input.prNumber)?.url;
-    services.progress(`merged PR #${input.prNumber} (${task.id}) into ${services.git.baseBranch} at ${sha.slice(0, 8)}${url ? `: ${url}` : ''}`);
-    return { mergeSha: sha };
-  });
-
-  /**
-   * An approved PR that conflicts with the base goes back to the TechLead: the round's review
-   * becomes a change request naming the conflict (the revision reads it), also on the PR.
-   */
-  async function requestRevisionFor(task: TaskRecord, input: MergeInput, conflict: PrError): Promise<void> {
-    const tests = services.store.getTestRun(services.runId, task.id, input.attempt);
-    const comments = [
-      `Merge ${services.git.baseBranch} into the branch and resolve the conflicts${conflict.conflicts.length ? ` in ${conflict.conflicts.join(', ')} (the conflict markers are in those files)` : ''}, keeping both sides' intent.`,
-    ];
-    services.store.recordReview({
-      runId: services.runId, taskId: task.id, prNumber: input.prNumber, attempt: input.attempt, verdict: 'request_changes', summary: conflict.message, comments, testsPassed: tests?.passed ?? false,
-    });
-    await services.prs.postReview(input.prNumber, {
-      taskId: task.id, attempt: input.attempt, kind: 'conflict', verdict: 'request_changes', summary: conflict.message, comments,
-      criteria: task.acceptanceCriteria, tests: tests ? { command: tests.command, passed: tests.passed } : null,
-    });
-    // Whether a round is left is the chart's decision (attemptsLeft); the line says what follows either way.
-    services.progress(`merge ${task.id}: ${conflict.message}: the TechLead revises it if a review round is left, else the task is rejected`);
-  }
-
-  return { clarify, plan, review, merge };
+  return { clarify, plan, review };
 }

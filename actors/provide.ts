@@ -1,11 +1,13 @@
 import { fromPromise } from 'xstate';
 import { everThinkerMachine } from '../machines/ever-thinker.machine.ts';
+import { mergeQueueMachine } from '../machines/merge-queue.machine.ts';
 import { moderatorMachine } from '../machines/moderator.machine.ts';
 import { monitorMachine } from '../machines/monitor.machine.ts';
 import { orchestratorMachine } from '../machines/orchestrator.machine.ts';
 import { techleadMachine } from '../machines/techlead.machine.ts';
 import type { RunClock } from '../services/run-clock.ts';
 import { everThinkerActors } from './ever-thinker.actors.ts';
+import { mergeQueueActors } from './merge-queue.actors.ts';
 import { moderatorActors } from './moderator.actors.ts';
 import type { RunServices } from './run-services.ts';
 import { techleadActors } from './techlead.actors.ts';
@@ -19,6 +21,7 @@ export function provideRun(services: RunServices, clock: RunClock, askApproval: 
     actors: {
       moderator: moderatorMachine.provide({ actors: moderatorActors(services) }),
       techlead: techleadMachine.provide({ actors: techleadActors(services) }),
+      mergeQueue: mergeQueueMachine.provide({ actors: mergeQueueActors(services) }),
       everThinker: everThinkerMachine.provide({ actors: everThinkerActors(services) }),
       monitor: monitorMachine.provide({ actors: { ticker: tickerActor(services, clock) } }),
       askApproval: fromPromise(() => askApproval()),

@@ -2,26 +2,22 @@ import { fromPromise } from 'xstate';
 import type { SubmitInput, TaskStepInput, TestOutput } from '../machines/techlead.machine.ts';
 import { ModeratorError } from '../errors.ts';
 import { GitService } from '../services/git/git-service.ts';
-import { runTestCommand } from '../services/test-runner.ts';
-import { LOOKED_FOR, TestEnvironmentError, cannotRun } from '../services/test-environment.ts';
-import { firstLine, lastLines, plural } from '../services/text.ts';
+import { firstLine, plural } from '../services/text.ts';
 import { formatFiles, readTree } from '../services/workspace.ts';
 import { pullRequestBody } from '../services/pr/pr-text.ts';
 import type { TaskRecord } from '../services/store/types.ts';
 import { ask } from './ask.ts';
 import { taskOf } from './moderator.actors.ts';
-import { contracts, describeTask, projectLine, stepSettings, systemPrompt, testCommandFor } from './prompts.ts';
+import { runProjectTests, reportTests } from './project-tests.ts';
+import { contracts, describeTask, projectLine, stepSettings, systemPrompt } from './prompts.ts';
 import { replies, type ChangeReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
 import { callKeys, stepKeys, type CallKey, type ChangePurpose } from '../protocol/keys.ts';
 
-/** How many lines of a failing or unrunnable test command's output the progress shows. */
-const SHOWN_LINES = 12;
-
 /** The TechLead's effects: worktree, implementation, revision, tests, PR. */
 export function techleadActors(services: RunServices) {
   const settings = stepSettings(services, 'techlead');
-  const branchOf = (task: TaskRecord) => GitService.branchName(services.config.git.branch_prefix, task.type, task.id);
+  const branchOf = (task: TaskRecord, generation: number) => GitService.branchName(services.config.git.branch_prefix, task.type, task.id, generation);
 
   /** Asks the model for the change: with tools when the backend loops through us, plain JSON otherwise. */
   async function change(task: TaskRecord, purpose: ChangePurpose, callKey: CallKey, prompt: string, signal: AbortSignal): Promise<ChangeReply> {
@@ -50,12 +46,13 @@ export function techleadActors(services: RunServices) {
    * (`model.reply_retries` times), then the step fails with `no_change`. A step whose commit is
    * already on the branch (a resumed run) is not checked again.
    */
-  async function changeAndCommit(task: TaskRecord, attempt: number, purpose: ChangePurpose, prompt: string, signal: AbortSignal): Promise<{ files: number }> {
+  async function changeAndCommit(task: TaskRecord, step: TaskStepInput, purpose: ChangePurpose, prompt: string, signal: AbortSignal): Promise<{ files: number }> {
+    const { attempt } = step;
     const worktree = worktreePath(services, task.id);
     const stepKey = stepKeys.commit(task.id, attempt);
     const baseKey = callKeys.change(purpose, task.id, attempt);
     const retries = services.config.model.reply_retries;
-    await services.git.ensureWorktree(branchOf(task), worktree);
+    await services.git.ensureWorktree(branchOf(task, step.generation), worktree);
     for (let round = 0; ; round += 1) {
       const again = round === 0 ? '' : `\n\nYour previous answer left the repository exactly as it was (no file changed): make the change the task asks for, writing the files whole.`;
       const reply = await change(task, purpose, callKeys.noChange(baseKey, round), `${prompt}${again}`, signal);
@@ -80,75 +77,68 @@ export function techleadActors(services: RunServices) {
     }
   }
 
-  const prepareWorkspace = fromPromise<{ branch: string }, TaskStepInput>(async ({ input }) => {
+  const prepareWorkspace = fromPromise<{ branch: string }, TaskStepInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
     const tasks = services.store.listTasks(services.runId);
-    const branch = branchOf(task);
-    await services.git.ensureWorktree(branch, worktreePath(services, task.id));
+    const branch = branchOf(task, input.generation);
+    const worktree = worktreePath(services, task.id);
+    if (input.generation > 1) await freshStart(task, branch, worktree, signal);
+    await services.git.ensureWorktree(branch, worktree);
     services.store.updateTask(services.runId, task.id, { branch });
-    services.progress(`task ${tasks.findIndex((candidate) => candidate.id === task.id) + 1}/${tasks.length} ${task.id} ${task.type}: ${task.title} (branch ${branch})`);
+    const fresh = input.generation > 1 ? `, re-implemented from the current ${services.git.baseBranch}` : '';
+    services.progress(`task ${tasks.findIndex((candidate) => candidate.id === task.id) + 1}/${tasks.length} ${task.id} ${task.type}: ${task.title} (branch ${branch}${fresh})`);
     return { branch };
   });
+
+  /**
+   * A re-implementation on a fresh branch: the first branch's PR is closed (the branch is kept
+   * for people to read), its worktree makes way, and the base is brought up to where PRs merge.
+   * Every part is a no-op when done before, so a re-run after a kill repeats it harmlessly.
+   */
+  async function freshStart(task: TaskRecord, branch: string, worktree: string, signal: AbortSignal): Promise<void> {
+    const previous = services.store.getPullRequestForTask(services.runId, task.id);
+    if (previous && previous.branch !== branch && previous.status === 'open') {
+      await services.prs.close(previous.number, signal);
+      services.progress(`  ${task.id}: PR #${previous.number} closed: the task starts again on a fresh branch`);
+    }
+    await services.git.removeWorktree(worktree);
+    await services.prs.syncBase?.(signal);
+  }
 
   const implement = fromPromise<{ files: number }, TaskStepInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
     const tree = readTree(worktreePath(services, task.id));
     const prompt = `${projectLine(services)}\n\n${describeTask(task)}\n\nThe repository now:\n${formatFiles(tree.files)}${tree.truncated ? '\n(some files left out for size)' : ''}\n\nImplement the task, with tests.`;
-    return changeAndCommit(task, input.attempt, 'implement', prompt, signal);
+    return changeAndCommit(task, input, 'implement', prompt, signal);
   });
 
   const revise = fromPromise<{ files: number }, TaskStepInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
-    if (services.prs.prepareRevision) {
-      // Where PRs live elsewhere the base may have moved: the revision starts by merging it in.
-      await services.git.ensureWorktree(branchOf(task), worktreePath(services, task.id));
-      await services.prs.prepareRevision(task.id, worktreePath(services, task.id), signal);
-    }
+    // The base may have moved (other tasks merged): the revision starts by merging it in, and
+    // resolves what conflicts (the markers are in the files it reads).
+    await services.git.ensureWorktree(branchOf(task, input.generation), worktreePath(services, task.id));
+    await services.prs.mergeBaseInto(task.id, worktreePath(services, task.id), signal);
     // The newest review before this round: the previous round's, or the one a retry answers.
     const review = services.store.getLatestReviewBefore(services.runId, task.id, input.attempt);
     const tests = services.store.getLatestTestRun(services.runId, task.id, input.attempt - 1);
     const tree = readTree(worktreePath(services, task.id));
     const feedback = review ? [`Review: ${review.summary}`, ...review.comments.map((comment) => `- ${comment}`)].join('\n') : '(no review found)';
     const prompt = `${projectLine(services)}\n\n${describeTask(task)}\n\nThe Moderator asked for changes:\n${feedback}\n\n${tests && !tests.passed ? `The last test run failed:\n${tests.output.slice(-4000)}\n\n` : ''}The branch now:\n${formatFiles(tree.files)}\n\nAddress every comment.`;
-    return changeAndCommit(task, input.attempt, 'revise', prompt, signal);
+    return changeAndCommit(task, input, 'revise', prompt, signal);
   });
 
   const runTests = fromPromise<TestOutput, TaskStepInput>(async ({ input, signal }) => {
     const recorded = services.store.getTestRun(services.runId, input.taskId, input.attempt);
     if (recorded) return { passed: recorded.passed };
-    const cwd = worktreePath(services, input.taskId);
-    const project = services.config.project;
-    const test = testCommandFor(services, cwd);
-    if (!test) {
-      throw new TestEnvironmentError(`no test command: project.test_command is not set and the repository has none (looked for ${LOOKED_FOR}); set project.test_command, then \`moderator retry ${services.runId}\``);
-    }
-    const timeoutMs = project.test_timeout_seconds * 1000;
-    const commands = [...(project.setup_command ? [project.setup_command] : []), test.command];
-    let result = { passed: true, exitCode: 0 as number | null, timedOut: false, durationMs: 0, output: '' };
-    for (const command of commands) {
-      const step = await runTestCommand({ command, cwd, env: services.childEnv, timeoutMs, signal, sandbox: services.sandbox });
-      // Cut short by Ctrl-C, SIGTERM, a stop or the run's own time limit: not a result. Nothing
-      // is recorded, so a resumed run tests again instead of reading "failed" from the journal.
-      if (step.aborted || signal.aborted) throw signal.reason ?? new Error('the test run was aborted');
-      const why = cannotRun(step);
-      if (why !== undefined) {
-        const setting = command === project.setup_command ? 'project.setup_command' : 'project.test_command';
-        services.progress(`  ${input.taskId}: \`${command}\` could not run (${why}):`);
-        for (const line of lastLines(step.output, SHOWN_LINES)) services.progress(`    | ${line}`);
-        throw new TestEnvironmentError(`the test command \`${command}\` could not run in the task's worktree (${why}): install what it needs or set ${setting}, then \`moderator retry ${services.runId}\``);
-      }
-      result = { passed: step.passed, exitCode: step.exitCode, timedOut: step.timedOut, durationMs: result.durationMs + step.durationMs, output: `${result.output}$ ${command}\n${step.output}` };
-      if (!step.passed) break;
-    }
-    services.store.recordTestRun({ runId: services.runId, taskId: input.taskId, attempt: input.attempt, command: commands.join(' && '), ...result });
-    services.progress(`  ${input.taskId}: tests ${result.passed ? 'passed' : `failed (exit ${result.exitCode ?? 'none'}${result.timedOut ? ', timed out' : ''})`} in ${(result.durationMs / 1000).toFixed(1)} s`);
-    if (!result.passed) for (const line of lastLines(result.output, SHOWN_LINES)) services.progress(`    | ${line}`);
+    const result = await runProjectTests(services, input.taskId, worktreePath(services, input.taskId), signal);
+    services.store.recordTestRun({ runId: services.runId, taskId: input.taskId, attempt: input.attempt, ...result });
+    reportTests(services, input.taskId, result);
     return { passed: result.passed };
   });
 
   const submit = fromPromise<{ prNumber: number }, SubmitInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
-    const branch = branchOf(task);
+    const branch = branchOf(task, input.generation);
     const headSha = await services.git.headSha(branch);
     const body = pullRequestBody(task, services.store.getTestRun(services.runId, task.id, input.attempt), input.attempt);
     const pr = await services.prs.open({
@@ -157,6 +147,7 @@ export function techleadActors(services: RunServices) {
       title: `${task.type}(${task.id}): ${task.title}`,
       body,
       headSha,
+      generation: input.generation,
     }, signal);
     if (input.attempt > 1) await services.prs.update(pr.number, headSha, input.attempt, body, signal);
     services.store.updateTask(services.runId, task.id, { prNumber: pr.number, prUrl: pr.url });

@@ -14,6 +14,7 @@ export interface CliArgs {
   replay?: string;
   replayDelayMs?: string;
   maxTokens?: string;
+  parallel?: string;
   logLevel?: string;
   port?: string;
   /** Forward XState inspection events to the Stately inspector. */
@@ -37,6 +38,7 @@ const options = {
   replay: { type: 'string' },
   'replay-delay-ms': { type: 'string' },
   'max-tokens': { type: 'string' },
+  parallel: { type: 'string' },
   'log-level': { type: 'string' },
   port: { type: 'string' },
   inspect: { type: 'boolean', default: false },
@@ -70,6 +72,7 @@ Options:
       --replay-delay-ms N   wait N ms per replayed call
       --record FILE         also save every model reply as a replay session (for demos and regression tests)
       --max-tokens N        token budget of the run
+      --parallel N          tasks in flight at once, each with its own TechLead (default 3; 1: one after another)
       --log-level LEVEL     trace, debug, info, warn, error
       --port N              monitoring server port (default 8080; 0 picks a free one)
       --inspect             also send XState inspection events to the Stately inspector
@@ -96,6 +99,7 @@ export function parseCli(argv: string[]): CliArgs {
     replay: values.replay,
     replayDelayMs: values['replay-delay-ms'],
     maxTokens: values['max-tokens'],
+    parallel: values.parallel,
     logLevel: values['log-level'],
     port: values.port,
     inspect: values.inspect,

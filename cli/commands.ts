@@ -56,6 +56,7 @@ function overridesOf(args: CliArgs): ConfigOverrides {
     replayFile: args.replay,
     replayDelayMs: args.replayDelayMs,
     maxTokens: args.maxTokens,
+    parallel: args.parallel,
     logLevel: args.logLevel,
     port: args.port,
   };
@@ -476,7 +477,8 @@ export function retryPlan(tasks: readonly TaskRef[], improvementCycle: number, s
     if (!chosen(task)) return task;
     const attempt = started(task.id) ? task.attempt + 1 : task.attempt;
     const stage = task.status === 'held' && task.prNumber !== null ? 'review' : task.prNumber !== null ? 'revise' : 'implement';
-    const again: TaskRef = { ...task, status: 'pending', attempt, roundStart: attempt, stage };
+    // A fresh allowance of review rounds and of merge-queue rounds; the branch stays the one it had.
+    const again: TaskRef = { ...task, status: 'pending', attempt, roundStart: attempt, stage, conflictRounds: 0 };
     requeued.push(again);
     return again;
   });
@@ -488,6 +490,7 @@ const taskRefsSchema = z.array(
     id: z.string(), type: z.string(), origin: z.enum(['plan', 'improvement']),
     status: z.enum(TASK_STATUSES),
     attempt: z.int(), roundStart: z.int(), stage: z.enum(['implement', 'revise', 'review']), prNumber: z.int().nullable(), dependsOn: z.array(z.string()),
+    conflictRounds: z.int().default(0), generation: z.int().default(1),
   }),
 );
 

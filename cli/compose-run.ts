@@ -5,6 +5,7 @@ import type { RunServices } from '../actors/run-services.ts';
 import { childProcessEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
 import type { OrchestratorInput, RetryPlan } from '../machines/orchestrator.machine.ts';
 import { ModelGateway } from '../services/llm/gateway.ts';
+import { withPrices } from '../services/llm/prices.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
 import { AgentLogs } from '../services/logger.ts';
 import { Preferences } from '../services/preferences.ts';
@@ -25,6 +26,9 @@ export function orchestratorInput(config: Config, autoApprove: boolean, retry?: 
     ...(retry ? { retry } : {}),
     maxReviewAttempts: limits.max_review_attempts,
     maxImprovementCycles: limits.max_improvement_cycles,
+    maxParallelTasks: limits.max_parallel_tasks,
+    parallelReviews: config.agents.moderator.parallel_reviews,
+    maxConflictRounds: limits.max_conflict_rounds,
     minPriority: config.agents.ever_thinker.min_priority,
     monitor: {
       intervalMs: Math.round(config.agents.monitor.check_interval_seconds * 1000),
@@ -84,7 +88,7 @@ export function composeRun(options: ComposeOptions): RunComposition {
     store,
     runId,
     provider: options.provider,
-    budget: { maxTokensTotal: config.limits.max_tokens_total, maxCostUsd: config.limits.max_cost_usd },
+    budget: { maxTokensTotal: config.limits.max_tokens_total, maxCostUsd: config.limits.max_cost_usd, prices: withPrices(config.model.prices) },
     onCall: (report) => {
       reporter.modelCall(report);
       const usage = report.reply?.usage;

@@ -30,6 +30,8 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { name: 'DUO_AGENT_MAX_TOKENS', path: ['limits', 'max_tokens_total'], coerce: 'number' },
   { name: 'DUO_AGENT_MAX_CONTEXT', path: ['limits', 'max_context_tokens'], coerce: 'number' },
   { name: 'DUO_AGENT_MAX_RUNTIME_HOURS', path: ['limits', 'max_runtime_hours'], coerce: 'number' },
+  // Not in the seed: how many tasks run at once.
+  { name: 'DUO_AGENT_MAX_PARALLEL_TASKS', path: ['limits', 'max_parallel_tasks'], coerce: 'number' },
   { name: 'DUO_AGENT_ENABLE_SPECIALISTS', path: ['features', 'specialists'], coerce: 'boolean' },
   { name: 'DUO_AGENT_ENABLE_LEARNING', path: ['features', 'learning'], coerce: 'boolean' },
 ];

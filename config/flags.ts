@@ -9,6 +9,7 @@ export interface ConfigOverrides {
   replayFile?: string | undefined;
   replayDelayMs?: string | number | undefined;
   maxTokens?: string | number | undefined;
+  parallel?: string | number | undefined;
   logLevel?: string | undefined;
   port?: string | number | undefined;
 }
@@ -24,6 +25,7 @@ export const FLAG_BINDINGS: Readonly<Record<keyof ConfigOverrides, FlagBinding>>
   replayFile: { flag: '--replay', path: ['model', 'replay_file'], coerce: 'string' },
   replayDelayMs: { flag: '--replay-delay-ms', path: ['model', 'replay_delay_ms'], coerce: 'number' },
   maxTokens: { flag: '--max-tokens', path: ['limits', 'max_tokens_total'], coerce: 'number' },
+  parallel: { flag: '--parallel', path: ['limits', 'max_parallel_tasks'], coerce: 'number' },
   logLevel: { flag: '--log-level', path: ['logging', 'level'], coerce: 'level' },
   port: { flag: '--port', path: ['monitor', 'port'], coerce: 'number' },
 };

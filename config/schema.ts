@@ -122,7 +122,12 @@ export const configSchema = z
       .prefault({}),
     agents: z
       .strictObject({
-        moderator: llmAgentSchema({ temperature: 0.3, maxTokens: 8000 }).prefault({}),
+        moderator: llmAgentSchema({ temperature: 0.3, maxTokens: 8000 })
+          .extend({
+            /** Reviews at once: 1 queues them for the one Moderator; more reviews PRs of parallel tasks side by side. */
+            parallel_reviews: intBetween(1, 16).default(1),
+          })
+          .prefault({}),
         techlead: llmAgentSchema({ temperature: 0.5, maxTokens: 8000 })
           .extend({
             /** Model turns (each may call tools) per task step before it is given up. */
@@ -164,6 +169,14 @@ export const configSchema = z
         stagnation_minutes: positiveNumber().default(30),
         max_context_tokens: positiveInt().default(100_000),
         max_review_attempts: positiveInt().default(3),
+        /** Tasks in flight at once, each with its own TechLead, branch and worktree; 1 runs them one after another. */
+        max_parallel_tasks: intBetween(1, 16).default(3),
+        /**
+         * Times the merge queue sends a PR back to its TechLead because bringing it up to date with
+         * the base conflicts or breaks the tests; then it is re-implemented on a fresh branch once,
+         * then left for a person.
+         */
+        max_conflict_rounds: nonNegativeInt().default(2),
       })
       .prefault({}),
     git: z

@@ -29,6 +29,13 @@ export interface TaskRef {
   stage: TaskStage;
   /** Its PR, once submitted. */
   prNumber: number | null;
+  /**
+   * Times the merge queue sent it back since its branch was made, because bringing the branch up
+   * to date with the base conflicted or broke the tests (`limits.max_conflict_rounds`).
+   */
+  conflictRounds: number;
+  /** Which branch of the task: 1, then 2 once it was re-implemented on a fresh branch from a newer base. */
+  generation: number;
   /** Tasks that must be merged first; a task whose dependency did not merge is skipped. */
   dependsOn: string[];
 }
@@ -42,8 +49,8 @@ export interface NewTaskRef {
 // ---- orchestrator -> agents
 export type ClarifyRequested = { type: 'clarify.requested' };
 export type PlanRequested = { type: 'plan.requested' };
-export type TaskAssigned = { type: 'task.assigned'; taskId: string; taskType: string; attempt: number; correlationId: string };
-export type TaskFeedback = { type: 'task.feedback'; taskId: string; taskType: string; attempt: number; prNumber: number; correlationId: string };
+export type TaskAssigned = { type: 'task.assigned'; taskId: string; taskType: string; attempt: number; generation: number; correlationId: string };
+export type TaskFeedback = { type: 'task.feedback'; taskId: string; taskType: string; attempt: number; generation: number; prNumber: number; correlationId: string };
 export type ReviewRequested = {
   type: 'review.requested';
   taskId: string;
@@ -53,6 +60,8 @@ export type ReviewRequested = {
   lastRound: boolean;
   correlationId: string;
 };
+/** To the merge queue: bring the approved PR up to date with the base, test it again if it moved, merge it. */
+export type MergeRequested = { type: 'merge.requested'; taskId: string; prNumber: number; attempt: number; correlationId: string };
 export type ImproveRequested = { type: 'improve.requested'; cycle: number };
 export type AgentRetry = { type: 'agent.retry' };
 export type AgentReset = { type: 'agent.reset' };
@@ -63,13 +72,31 @@ export type PlanReady = { type: 'plan.ready'; tasks: NewTaskRef[] };
 export type PrSubmitted = { type: 'pr.submitted'; taskId: string; prNumber: number; attempt: number; testsPassed: boolean; correlationId: string };
 export type ChangesRequested = { type: 'review.changes_requested'; taskId: string; prNumber: number; attempt: number; correlationId: string };
 export type PrRejected = { type: 'pr.rejected'; taskId: string; prNumber: number; attempt: number; correlationId: string };
+/** The Moderator approved the PR: it joins the merge queue. */
+export type PrApproved = { type: 'pr.approved'; taskId: string; prNumber: number; attempt: number; correlationId: string };
 export type PrMerged = { type: 'pr.merged'; taskId: string; prNumber: number; correlationId: string };
+/**
+ * The merge queue could not merge the PR: bringing its branch up to date with the base
+ * conflicted, or the tests fail on the updated branch. What was found is recorded as the round's
+ * review, which the revision reads; the orchestrator decides: revise, re-implement, or a person.
+ */
+export type MergeBlocked = {
+  type: 'merge.blocked';
+  taskId: string;
+  prNumber: number;
+  attempt: number;
+  reason: 'conflict' | 'tests_failed';
+  /** The files in conflict, or the failing command: for people reading the journal. */
+  detail: string;
+  correlationId: string;
+};
 /** The review could not be had (the model's verdict stayed unreadable): the PR stays open for a person. */
 export type ReviewHeld = { type: 'review.held'; taskId: string; prNumber: number; attempt: number; reason: string; correlationId: string };
 export type ImprovementsProposed = { type: 'improvements.proposed'; cycle: number; tasks: NewTaskRef[] };
 export type ImprovementsExhausted = { type: 'improvements.exhausted'; cycle: number; bestPriority: number | null };
-export type AgentFailed = { type: 'agent.failed'; agent: AgentId; taskId: string | null; code: ErrorCode; message: string };
-export type AgentStalled = { type: 'agent.stalled'; agent: AgentId; taskId: string | null };
+/** `actor` is the failing actor's id (`techlead-2`): where the orchestrator sends a retry or a reset. */
+export type AgentFailed = { type: 'agent.failed'; agent: AgentId; actor: string; taskId: string | null; code: ErrorCode; message: string };
+export type AgentStalled = { type: 'agent.stalled'; agent: AgentId; actor: string; taskId: string | null };
 
 // ---- monitor
 export type LimitReached = { type: 'monitor.limit_reached'; outcome: Outcome; reason: string };
@@ -88,9 +115,9 @@ export type TaskSkip = { type: 'task.skip'; taskId: string; reason?: string };
 
 /** Every namespaced event type, for journaling filters. */
 export const interAgentEventTypes = [
-  'clarify.requested', 'plan.requested', 'task.assigned', 'task.feedback', 'review.requested', 'improve.requested',
+  'clarify.requested', 'plan.requested', 'task.assigned', 'task.feedback', 'review.requested', 'merge.requested', 'improve.requested',
   'agent.retry', 'agent.reset', 'scope.clarified', 'plan.ready', 'pr.submitted', 'review.changes_requested',
-  'pr.rejected', 'pr.merged', 'review.held', 'improvements.proposed', 'improvements.exhausted', 'agent.failed', 'agent.stalled',
+  'pr.rejected', 'pr.approved', 'pr.merged', 'merge.blocked', 'review.held', 'improvements.proposed', 'improvements.exhausted', 'agent.failed', 'agent.stalled',
   'monitor.limit_reached', 'health.alert', 'agent.stagnant', 'human.approved', 'human.rejected', 'run.abort',
   'human.answered', 'run.pause', 'run.resume', 'task.skip',
 ] as const;

@@ -13,15 +13,13 @@ export interface ReviewInput {
   lastRound: boolean;
 }
 
-export type MergeInput = Omit<ReviewInput, 'lastRound'>;
-
 export interface ReviewOutput {
   /** `hold`: no usable verdict could be had; the PR stays open and waits for a person. */
   verdict: 'approve' | 'request_changes' | 'hold';
   reason?: string;
 }
 
-type WorkState = 'clarifying' | 'planning' | 'reviewing' | 'merging';
+type WorkState = 'clarifying' | 'planning' | 'reviewing';
 
 interface ModeratorContext {
   review: ReviewInput | null;
@@ -42,9 +40,11 @@ function reviewIn(context: ModeratorContext): ReviewInput {
 const failed = { target: 'idle', actions: { type: 'reportFailure', params: ({ event }: { event: { error: unknown } }) => ({ error: event.error }) } } as const;
 
 /**
- * The Moderator agent: clarifies the requirements, splits them into PR-sized tasks, reviews each
- * PR (the model's verdict combined with the test result) and merges what it approves.
- * Effects are named actors, provided by the composition root.
+ * The Moderator agent: clarifies the requirements, splits them into PR-sized tasks and reviews
+ * each PR (the model's verdict combined with the test result); what it approves goes to the
+ * merge queue. With `agents.moderator.parallel_reviews` above 1 the run has more reviewers
+ * (`moderator-2`, ...) of this same chart, which only review. Effects are named actors,
+ * provided by the composition root.
  */
 export const moderatorMachine = setup({
   types: {
@@ -55,12 +55,12 @@ export const moderatorMachine = setup({
     clarify: fromPromise<{ assumptions: number; questions: number }>(notProvided('clarify')),
     plan: fromPromise<{ tasks: NewTaskRef[] }>(notProvided('plan')),
     review: fromPromise<ReviewOutput, ReviewInput>(notProvided('review')),
-    merge: fromPromise<{ mergeSha: string }, MergeInput>(notProvided('merge')),
   },
   actions: {
-    reportFailure: sendParent(({ context }, params: { error: unknown }) => ({
+    reportFailure: sendParent(({ context, self }, params: { error: unknown }) => ({
       type: 'agent.failed',
       agent: 'moderator',
+      actor: self.id,
       taskId: context.review?.taskId ?? null,
       code: errorCode(params.error),
       message: errorMessage(params.error),
@@ -77,25 +77,27 @@ export const moderatorMachine = setup({
       const { taskId, prNumber, attempt } = reviewIn(context);
       return { type: 'review.held', taskId, prNumber, attempt, reason: params.reason ?? 'the review could not be completed', correlationId: correlationId(taskId, attempt) };
     }),
-    announceMerge: sendParent(({ context }) => {
+    approvePr: sendParent(({ context }) => {
       const { taskId, prNumber, attempt } = reviewIn(context);
-      return { type: 'pr.merged', taskId, prNumber, correlationId: correlationId(taskId, attempt) };
+      return { type: 'pr.approved', taskId, prNumber, attempt, correlationId: correlationId(taskId, attempt) };
     }),
     markStalled: assign((_, state: WorkState) => ({ stalledIn: state })),
-    reportStall: sendParent(({ context }) => ({ type: 'agent.stalled', agent: 'moderator', taskId: context.review?.taskId ?? null })),
+    reportStall: sendParent(({ context, self }) => ({ type: 'agent.stalled', agent: 'moderator', actor: self.id, taskId: context.review?.taskId ?? null })),
   },
   guards: {
     verdictIs: (_, params: { verdict: ReviewOutput['verdict']; wanted: ReviewOutput['verdict'] }) => params.verdict === params.wanted,
     attemptsLeft: ({ context }) => context.review?.lastRound === false,
-    // PrError's code for a branch in conflict with the base: a revision can fix it while a round is left.
-    revisableConflict: ({ context }, params: { error: unknown }) => errorCode(params.error) === 'pr_conflict' && context.review?.lastRound === false,
     stalledIn: ({ context }, state: WorkState) => context.stalledIn === state,
   },
 }).createMachine({
   id: 'moderator',
-  description: 'Clarifies scope, plans PR-sized tasks, reviews and merges pull requests.',
+  description: 'Clarifies scope, plans PR-sized tasks and reviews pull requests.',
   context: { review: null, stalledIn: null },
   initial: 'idle',
+  on: {
+    // The orchestrator took the task away (a person skipped it, or it stalled twice): the step in flight is stopped.
+    'agent.reset': { target: '.idle', actions: assign({ review: null, stalledIn: null }) },
+  },
   states: {
     idle: {
       description: 'Waiting for the orchestrator to ask for scope, a plan or a review.',
@@ -132,13 +134,13 @@ export const moderatorMachine = setup({
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'planning' }, 'reportStall'] } },
     },
     reviewing: {
-      description: "Reviews a PR: the model's verdict, overruled by failing tests; an unreadable verdict holds the PR for a person.",
+      description: "Reviews a PR: the model's verdict, overruled by failing tests; approved PRs go to the merge queue, an unreadable verdict holds the PR for a person.",
       invoke: {
         id: 'review',
         src: 'review',
         input: ({ context }) => reviewIn(context),
         onDone: [
-          { guard: { type: 'verdictIs', params: ({ event }) => ({ verdict: event.output.verdict, wanted: 'approve' }) }, target: 'merging' },
+          { guard: { type: 'verdictIs', params: ({ event }) => ({ verdict: event.output.verdict, wanted: 'approve' }) }, target: 'idle', actions: 'approvePr' },
           {
             guard: { type: 'verdictIs', params: ({ event }) => ({ verdict: event.output.verdict, wanted: 'hold' }) },
             target: 'idle',
@@ -151,23 +153,6 @@ export const moderatorMachine = setup({
       },
       on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'reviewing' }, 'reportStall'] } },
     },
-    merging: {
-      description: 'Merges the approved PR into the base branch; a conflict with the base goes back for a revision.',
-      invoke: {
-        id: 'merge',
-        src: 'merge',
-        input: ({ context }) => {
-          const { taskId, prNumber, attempt } = reviewIn(context);
-          return { taskId, prNumber, attempt };
-        },
-        onDone: { target: 'idle', actions: 'announceMerge' },
-        onError: [
-          { guard: { type: 'revisableConflict', params: ({ event }) => ({ error: event.error }) }, target: 'idle', actions: 'requestChanges' },
-          failed,
-        ],
-      },
-      on: { 'agent.stagnant': { target: 'stagnant', actions: [{ type: 'markStalled', params: 'merging' }, 'reportStall'] } },
-    },
     stagnant: {
       description: 'Made no progress for too long; the orchestrator decides: retry or reset.',
       on: {
@@ -175,10 +160,8 @@ export const moderatorMachine = setup({
           { guard: { type: 'stalledIn', params: 'clarifying' }, target: 'clarifying' },
           { guard: { type: 'stalledIn', params: 'planning' }, target: 'planning' },
           { guard: { type: 'stalledIn', params: 'reviewing' }, target: 'reviewing' },
-          { guard: { type: 'stalledIn', params: 'merging' }, target: 'merging' },
           { target: 'idle' },
         ],
-        'agent.reset': { target: 'idle', actions: assign({ review: null, stalledIn: null }) },
       },
     },
   },

@@ -1,9 +1,6 @@
 import { assign, enqueueActions, fromCallback, sendParent, setup, type EventObject } from 'xstate';
 import type { AgentStagnant, Outcome } from './events.ts';
 
-/** The agents whose progress the monitor watches. */
-export const watchedAgents = ['moderator', 'techlead', 'everThinker'] as const;
-export type WatchedAgent = (typeof watchedAgents)[number];
 
 /** One measurement, taken by the ticker outside the machine (the machine has no clock). */
 export interface MetricsSample {
@@ -15,8 +12,11 @@ export interface MetricsSample {
   callErrors: number;
   /** Input tokens of the largest prompt sent so far. */
   contextTokens: number;
-  /** Per agent: is it in a work state, and for how long has it shown no progress. */
-  agents: Partial<Record<WatchedAgent, { working: boolean; idleMs: number }>>;
+  /**
+   * Per actor that does work (`moderator`, `techlead-1`, ..., `everThinker`), by its systemId:
+   * is it in a work state, and for how long has it shown no progress.
+   */
+  agents: Record<string, { working: boolean; idleMs: number }>;
 }
 
 export interface MonitorLimits {
@@ -42,7 +42,7 @@ interface MonitorContext {
   /** Warnings already raised, so each is raised once. */
   warned: string[];
   /** Agents already told they are stagnant; cleared when they move again. */
-  flagged: WatchedAgent[];
+  flagged: string[];
 }
 
 /** Error rates are meaningless on a handful of calls. */
@@ -81,11 +81,10 @@ export function warnings(sample: MetricsSample, limits: MonitorLimits): { kind: 
   return found;
 }
 
-function stagnantAgents(sample: MetricsSample, limits: MonitorLimits): WatchedAgent[] {
-  return watchedAgents.filter((agent) => {
-    const state = sample.agents[agent];
-    return state !== undefined && state.working && state.idleMs >= limits.stagnationMs;
-  });
+function stagnantAgents(sample: MetricsSample, limits: MonitorLimits): string[] {
+  return Object.entries(sample.agents)
+    .filter(([, state]) => state.working && state.idleMs >= limits.stagnationMs)
+    .map(([agent]) => agent);
 }
 
 /**

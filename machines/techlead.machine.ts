@@ -9,6 +9,8 @@ export interface TaskStepInput {
   taskId: string;
   taskType: string;
   attempt: number;
+  /** The task's branch: 1, 2 once re-implemented on a fresh branch (TaskRef.generation). */
+  generation: number;
 }
 
 export interface TestOutput {
@@ -45,7 +47,9 @@ const stagnation = (state: WorkState) => ({
 
 /**
  * The TechLead agent: one task at a time, on its own branch in its own worktree; implements,
- * runs the target's tests, opens (or updates) the PR, and addresses review feedback.
+ * runs the target's tests, opens (or updates) the PR, and addresses review feedback. A run has
+ * one per task in flight (`techlead-1`..`techlead-N`); a task's worktree is the task's, not the
+ * TechLead's, so any free TechLead can take up a revision.
  */
 export const techleadMachine = setup({
   types: {
@@ -60,9 +64,10 @@ export const techleadMachine = setup({
     submit: fromPromise<{ prNumber: number }, SubmitInput>(notProvided('submit')),
   },
   actions: {
-    reportFailure: sendParent(({ context }, params: { error: unknown }) => ({
+    reportFailure: sendParent(({ context, self }, params: { error: unknown }) => ({
       type: 'agent.failed',
       agent: 'techlead',
+      actor: self.id,
       taskId: context.task?.taskId ?? null,
       code: errorCode(params.error),
       message: errorMessage(params.error),
@@ -79,7 +84,7 @@ export const techleadMachine = setup({
       };
     }),
     markStalled: assign((_, state: WorkState) => ({ stalledIn: state })),
-    reportStall: sendParent(({ context }) => ({ type: 'agent.stalled', agent: 'techlead', taskId: context.task?.taskId ?? null })),
+    reportStall: sendParent(({ context, self }) => ({ type: 'agent.stalled', agent: 'techlead', actor: self.id, taskId: context.task?.taskId ?? null })),
   },
   guards: {
     stalledIn: ({ context }, state: WorkState) => context.stalledIn === state,
@@ -89,17 +94,21 @@ export const techleadMachine = setup({
   description: 'Implements one task at a time on its own branch, tests it and submits the PR.',
   context: { task: null, testsPassed: false, stalledIn: null },
   initial: 'idle',
+  on: {
+    // The orchestrator took the task away (a person skipped it, or it stalled twice): the step in flight is stopped.
+    'agent.reset': { target: '.idle', actions: assign({ task: null, stalledIn: null }) },
+  },
   states: {
     idle: {
       description: 'Waiting for a task or for review feedback.',
       on: {
         'task.assigned': {
           target: 'planning',
-          actions: assign({ task: ({ event }) => ({ taskId: event.taskId, taskType: event.taskType, attempt: event.attempt }), stalledIn: null }),
+          actions: assign({ task: ({ event }) => ({ taskId: event.taskId, taskType: event.taskType, attempt: event.attempt, generation: event.generation }), stalledIn: null }),
         },
         'task.feedback': {
           target: 'addressing_feedback',
-          actions: assign({ task: ({ event }) => ({ taskId: event.taskId, taskType: event.taskType, attempt: event.attempt }), stalledIn: null }),
+          actions: assign({ task: ({ event }) => ({ taskId: event.taskId, taskType: event.taskType, attempt: event.attempt, generation: event.generation }), stalledIn: null }),
         },
       },
     },
@@ -169,7 +178,6 @@ export const techleadMachine = setup({
           { guard: { type: 'stalledIn', params: 'submitting' }, target: 'submitting' },
           { target: 'idle' },
         ],
-        'agent.reset': { target: 'idle', actions: assign({ task: null, stalledIn: null }) },
       },
     },
   },

@@ -10,6 +10,8 @@ export const AGENTS = {
   techlead: { id: 'techlead', caller: 'techlead', configKey: 'techlead', display: 'TechLead' },
   monitor: { id: 'monitor', caller: null, configKey: 'monitor', display: 'Monitor' },
   everThinker: { id: 'everThinker', caller: 'ever-thinker', configKey: 'ever_thinker', display: 'Ever-Thinker' },
+  /** Not a model agent: merges approved PRs one at a time, each brought up to date with the base and tested again. */
+  mergeQueue: { id: 'mergeQueue', caller: null, configKey: 'merge_queue', display: 'Merge queue' },
 } as const;
 
 /** An agent as the actor system knows it (its systemId). */
@@ -44,4 +46,31 @@ export function logName(name: string): string {
 /** An agent's key in the monitoring API's JSON (`ever_thinker`: the seed's snake_case). */
 export function apiName(id: AgentId): string {
   return AGENTS[id].configKey;
+}
+
+/**
+ * The actors of a run as the actor system names them (their id and systemId). An agent with
+ * several instances has one actor per slot: the TechLeads `techlead-1`..`techlead-N` (one per
+ * task in flight, `limits.max_parallel_tasks`), the reviewers `moderator`, `moderator-2`, ...
+ * (`agents.moderator.parallel_reviews`; the first is the Moderator that also clarifies and plans).
+ * The ids are part of every snapshot: they never change shape.
+ */
+export const actorIds = {
+  techlead: (slot: number): string => `techlead-${slot}`,
+  reviewer: (slot: number): string => (slot === 1 ? 'moderator' : `moderator-${slot}`),
+};
+
+/** Which agent an actor id is (`techlead-2` is a TechLead), or undefined for an id no agent has. */
+export function agentOfActor(actorId: string): AgentId | undefined {
+  if ((agentIds as string[]).includes(actorId)) return actorId as AgentId;
+  const slotted = /^(techlead|moderator)-([1-9][0-9]*)$/.exec(actorId);
+  return slotted ? (slotted[1] as AgentId) : undefined;
+}
+
+/** How people read an actor: `TechLead 2`, `Moderator` (the only one), `Moderator 2`. */
+export function actorDisplay(actorId: string): string {
+  const agent = agentOfActor(actorId);
+  if (agent === undefined) return actorId;
+  const slot = /-([0-9]+)$/.exec(actorId)?.[1];
+  return slot === undefined ? AGENTS[agent].display : `${AGENTS[agent].display} ${slot}`;
 }

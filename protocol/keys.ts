@@ -47,7 +47,14 @@ export const stepKeys = {
   commit: (taskId: string, attempt: number): StepKey => step(`commit:${taskId}:${attempt}`),
   /** The merge of a task into the base branch (a git trailer). */
   merge: (taskId: string): StepKey => step(`merge:${taskId}`),
-  githubOpen: (taskId: string): StepKey => step(`github:open:${taskId}`),
+  /** The merge queue's merge of the base into a task branch before merging it (a git trailer). */
+  update: (taskId: string, attempt: number): StepKey => step(`update:${taskId}:${attempt}`),
+  /** The merge queue's test run of an updated branch. */
+  retest: (taskId: string, attempt: number): StepKey => step(`retest:${taskId}:${attempt}`),
+  /** Opening a task's PR; a task re-implemented on a fresh branch opens a second one. */
+  githubOpen: (taskId: string, generation = 1): StepKey => step(generation > 1 ? `github:open:${taskId}:r${generation}` : `github:open:${taskId}`),
+  /** Pushing a branch the merge queue brought up to date. */
+  githubRefresh: (taskId: string, attempt: number): StepKey => step(`github:refresh:${taskId}:${attempt}`),
   githubUpdate: (taskId: string, revision: number): StepKey => step(`github:update:${taskId}:${revision}`),
   githubMerge: (taskId: string): StepKey => step(`github:merge:${taskId}`),
   githubReview: (kind: string, taskId: string, attempt: number): StepKey => step(`github:review:${kind}:${taskId}:${attempt}`),

@@ -1,11 +1,12 @@
 import type { AnyActorRef, InspectionEvent } from 'xstate';
-import { agentIds, type AgentId } from '../protocol/agents.ts';
+import { agentIds, agentOfActor } from '../protocol/agents.ts';
 import { phaseOf } from '../services/store/checkpointer.ts';
 import { chartOf, stateString, type ChartNode } from './chart.ts';
 
-/** The actors the dashboard draws, by the id they are invoked (or created) with. */
-export const agentNames = ['orchestrator', ...agentIds] as const;
-export type AgentName = 'orchestrator' | AgentId;
+/** The actors every run has, by the id they are invoked with; TechLeads and extra reviewers come as they are spawned. */
+export const agentNames = ['orchestrator', ...agentIds.filter((id) => id !== 'techlead')] as const;
+/** An actor the dashboard draws: `orchestrator`, an agent (`moderator`), or a slot of one (`techlead-2`, `moderator-2`). */
+export type AgentName = string;
 
 export interface AgentView {
   /** `implementing.working`; `stopped` once the actor is gone; `not_started` before it is seen. */
@@ -31,7 +32,7 @@ interface ActorState {
   context: unknown;
 }
 
-const isAgentName = (id: unknown): id is AgentName => typeof id === 'string' && (agentNames as readonly string[]).includes(id);
+const isAgentName = (id: unknown): id is AgentName => typeof id === 'string' && (id === 'orchestrator' || agentOfActor(id) !== undefined);
 /** Namespaced inter-agent events (`task.assigned`), not XState's own (`xstate.init`). */
 const isNamespaced = (type: string): boolean => /^[a-z_]+\.[a-z_.]+$/.test(type) && !type.startsWith('xstate.');
 const alertEvents: Record<string, 'warning' | 'critical'> = {
@@ -112,7 +113,17 @@ export class LiveState {
     return gone ? { state: 'stopped', value: null, status: actor.status } : { state: actor.state, value: actor.value, status: actor.status };
   }
 
-  /** The root's latest context (tasks, currentTaskId, outcome, improvementCycle, ...). */
+  /** The actors seen so far, in the order the dashboard shows them: the root, the Moderator(s), the TechLeads, the rest. */
+  actorNames(): AgentName[] {
+    const rank = (id: string) => {
+      const agent = id === 'orchestrator' ? 'orchestrator' : agentOfActor(id);
+      return ['orchestrator', 'moderator', 'techlead', 'mergeQueue', 'monitor', 'everThinker'].indexOf(agent ?? '');
+    };
+    const slot = (id: string) => Number(/-([0-9]+)$/.exec(id)?.[1] ?? 1);
+    return [...new Set([...agentNames, ...this.actors.keys()])].sort((a, b) => rank(a) - rank(b) || slot(a) - slot(b));
+  }
+
+  /** The root's latest context (tasks, slots, queues, outcome, improvementCycle, ...). */
   rootContext(): unknown {
     return this.actors.get('orchestrator')?.context;
   }
@@ -179,8 +190,8 @@ export class LiveState {
       }
       // Children stop with the root; the stopped ones may not report it themselves.
       if (!wasGone && this.rootGone()) {
-        for (const child of agentNames) {
-          if (child !== 'orchestrator' && this.actors.has(child)) this.emit({ type: 'agent', agent: child, state: 'stopped', value: null });
+        for (const child of this.actors.keys()) {
+          if (child !== 'orchestrator') this.emit({ type: 'agent', agent: child, state: 'stopped', value: null });
         }
       }
     }

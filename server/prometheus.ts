@@ -14,6 +14,9 @@ const help: Record<Measure, string> = {
   runtime_seconds: 'Time the run has been running, over every session.',
   improvement_cycle: 'Improvement cycles started by the Ever-Thinker.',
   calls_sent: 'Model calls sent, including failed and interrupted ones.',
+  tasks_in_flight: 'Tasks started and not ended: being implemented, in review, waiting to merge or merging.',
+  review_queue_length: 'Pull requests waiting for a reviewer.',
+  merge_queue_length: 'Approved pull requests waiting to merge, and the one merging.',
 };
 
 interface Gauges {

@@ -1,7 +1,7 @@
 import type { RunView } from '../services/store/run-view.ts';
 import type { Store } from '../services/store/store.ts';
-import { agentIds, apiName } from '../protocol/agents.ts';
-import { agentNames, type AgentName, type AgentView, type LiveState } from './live-state.ts';
+import { AGENTS, agentOfActor, apiName } from '../protocol/agents.ts';
+import type { AgentName, AgentView, LiveState } from './live-state.ts';
 
 export interface Limits {
   maxTokensTotal: number;
@@ -37,6 +37,12 @@ export interface MetricsBody {
   runtime_seconds: number;
   improvement_cycle: number;
   calls_sent: number;
+  /** Tasks started and not ended: implementing, in review, waiting to merge or merging. */
+  tasks_in_flight: number;
+  /** PRs waiting for a reviewer. */
+  review_queue_length: number;
+  /** Approved PRs waiting for the merge queue, and the one it is merging. */
+  merge_queue_length: number;
   limits: { max_tokens_total: number; max_cost_usd: number | null; max_runtime_seconds: number; max_error_rate: number };
 }
 
@@ -49,6 +55,47 @@ function get(value: unknown, key: string): unknown {
 }
 
 const numberOr = (value: unknown, fallback: number): number => (typeof value === 'number' && Number.isFinite(value) ? value : fallback);
+const listOf = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+
+/** An actor's key in the API's JSON: the agent's (`ever_thinker`), with its slot for a slotted one (`techlead_2`). */
+export function apiActorName(actorId: string): string {
+  const agent = agentOfActor(actorId);
+  if (agent === undefined) return actorId;
+  const slot = /-([0-9]+)$/.exec(actorId)?.[1];
+  return slot === undefined ? apiName(agent) : `${AGENTS[agent].configKey}_${slot}`;
+}
+
+interface SlotView {
+  id: string;
+  task_id: string | null;
+  state: string;
+}
+
+/** The TechLeads (or reviewers) of the root's context, each with its task and its chart's state. */
+function slotsOf(live: LiveState, key: 'techleads' | 'reviewers'): SlotView[] {
+  return listOf(get(live.rootContext(), key)).map((slot) => {
+    const id = String(get(slot, 'id'));
+    const task = get(slot, 'taskId');
+    return { id, task_id: typeof task === 'string' ? task : null, state: live.agent(id).state };
+  });
+}
+
+/** The ids of the tasks started and not ended, in plan order. */
+function inFlight(tasks: unknown): string[] {
+  return listOf(tasks).filter((task) => get(task, 'status') === 'in_progress' || get(task, 'status') === 'in_review').map((task) => String(get(task, 'id')));
+}
+
+/** The queues between the agents, as the orchestrator holds them. */
+function queuesOf(live: LiveState) {
+  const root = live.rootContext();
+  const merging = get(root, 'merging');
+  return {
+    work_queue: listOf(get(root, 'workQueue')).map(String),
+    review_queue: listOf(get(root, 'reviewQueue')).map(String),
+    merge_queue: listOf(get(root, 'mergeQueue')).map(String),
+    merging: typeof merging === 'string' ? merging : null,
+  };
+}
 
 function outcomeOf(context: ViewContext): string | null {
   const live = get(context.live.rootContext(), 'outcome');
@@ -58,7 +105,7 @@ function outcomeOf(context: ViewContext): string | null {
 
 export function healthView(context: ViewContext) {
   const { live, view, runId } = context;
-  const agents = Object.fromEntries(agentIds.map((id) => [apiName(id), live.agent(id).state]));
+  const agents = Object.fromEntries(live.actorNames().filter((id) => id !== 'orchestrator').map((id) => [apiActorName(id), live.agent(id).state]));
   const outcome = outcomeOf(context);
   const alerting = live.agent('monitor').state.split('.').includes('alerting');
   const raised = view.raisedAlerts();
@@ -76,6 +123,7 @@ export function healthView(context: ViewContext) {
     run_id: runId,
     phase: live.currentPhase(),
     outcome,
+    techleads: slotsOf(live, 'techleads'),
     websocket_clients: context.websocketClients(),
   };
 }
@@ -85,6 +133,7 @@ export function metricsView(context: ViewContext): MetricsBody {
   const totals = view.totals();
   const tasks = view.tasks();
   const lastSample = get(live.agentContext('monitor'), 'last');
+  const queues = queuesOf(live);
   const activeMs = view.activeMs();
   return {
     tokens_used: totals.tokensUsed,
@@ -98,6 +147,9 @@ export function metricsView(context: ViewContext): MetricsBody {
     runtime_seconds: Math.round(Math.max(activeMs, numberOr(get(lastSample, 'runtimeMs'), 0)) / 1000),
     improvement_cycle: numberOr(get(live.rootContext(), 'improvementCycle'), 0),
     calls_sent: totals.callsSent,
+    tasks_in_flight: inFlight(get(live.rootContext(), 'tasks')).length,
+    review_queue_length: queues.review_queue.length,
+    merge_queue_length: queues.merge_queue.length + (queues.merging === null ? 0 : 1),
     limits: {
       max_tokens_total: limits.maxTokensTotal,
       max_cost_usd: limits.maxCostUsd,
@@ -112,8 +164,8 @@ export function stateView(context: ViewContext, withDefinitions: boolean) {
   const root = live.rootContext();
   const phase = live.currentPhase();
   const tasks = get(root, 'tasks');
-  const agents: Partial<Record<AgentName, AgentView>> = {};
-  for (const name of agentNames) agents[name] = live.agent(name);
+  const agents: Record<AgentName, AgentView> = {};
+  for (const name of live.actorNames()) agents[name] = live.agent(name);
   return {
     run_id: runId,
     target: context.target,
@@ -123,7 +175,12 @@ export function stateView(context: ViewContext, withDefinitions: boolean) {
     agents,
     context: {
       tasks: Array.isArray(tasks) ? tasks : [],
-      current_task_id: get(root, 'currentTaskId') ?? null,
+      // The seed's field: the first task in flight; `tasks_in_flight` has them all.
+      current_task_id: inFlight(tasks)[0] ?? null,
+      tasks_in_flight: inFlight(tasks),
+      techleads: slotsOf(live, 'techleads'),
+      reviewers: slotsOf(live, 'reviewers'),
+      ...queuesOf(live),
       outcome: get(root, 'outcome') ?? view.outcome(),
       reason: get(root, 'reason') ?? null,
       improvement_cycle: numberOr(get(root, 'improvementCycle'), 0),

@@ -3,6 +3,7 @@ import { createActor, fromPromise, type Snapshot } from 'xstate';
 import { interAgentEventTypes } from '../machines/events.ts';
 import { everThinkerMachine } from '../machines/ever-thinker.machine.ts';
 import { moderatorMachine, type ReviewInput, type ReviewOutput } from '../machines/moderator.machine.ts';
+import { mergeQueueMachine, type MergeStepInput, type RetestOutput, type UpdateOutput } from '../machines/merge-queue.machine.ts';
 import { monitorMachine } from '../machines/monitor.machine.ts';
 import { orchestratorMachine, type OrchestratorInput } from '../machines/orchestrator.machine.ts';
 import { techleadMachine, type TaskStepInput } from '../machines/techlead.machine.ts';
@@ -10,7 +11,7 @@ import { Checkpointer } from '../services/store/checkpointer.ts';
 import { Store } from '../services/store/store.ts';
 
 const input: OrchestratorInput = {
-  autoApprove: true, maxReviewAttempts: 2, maxImprovementCycles: 0, minPriority: 3,
+  autoApprove: true, maxReviewAttempts: 2, maxImprovementCycles: 0, minPriority: 3, maxParallelTasks: 1, parallelReviews: 1, maxConflictRounds: 2,
   monitor: { intervalMs: 3_600_000, limits: { maxTokensTotal: 1e9, maxCostUsd: null, maxRuntimeMs: 1e9, maxErrorRate: 1, stagnationMs: 1e9, maxContextTokens: 1e9 } },
 };
 
@@ -30,6 +31,12 @@ function tree(calls: string[], hang: { implement: boolean }) {
             calls.push(`review ${review.taskId}`);
             return { verdict: 'approve' };
           }),
+        },
+      }),
+      mergeQueue: mergeQueueMachine.provide({
+        actors: {
+          updateBranch: done<UpdateOutput, MergeStepInput>('update', { updated: false, conflicts: [] }),
+          retest: done<RetestOutput, MergeStepInput>('retest', { passed: true, command: 'npm test' }),
           merge: done('merge', { mergeSha: 's' }),
         },
       }),
@@ -65,7 +72,7 @@ test('the whole tree is checkpointed with its journal and resumes in a new actor
   checkpointer.attach(first);
   first.start();
   await settle();
-  t.deepEqual(calls, ['clarify null', 'plan null', 'prepare {"taskId":"T1","taskType":"feature","attempt":1}', 'implement T1#1']);
+  t.deepEqual(calls, ['clarify null', 'plan null', 'prepare {"taskId":"T1","taskType":"feature","attempt":1,"generation":1}', 'implement T1#1']);
   const saved = store.loadSnapshot('r1');
   t.truthy(saved);
   t.is(store.getRun('r1')?.phase, 'implementing');
@@ -73,7 +80,7 @@ test('the whole tree is checkpointed with its journal and resumes in a new actor
   t.deepEqual(types, [
     'orchestrator>moderator:clarify.requested', 'moderator>orchestrator:scope.clarified',
     'orchestrator>moderator:plan.requested', 'moderator>orchestrator:plan.ready',
-    'orchestrator>techlead:task.assigned',
+    'orchestrator>techlead-1:task.assigned',
   ]);
   // The process "dies": stopping must not overwrite the checkpoint with a stopped tree.
   checkpointer.stop();
@@ -89,7 +96,10 @@ test('the whole tree is checkpointed with its journal and resumes in a new actor
   const output = new Promise((resolve) => resumed.subscribe({ complete: () => resolve(resumed.getSnapshot().output) }));
   resumed.start();
   t.deepEqual(await output, { outcome: 'done', reason: null });
-  t.deepEqual(resumedCalls, ['implement T1#1', 'submit {"taskId":"T1","taskType":"feature","attempt":1,"testsPassed":true}', 'review T1', 'merge {"taskId":"T1","prNumber":7,"attempt":1}'],
+  t.deepEqual(resumedCalls, [
+    'implement T1#1', 'submit {"taskId":"T1","taskType":"feature","attempt":1,"generation":1,"testsPassed":true}', 'review T1',
+    'update {"taskId":"T1","prNumber":7,"attempt":1}', 'merge {"taskId":"T1","prNumber":7,"attempt":1}',
+  ],
     'clarify, plan and prepare are not run again; the interrupted implement runs again with its input');
   t.is(store.loadSnapshot('r1')?.status, 'done');
   t.true(second.stats.writes > 0);

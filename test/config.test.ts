@@ -55,7 +55,7 @@ function defaultsFor(name: string): Config {
     project: { name, type: 'app', language: 'unknown', test_timeout_seconds: 600, pass_env: [] },
     model: { replay_delay_ms: 0, timeout_seconds: 600, max_retries: 4, reply_retries: 2, claude_cli_path: 'claude' },
     agents: {
-      moderator: { model: 'claude-sonnet-4-6', temperature: 0.3, max_tokens: 8000 },
+      moderator: { model: 'claude-sonnet-4-6', temperature: 0.3, max_tokens: 8000, parallel_reviews: 1 },
       techlead: {
         model: 'claude-sonnet-4-6', temperature: 0.5, max_tokens: 8000, max_tool_turns: 40, command_timeout_seconds: 300,
         allowed_commands: ['npm', 'npx', 'node', 'yarn', 'pnpm', 'python', 'python3', 'pytest', 'make', 'cargo', 'go'],
@@ -78,6 +78,8 @@ function defaultsFor(name: string): Config {
       stagnation_minutes: 30,
       max_context_tokens: 100_000,
       max_review_attempts: 3,
+      max_parallel_tasks: 3,
+      max_conflict_rounds: 2,
     },
     git: {
       provider: 'local',

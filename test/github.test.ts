@@ -10,13 +10,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { createActor, fromPromise, setup, waitFor } from 'xstate';
+import { createActor } from 'xstate';
 import { defaultPushUrl, prepareGitHub } from '../cli/pull-requests.ts';
 import { configSchema, withBaseBranch } from '../config/index.ts';
 import { UsageError } from '../errors.ts';
-import { moderatorActors } from '../actors/moderator.actors.ts';
 import type { RunServices } from '../actors/run-services.ts';
-import { moderatorMachine, type MergeInput, type ReviewInput, type ReviewOutput } from '../machines/moderator.machine.ts';
+import { mergeQueueActors } from '../actors/merge-queue.actors.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { GitRemote } from '../services/pr/git-remote.ts';
 import { checkGitHubAccess } from '../services/pr/github-access.ts';
@@ -348,8 +347,8 @@ test('a conflict with the base goes back as a revision: the worktree gets the ba
   t.is(count(w.fake, 'PUT', /\/merge$/), 0, 'GitHub said mergeable=false: no merge was tried');
 
   const worktree = worktreeOf(w, 'T1');
-  t.deepEqual(await w.provider.prepareRevision('T1', worktree), ['todo.js']);
-  t.deepEqual(await w.provider.prepareRevision('T1', worktree), ['todo.js'], 'a re-run leaves the merge in progress as it is');
+  t.deepEqual(await w.provider.mergeBaseInto('T1', worktree), { merging: true, conflicts: ['todo.js'] });
+  t.deepEqual(await w.provider.mergeBaseInto('T1', worktree), { merging: true, conflicts: ['todo.js'] }, 'a re-run leaves the merge in progress as it is');
   t.regex(fs.readFileSync(path.join(worktree, 'todo.js'), 'utf8'), /<<<<<<<[\s\S]*mine[\s\S]*theirs[\s\S]*>>>>>>>/);
   // The revision resolves it; its commit concludes the merge.
   await w.git.writeFiles(worktree, [{ path: 'todo.js', content: 'export const todos = ["mine", "theirs"];\n' }]);
@@ -379,7 +378,7 @@ test("the merge step turns a conflict into the round's change request, recorded 
     config: configSchema.parse({ limits: { max_review_attempts: 3 } }), agents: {},
   } as unknown as RunServices;
   const failure = await new Promise<unknown>((resolve) => {
-    const actor = createActor(moderatorActors(services).merge, { input: { taskId: 'T1', prNumber: pr.number, attempt: 1 } });
+    const actor = createActor(mergeQueueActors(services).merge, { input: { taskId: 'T1', prNumber: pr.number, attempt: 1 } });
     actor.subscribe({ error: resolve, complete: () => resolve(undefined) });
     actor.start();
   });
@@ -389,7 +388,7 @@ test("the merge step turns a conflict into the round's change request, recorded 
   t.regex(changed?.comments[0] ?? '', /Merge main into the branch and resolve the conflicts in todo\.js/);
   t.is(w.fake.reviews.length, 1);
   t.regex(w.fake.reviews[0]?.body ?? '', /merge conflict, round 1: changes requested[\s\S]*todo\.js[\s\S]*<!-- moderator-review conflict T1 round 1 -->/);
-  t.regex(progress.join('\n'), /merge T1: acme\/todo#7 conflicts with main in todo\.js: the TechLead revises it/);
+  t.regex(progress.join('\n'), /merge queue: T1: acme\/todo#7 conflicts with main in todo\.js; not merged/);
 });
 
 test('required checks pending (blocked) are waited for, then merged; still blocked after the wait is a clear PrError', async (t) => {
@@ -614,31 +613,6 @@ test('moderator doctor fails a github config without a token, and checks token, 
 });
 
 // ---- the charts and the views -------------------------------------------------------------------
-
-test('the Moderator sends a merge conflict back for a revision while attempts are left, and fails the task after the last', async (t) => {
-  const run = async (attempt: number) => {
-    const sent: { type: string; code?: string }[] = [];
-    const moderator = moderatorMachine.provide({
-      actors: {
-        review: fromPromise<ReviewOutput, ReviewInput>(async () => ({ verdict: 'approve' })),
-        merge: fromPromise<{ mergeSha: string }, MergeInput>(() => Promise.reject(new PrError('pr_conflict', 'acme/todo#4 conflicts with main in todo.js', { conflicts: ['todo.js'] }))),
-      },
-    });
-    // The chart only talks to its parent: a parent that records what it is told.
-    const parent = setup({ actors: { moderator } }).createMachine({
-      invoke: { id: 'moderator', src: 'moderator' },
-      on: { '*': { actions: ({ event }) => sent.push(event as { type: string; code?: string }) } },
-    });
-    const actor = createActor(parent).start();
-    // The orchestrator decides the cap: with max_review_attempts 2, round 2 is the last.
-    actor.getSnapshot().children.moderator?.send({ type: 'review.requested', taskId: 'T1', prNumber: 1, attempt, lastRound: attempt >= 2, correlationId: `T1#${attempt}` });
-    await waitFor(actor, () => sent.length > 0);
-    actor.stop();
-    return sent;
-  };
-  t.like((await run(1))[0], { type: 'review.changes_requested' });
-  t.like((await run(2))[0], { type: 'agent.failed', code: 'pr_conflict' });
-});
 
 test('/api/tasks gives each task the page of its PR', (t) => {
   const store = Store.open(':memory:');

@@ -314,7 +314,7 @@ test('a test run cut short by an abort throws and records nothing; the step run 
   // A promise actor's logic keeps its function as `config` (ActorLogic.config): called here with
   // the abort signal the actor would get, so what the step does after the abort can be awaited.
   const runTests = techleadActors(services as RunServices).runTests.config as (args: { input: TaskStepInput; signal: AbortSignal }) => Promise<{ passed: boolean }>;
-  const input = { taskId: 'T1', taskType: 'feature', attempt: 1 };
+  const input = { taskId: 'T1', taskType: 'feature', attempt: 1, generation: 1 };
 
   const stop = new AbortController();
   const cutShort = runTests({ input, signal: stop.signal });

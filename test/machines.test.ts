@@ -5,6 +5,7 @@ import { moderatorMachine, type ReviewInput, type ReviewOutput } from '../machin
 import { techleadMachine, type TaskStepInput } from '../machines/techlead.machine.ts';
 import { everThinkerMachine, type AnalyzeInput, type AnalyzeOutput } from '../machines/ever-thinker.machine.ts';
 import { monitorMachine, type MetricsSample, type MonitorLimits } from '../machines/monitor.machine.ts';
+import { mergeQueueMachine, type MergeStepInput, type RetestOutput, type UpdateOutput } from '../machines/merge-queue.machine.ts';
 
 const limits: MonitorLimits = {
   maxTokensTotal: 1000,
@@ -20,6 +21,9 @@ const input: OrchestratorInput = {
   maxReviewAttempts: 2,
   maxImprovementCycles: 3,
   minPriority: 3,
+  maxParallelTasks: 1,
+  parallelReviews: 1,
+  maxConflictRounds: 2,
   monitor: { limits, intervalMs: 60_000 },
 };
 
@@ -51,7 +55,13 @@ function scripted(script: Script) {
             reviews.set(review.taskId, index + 1);
             return { verdict: script.verdicts?.[review.taskId]?.[index] ?? 'approve' };
           }),
-          merge: step('merge', () => ({ mergeSha: 'abc' })),
+        },
+      }),
+      mergeQueue: mergeQueueMachine.provide({
+        actors: {
+          updateBranch: fromPromise<UpdateOutput, MergeStepInput>(async () => ({ updated: false, conflicts: [] })),
+          retest: fromPromise<RetestOutput, MergeStepInput>(async () => ({ passed: true, command: 'npm test' })),
+          merge: step('merge', (_: MergeStepInput) => ({ mergeSha: 'abc' })),
         },
       }),
       techlead: techleadMachine.provide({
@@ -215,12 +225,12 @@ test('monitor: a working agent idle past stagnation_minutes goes stagnant; the o
     },
   });
   const actor = createActor(hanging, { input, id: 'orchestrator', systemId: 'orchestrator' }).start();
-  await until(() => actor.system.get('techlead').getSnapshot().value === 'implementing');
+  await until(() => actor.system.get('techlead-1').getSnapshot().value === 'implementing');
   const monitor = actor.system.get('monitor');
-  const stalled = sample({ agents: { techlead: { working: true, idleMs: 120_000 } } });
+  const stalled = sample({ agents: { 'techlead-1': { working: true, idleMs: 120_000 } } });
   monitor.send({ type: 'monitor.tick', sample: stalled });
   await until(() => implementCalls === 2);
-  t.is(actor.system.get('techlead').getSnapshot().value, 'implementing', 'retried once');
+  t.is(actor.system.get('techlead-1').getSnapshot().value, 'implementing', 'retried once');
   monitor.send({ type: 'monitor.tick', sample: sample({}) });
   monitor.send({ type: 'monitor.tick', sample: stalled });
   const done = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 5000 });
@@ -228,7 +238,7 @@ test('monitor: a working agent idle past stagnation_minutes goes stagnant; the o
   t.regex(done.output?.reason ?? '', /T1 skipped/);
 });
 
-test('pause lets the step in flight finish but starts no new task until resume; skip drops the current task', async (t) => {
+test('pause lets the step in flight finish but starts no next step until resume; skip drops the current task', async (t) => {
   const releases: (() => void)[] = [];
   const started: string[] = [];
   const { machine } = scripted({});
@@ -255,19 +265,21 @@ test('pause lets the step in flight finish but starts no new task until resume; 
   const actor = createActor(gated, { input, id: 'orchestrator', systemId: 'orchestrator' }).start();
   await until(() => started.length === 1);
   actor.send({ type: 'run.pause' });
+  t.true(actor.getSnapshot().matches({ implementing: 'paused' }));
   releases.shift()?.();
-  await until(() => actor.getSnapshot().matches({ implementing: 'next' }));
+  await until(() => actor.getSnapshot().context.reviewQueue.includes('T1'));
   await new Promise((resolve) => setTimeout(resolve, 50));
-  t.deepEqual(started, ['T1'], 'T1 finished and was merged, T2 did not start while paused');
-  t.is(actor.getSnapshot().context.tasks.find((task) => task.id === 'T1')?.status, 'merged');
+  t.deepEqual(started, ['T1'], 'T1 finished its implementation, T2 did not start while paused');
+  t.is(actor.getSnapshot().context.tasks.find((task) => task.id === 'T1')?.status, 'in_review', 'and its review waits for the resume');
   actor.send({ type: 'run.resume' });
   await until(() => started.length === 2);
+  t.is(actor.getSnapshot().context.tasks.find((task) => task.id === 'T1')?.status, 'merged');
   t.is(started[1], 'T2');
   actor.send({ type: 'task.skip', taskId: 'T2', reason: 'not needed' });
   const done = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 5000 });
   t.is(done.output?.outcome, 'needs_human');
   t.regex(done.output?.reason ?? '', /T2 skipped/);
-  t.is(actor.system.get('techlead'), undefined, 'children are stopped with the run');
+  t.is(actor.system.get('techlead-1'), undefined, 'children are stopped with the run');
 });
 
 test('abort stops the run as cancelled', async (t) => {

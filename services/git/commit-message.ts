@@ -29,9 +29,14 @@ function refComponent(raw: string, fallback: string): string {
   return s === '' ? fallback : s;
 }
 
-export function branchName(prefix: string, type: string, taskId: string): string {
+/**
+ * `<prefix>/<type>/<task id>`; a task re-implemented on a fresh branch (its generation 2) gets
+ * `<task id>-r2`, so the first branch and its PR stay as they were for people to read.
+ */
+export function branchName(prefix: string, type: string, taskId: string, generation = 1): string {
   const prefixParts = prefix.split('/').map((part) => refComponent(part, '')).filter((part) => part !== '');
-  return [...prefixParts, refComponent(type.toLowerCase(), 'task'), refComponent(taskId, 'task')].join('/');
+  const task = refComponent(taskId, 'task');
+  return [...prefixParts, refComponent(type.toLowerCase(), 'task'), generation > 1 ? `${task}-r${generation}` : task].join('/');
 }
 
 function oneLine(text: string): string {

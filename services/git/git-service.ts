@@ -5,7 +5,7 @@ import { messageOf } from '../../errors.ts';
 import { branchName, commitMessage, type CommitTask } from './commit-message.ts';
 import { CrashRecovery } from './crash-recovery.ts';
 import { GitError } from './git-error.ts';
-import { Merges, mergeBaseInto } from './merges.ts';
+import { Merges, abortMergeIn, mergeBaseInto } from './merges.ts';
 import { Repository, type CommitInfo, type GitServiceOptions, type RecoverOptions } from './repository.ts';
 import { StepCommits } from './step-commits.ts';
 import { TargetSetup } from './target-setup.ts';
@@ -42,8 +42,8 @@ export class GitService {
     this.merges = new Merges(this.repo);
   }
 
-  static branchName(prefix: string, type: string, taskId: string): string {
-    return branchName(prefix, type, taskId);
+  static branchName(prefix: string, type: string, taskId: string, generation = 1): string {
+    return branchName(prefix, type, taskId, generation);
   }
 
   static commitMessage(task: CommitTask, summary?: string): string {
@@ -133,6 +133,11 @@ export class GitService {
   /** Starts merging the base into a task's worktree (markers left for its next commit); see merges.ts. */
   async mergeBaseInto(worktreePath: string): Promise<{ merging: boolean; conflicts: string[] }> {
     return mergeBaseInto(this.repo.runner, await this.repo.worktreeRoot(worktreePath), this.baseBranch, this.repo.logLine);
+  }
+
+  /** Abandons a merge of the base into a task's worktree (one in conflict): the branch is as it was. Nothing in progress: no-op. */
+  async abortBaseMerge(worktreePath: string): Promise<void> {
+    await abortMergeIn(this.repo.runner, await this.repo.worktreeRoot(worktreePath), this.repo.logLine);
   }
 
   /** `git diff base...branch` (the branch's own changes), cut to `maxBytes` with a marker line. */

@@ -126,3 +126,11 @@ export async function mergeBaseInto(runner: GitRunner, worktree: string, baseBra
   log(`merging ${baseBranch} into ${worktree}${conflicts.length ? `: conflicts in ${conflicts.join(', ')}` : ''}`);
   return { merging: true, conflicts };
 }
+
+/** Aborts the merge in progress in a worktree, if there is one (`git merge --abort`). */
+export async function abortMergeIn(runner: GitRunner, worktree: string, log: (line: string) => void): Promise<void> {
+  const gitDir = (await runner.run(worktree, ['rev-parse', '--absolute-git-dir'])).trim();
+  if (!existsSync(path.join(gitDir, 'MERGE_HEAD'))) return;
+  await runner.run(worktree, ['merge', '--abort']);
+  log(`aborted the merge in progress in ${worktree}`);
+}

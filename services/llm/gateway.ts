@@ -1,5 +1,6 @@
 import type { Store } from '../store/store.ts';
 import { BudgetExhaustedError, ModelError } from './model-error.ts';
+import { DEFAULT_PRICES, priceOf, type PriceTable } from './prices.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from './provider.ts';
 import { messageOf } from '../../errors.ts';
 import type { CallKey } from '../../protocol/keys.ts';
@@ -7,6 +8,19 @@ import type { CallKey } from '../../protocol/keys.ts';
 export interface Budget {
   maxTokensTotal: number;
   maxCostUsd?: number | undefined;
+  /** What a call's worst case costs, for the cost reservation; the built-in table by default. */
+  prices?: PriceTable | undefined;
+}
+
+/** A call waiting for the budget that calls in flight hold. */
+interface Waiter {
+  wake: () => void;
+}
+
+/** What a call in flight holds of the budget: its worst case, until its reply says what it used. */
+interface Reservation {
+  tokens: number;
+  costUsd: number;
 }
 
 export interface CallReport {
@@ -28,7 +42,15 @@ export function estimateTokens(text: string): number {
 /**
  * Every model call of a run goes through here. A call has a deterministic key (`techlead:implement:T2:1`);
  * its reply is journaled in `model_calls`, so a step re-run after a crash gets the journaled reply
- * and pays nothing. A call that could take the run past its budget is refused before it is sent.
+ * and pays nothing.
+ *
+ * Budgets hold with calls in parallel: before a call is sent it reserves its worst case (its
+ * prompt and all of `max_tokens`, in tokens and in dollars), and it is only sent if what was used
+ * plus what calls in flight reserved plus its own worst case stays within the budget. A call that
+ * would fit once the calls in flight return waits for them (in the order calls asked); one that
+ * could not fit even then is refused. The unused part of a reservation is released when the
+ * reply is journaled, so concurrent calls can never together pass `max_tokens_total` or
+ * `max_cost_usd`.
  */
 export class ModelGateway {
   private readonly store: Store;
@@ -36,6 +58,10 @@ export class ModelGateway {
   private readonly provider: ModelProvider;
   private readonly budget: Budget;
   private readonly onCall: (report: CallReport) => void;
+  private readonly prices: PriceTable;
+  private readonly reservations = new Set<Reservation>();
+  /** Calls waiting for reservations to be released, oldest first. */
+  private readonly waiting: Waiter[] = [];
 
   constructor(options: { store: Store; runId: string; provider: ModelProvider; budget: Budget; onCall?: (report: CallReport) => void }) {
     this.store = options.store;
@@ -43,6 +69,18 @@ export class ModelGateway {
     this.provider = options.provider;
     this.budget = options.budget;
     this.onCall = options.onCall ?? (() => {});
+    this.prices = options.budget.prices ?? DEFAULT_PRICES;
+  }
+
+  /** Calls sent and not yet answered, and what they hold of the budget: for the metrics. */
+  inFlight(): { calls: number; reservedTokens: number; reservedCostUsd: number; waiting: number } {
+    let reservedTokens = 0;
+    let reservedCostUsd = 0;
+    for (const reservation of this.reservations) {
+      reservedTokens += reservation.tokens;
+      reservedCostUsd += reservation.costUsd;
+    }
+    return { calls: this.reservations.size, reservedTokens, reservedCostUsd, waiting: this.waiting.length };
   }
 
   get providerName(): string {
@@ -72,8 +110,17 @@ export class ModelGateway {
       return restored;
     }
 
-    this.checkBudget(request);
+    const reservation = await this.reserve(request);
+    try {
+      return await this.send(callKey, request);
+    } finally {
+      this.release(reservation);
+    }
+  }
+
+  private async send(callKey: CallKey, request: ModelRequest): Promise<ModelReply> {
     const sequence = this.store.countCompletedCalls(this.runId, request.agent);
+    const taskSequence = this.store.countCompletedCalls(this.runId, request.agent, request.taskId ?? null);
     const id = this.store.beginModelCall({
       runId: this.runId,
       callKey,
@@ -85,7 +132,7 @@ export class ModelGateway {
     });
     let reply: ModelReply;
     try {
-      reply = await this.provider.complete(request, sequence);
+      reply = await this.provider.complete(request, sequence, taskSequence);
     } catch (error) {
       // An aborted call (the actor was stopped) stays "sent": it may have been paid for.
       if (!request.signal?.aborted) {
@@ -107,17 +154,84 @@ export class ModelGateway {
     return reply;
   }
 
-  private checkBudget(request: ModelRequest): void {
-    const totals = this.store.totals(this.runId);
+  /** The worst case of a call: its prompt (estimated) and all of max_tokens, in tokens and dollars. */
+  private worstCase(request: ModelRequest): Reservation {
     const prompt = request.system + request.messages.map((item) => (item.role === 'tool' ? item.results.map((result) => result.content).join('\n') : item.content)).join('\n');
-    const worstCase = totals.tokensUsed + estimateTokens(prompt) + request.maxTokens;
-    if (worstCase > this.budget.maxTokensTotal) {
+    const input = estimateTokens(prompt);
+    const price = priceOf(request.model, this.prices)?.price;
+    // The prompt at the dearer of the input and cache-write rates: a cached prompt may be written.
+    const inputRate = price ? Math.max(price.input, price.cache_write ?? price.input) : 0;
+    const costUsd = price ? (input * inputRate + request.maxTokens * price.output) / 1_000_000 : 0;
+    return { tokens: input + request.maxTokens, costUsd };
+  }
+
+  /**
+   * Holds the call's worst case of the budget, waiting (first come, first served) while calls in
+   * flight hold what it needs; refuses it (BudgetExhaustedError) when it could not fit even with
+   * nothing in flight.
+   */
+  private async reserve(request: ModelRequest): Promise<Reservation> {
+    const needed = this.worstCase(request);
+    const entry: Waiter = { wake: () => {} };
+    let queued = false;
+    try {
+      for (;;) {
+        if (this.fits(request, needed, queued ? entry : null)) {
+          this.reservations.add(needed);
+          return needed;
+        }
+        if (!queued) this.waiting.push(entry);
+        queued = true;
+        await new Promise<void>((resolve, reject) => {
+          const signal = request.signal;
+          if (signal?.aborted) return reject(signal.reason ?? new Error('aborted'));
+          const abort = () => reject(signal?.reason ?? new Error('aborted'));
+          signal?.addEventListener('abort', abort, { once: true });
+          entry.wake = () => {
+            signal?.removeEventListener('abort', abort);
+            resolve();
+          };
+        });
+      }
+    } finally {
+      // Sent, refused or aborted: out of the line, and the next in line looks again.
+      if (queued) {
+        this.waiting.splice(this.waiting.indexOf(entry), 1);
+        this.wakeNext();
+      }
+    }
+  }
+
+  /** Whether the call fits now (true) or must wait for calls in flight (false); throws when it never can. */
+  private fits(request: ModelRequest, needed: Reservation, entry: Waiter | null): boolean {
+    const totals = this.store.totals(this.runId);
+    const held = this.inFlight();
+    const label = `${request.agent} ${request.purpose}${request.taskId ? ` ${request.taskId}` : ''}`;
+    if (totals.tokensUsed + needed.tokens > this.budget.maxTokensTotal) {
       throw new BudgetExhaustedError(
-        `token budget: ${totals.tokensUsed} used of ${this.budget.maxTokensTotal}; ${request.agent} ${request.purpose} may need up to ${worstCase - totals.tokensUsed} more, so it was not sent`,
+        `token budget: ${totals.tokensUsed} used of ${this.budget.maxTokensTotal}; ${label} may need up to ${needed.tokens} more, so it was not sent`,
       );
     }
-    if (this.budget.maxCostUsd !== undefined && totals.costUsd >= this.budget.maxCostUsd) {
-      throw new BudgetExhaustedError(`cost budget: $${totals.costUsd.toFixed(4)} spent of $${this.budget.maxCostUsd}`);
+    const maxCost = this.budget.maxCostUsd;
+    if (maxCost !== undefined && (totals.costUsd >= maxCost || totals.costUsd + needed.costUsd > maxCost)) {
+      throw new BudgetExhaustedError(
+        totals.costUsd >= maxCost
+          ? `cost budget: $${totals.costUsd.toFixed(4)} spent of $${maxCost}`
+          : `cost budget: $${totals.costUsd.toFixed(4)} spent of $${maxCost}; ${label} may cost up to $${needed.costUsd.toFixed(4)} more, so it was not sent`,
+      );
     }
+    // Calls that asked earlier go first: none overtakes the call at the head of the line.
+    if (this.waiting.length > 0 && this.waiting[0] !== entry) return false;
+    if (totals.tokensUsed + held.reservedTokens + needed.tokens > this.budget.maxTokensTotal) return false;
+    return maxCost === undefined || totals.costUsd + held.reservedCostUsd + needed.costUsd <= maxCost;
+  }
+
+  private release(reservation: Reservation): void {
+    this.reservations.delete(reservation);
+    this.wakeNext();
+  }
+
+  private wakeNext(): void {
+    this.waiting[0]?.wake();
   }
 }

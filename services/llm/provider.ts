@@ -85,11 +85,13 @@ export interface ModelReply {
 
 /**
  * What every model backend implements. `sequence` is the number of replies this agent already
- * received in the run; only a replay backend needs it, to pick the recorded call.
+ * received in the run, `taskSequence` the number of those for the request's task (or, without
+ * one, for no task): only a replay backend needs them, to pick the recorded call. With tasks in
+ * parallel only the second is stable: one task's calls come in order, several tasks' interleave.
  */
 export interface ModelProvider {
   readonly name: string;
   /** A one-line description for the progress output, e.g. `replay of demos/todo-cli/session.json`. */
   readonly description: string;
-  complete(request: ModelRequest, sequence: number): Promise<ModelReply>;
+  complete(request: ModelRequest, sequence: number, taskSequence?: number): Promise<ModelReply>;
 }

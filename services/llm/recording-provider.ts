@@ -70,8 +70,8 @@ export class RecordingProvider implements ModelProvider {
     return structuredClone(this.session);
   }
 
-  async complete(request: ModelRequest, sequence: number): Promise<ModelReply> {
-    const reply = await this.inner.complete(request, sequence);
+  async complete(request: ModelRequest, sequence: number, taskSequence?: number): Promise<ModelReply> {
+    const reply = await this.inner.complete(request, sequence, taskSequence);
     const call: RecordingCall = {
       purpose: request.purpose,
       ...(request.taskId ? { task: request.taskId } : {}),

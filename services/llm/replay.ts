@@ -69,9 +69,13 @@ export function readSession(file: string): Session {
 }
 
 /**
- * Plays a recorded session: the n-th call of an agent gets that agent's n-th recorded reply.
- * A call the recording does not hold, or holds for another purpose or task, fails loudly:
- * a replay that silently drifted from its recording would demonstrate nothing.
+ * Plays a recorded session: the n-th call of an agent for a task gets that agent's n-th recorded
+ * reply for the task (calls for no task, such as the plan, likewise), so tasks that run in
+ * parallel replay whatever order their calls interleave in. A task the recording does not know
+ * (ids renumbered on a target that holds earlier runs) falls back to the agent's n-th call
+ * overall, which only holds when tasks ran one at a time. A call the recording does not hold, or
+ * holds for another purpose, fails loudly: a replay that silently drifted from its recording
+ * would demonstrate nothing.
  */
 export class ReplayProvider implements ModelProvider {
   readonly name = 'replay';
@@ -85,11 +89,18 @@ export class ReplayProvider implements ModelProvider {
     this.description = `replay of ${options.file} (recorded model replies, no model is called)`;
   }
 
-  async complete(request: ModelRequest, sequence: number): Promise<ModelReply> {
-    const recorded = this.session.calls[request.agent]?.[sequence];
-    const wanted = `${request.agent} call #${sequence + 1} (${request.purpose}${request.taskId ? ` ${request.taskId}` : ''})`;
+  async complete(request: ModelRequest, sequence: number, taskSequence?: number): Promise<ModelReply> {
+    const calls = this.session.calls[request.agent] ?? [];
+    const task = request.taskId ?? null;
+    const forTask = calls.filter((call) => (call.task ?? null) === task);
+    const byTask = taskSequence !== undefined && (task === null || forTask.length > 0);
+    const recorded = byTask ? forTask[taskSequence] : calls[sequence];
+    const wanted = byTask
+      ? `${request.agent} call #${taskSequence + 1} for ${task ?? 'no task'} (${request.purpose})`
+      : `${request.agent} call #${sequence + 1} (${request.purpose}${request.taskId ? ` ${request.taskId}` : ''})`;
     if (!recorded) {
-      throw new ModelError('replay_mismatch', `the recording has no ${wanted}: it holds ${this.session.calls[request.agent]?.length ?? 0} ${request.agent} calls`);
+      const holds = byTask ? `${forTask.length} ${request.agent} calls for ${task ?? 'no task'}` : `${calls.length} ${request.agent} calls`;
+      throw new ModelError('replay_mismatch', `the recording has no ${wanted}: it holds ${holds}`);
     }
     // Only the purpose is checked: task ids are renumbered when a target already holds earlier runs.
     if (recorded.purpose !== request.purpose) {

@@ -93,12 +93,12 @@ export class GitHubPrProvider implements PrProvider {
 
   async open(pr: OpenPullRequest, signal?: AbortSignal): Promise<PullRequestRecord> {
     const { store, runId } = this.options;
-    const known = store.getPullRequestForTask(runId, pr.taskId);
+    const known = store.getPullRequestForBranch(runId, pr.taskId, pr.branch);
     if (known) return known;
     await once(
       store,
       runId,
-      stepKeys.githubOpen(pr.taskId),
+      stepKeys.githubOpen(pr.taskId, pr.generation),
       async () => {
         await this.options.remote.push(pr.branch);
         // Killed after GitHub opened the PR and before it was recorded, the step finds it here.
@@ -121,7 +121,7 @@ export class GitHubPrProvider implements PrProvider {
           url: opened.url,
         }),
     );
-    const opened = store.getPullRequestForTask(runId, pr.taskId);
+    const opened = store.getPullRequestForBranch(runId, pr.taskId, pr.branch);
     if (!opened) throw new PrError('pr_api', `the PR of ${pr.taskId} was opened but not recorded; resume the run`);
     return opened;
   }
@@ -142,6 +142,21 @@ export class GitHubPrProvider implements PrProvider {
         return null;
       },
       () => this.options.store.updatePullRequestHead(number, headSha, revision, body),
+    );
+  }
+
+  /** The merge queue merged the base into the branch: it is pushed, so the PR on GitHub is up to date too. */
+  async refresh(number: number, headSha: string, attempt: number): Promise<void> {
+    const pr = this.require(number);
+    await once(
+      this.options.store,
+      this.options.runId,
+      stepKeys.githubRefresh(pr.taskId, attempt),
+      async () => {
+        await this.options.remote.push(pr.branch);
+        return null;
+      },
+      () => this.options.store.updatePullRequestHead(number, headSha, 0),
     );
   }
 
@@ -199,11 +214,15 @@ export class GitHubPrProvider implements PrProvider {
     });
   }
 
-  async prepareRevision(taskId: string, worktree: string): Promise<string[]> {
+  async mergeBaseInto(taskId: string, worktree: string): Promise<{ merging: boolean; conflicts: string[] }> {
     await this.options.remote.syncBase();
-    const { conflicts } = await this.options.remote.mergeBaseInto(worktree);
-    if (conflicts.length > 0) this.logLine(`${taskId}: the revision starts with conflicts in ${conflicts.join(', ')}`);
-    return conflicts;
+    const merge = await this.options.remote.mergeBaseInto(worktree);
+    if (merge.conflicts.length > 0) this.logLine(`${taskId}: merging ${this.options.baseBranch} into the branch stopped on conflicts in ${merge.conflicts.join(', ')}`);
+    return merge;
+  }
+
+  async syncBase(): Promise<void> {
+    await this.options.remote.syncBase();
   }
 
   // ---------------------------------------------------------------- internals

@@ -14,6 +14,8 @@ export class LocalPrProvider implements PrProvider {
   constructor(private readonly options: { store: Store; git: GitService; runId: string }) {}
 
   async open(pr: OpenPullRequest): Promise<PullRequestRecord> {
+    const known = this.options.store.getPullRequestForBranch(this.options.runId, pr.taskId, pr.branch);
+    if (known) return known;
     return this.options.store.openPullRequest({
       runId: this.options.runId,
       taskId: pr.taskId,
@@ -28,6 +30,10 @@ export class LocalPrProvider implements PrProvider {
 
   async update(number: number, headSha: string, revision: number, body?: string): Promise<void> {
     this.options.store.updatePullRequestHead(number, headSha, revision, body);
+  }
+
+  async refresh(number: number, headSha: string): Promise<void> {
+    this.options.store.updatePullRequestHead(number, headSha, 0);
   }
 
   async merge(number: number, message: string): Promise<string> {
@@ -50,10 +56,9 @@ export class LocalPrProvider implements PrProvider {
     return sha;
   }
 
-  /** The base may have moved since the branch was made (another task merged): it is merged in first. */
-  async prepareRevision(taskId: string, worktree: string): Promise<string[]> {
-    const { conflicts } = await this.options.git.mergeBaseInto(worktree);
-    return conflicts;
+  /** The base may have moved since the branch was made (another task merged): it is merged in. */
+  mergeBaseInto(_taskId: string, worktree: string): Promise<{ merging: boolean; conflicts: string[] }> {
+    return this.options.git.mergeBaseInto(worktree);
   }
 
   async close(number: number): Promise<void> {

@@ -7,6 +7,8 @@ export interface OpenPullRequest {
   title: string;
   body: string;
   headSha: string;
+  /** The task's branch generation: 2 for a re-implementation on a fresh branch, which gets a PR of its own. */
+  generation?: number;
 }
 
 /** The Moderator's verdict on one review round, as posted where the PR lives. */
@@ -14,8 +16,11 @@ export interface PostedReview {
   taskId: string;
   /** The review round; with `kind`, what makes a posted review findable again after a crash. */
   attempt: number;
-  /** `review`: the model's verdict; `conflict`: the merge found the branch in conflict with the base. */
-  kind: 'review' | 'conflict';
+  /**
+   * `review`: the model's verdict; `conflict`: the merge queue found the branch in conflict with
+   * the base; `tests`: with the base merged in, the tests fail.
+   */
+  kind: 'review' | 'conflict' | 'tests';
   verdict: 'approve' | 'request_changes';
   summary: string;
   comments: string[];
@@ -30,6 +35,8 @@ export interface PrProvider {
   open(pr: OpenPullRequest, signal?: AbortSignal): Promise<PullRequestRecord>;
   /** Points the PR at a new head after a revision, with the revision's body. */
   update(number: number, headSha: string, revision: number, body?: string, signal?: AbortSignal): Promise<void>;
+  /** Points the PR at the head the merge queue made by merging the base into it (`attempt`: the round it merges). */
+  refresh(number: number, headSha: string, attempt: number, signal?: AbortSignal): Promise<void>;
   /**
    * Merges the PR into the base branch; merging a merged PR returns its merge commit. `message`
    * is the merge commit's message where Moderator writes it (local).
@@ -40,11 +47,13 @@ export interface PrProvider {
   /** Posts the review on the PR; at most once per task, round and kind, also across a crash. */
   postReview(number: number, review: PostedReview, signal?: AbortSignal): Promise<void>;
   /**
-   * Readies a task's worktree for a revision: the GitHub provider brings the base up to date and
-   * starts merging it into the branch, so the revision resolves any conflict. Returns the files
-   * in conflict.
+   * Starts merging the base into a task's worktree (git.mergeBaseInto), the GitHub provider
+   * first bringing the local base up to GitHub's: before a revision, so it resolves any
+   * conflict, and in the merge queue. `merging` is false when the branch already holds the base.
    */
-  prepareRevision?(taskId: string, worktree: string, signal?: AbortSignal): Promise<string[]>;
+  mergeBaseInto(taskId: string, worktree: string, signal?: AbortSignal): Promise<{ merging: boolean; conflicts: string[] }>;
+  /** Brings the local base branch up to where the PRs merge (GitHub's), before a branch is made from it. */
+  syncBase?(signal?: AbortSignal): Promise<void>;
   /** The API quota the provider's last answer reported, for the metrics; absent or null without one. */
   rateLimit?(): RateLimitStatus | null;
 }

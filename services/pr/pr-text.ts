@@ -50,7 +50,9 @@ export function reviewBody(review: PostedReview, asComment: boolean): string {
   const verdict = review.verdict === 'approve' ? 'approved' : 'changes requested';
   const heading = review.kind === 'conflict'
     ? `### Moderator: merge conflict, round ${review.attempt}: ${verdict}`
-    : `### Moderator review, round ${review.attempt}: ${verdict}`;
+    : review.kind === 'tests'
+      ? `### Moderator merge queue: tests fail with the base merged in, round ${review.attempt}: ${verdict}`
+      : `### Moderator review, round ${review.attempt}: ${verdict}`;
   return [
     heading,
     ...(asComment ? ['', `**Verdict: ${review.verdict === 'approve' ? 'APPROVE' : 'REQUEST_CHANGES'}** (posted as a comment: GitHub does not let the account that opened a PR approve it or request changes on it).`] : []),

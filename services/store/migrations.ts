@@ -155,4 +155,29 @@ export const migrations: readonly string[] = [
   `ALTER TABLE pull_requests ADD COLUMN remote_number INTEGER;
    ALTER TABLE pull_requests ADD COLUMN url TEXT;
    ALTER TABLE tasks ADD COLUMN pr_url TEXT;`,
+  // 5: a task re-implemented on a fresh branch (the merge queue gave up on its first one) opens
+  // a second PR: a PR is unique per task and branch, no longer per task.
+  `CREATE TABLE pull_requests_by_branch (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    task_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    base TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'merged', 'closed')),
+    head_sha TEXT,
+    merge_sha TEXT,
+    revision INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    remote_number INTEGER,
+    url TEXT,
+    UNIQUE (run_id, task_id, branch)
+  );
+  INSERT INTO pull_requests_by_branch (number, run_id, task_id, provider, branch, base, title, body, status, head_sha, merge_sha, revision, created_at, updated_at, remote_number, url)
+    SELECT number, run_id, task_id, provider, branch, base, title, body, status, head_sha, merge_sha, revision, created_at, updated_at, remote_number, url FROM pull_requests;
+  DROP TABLE pull_requests;
+  ALTER TABLE pull_requests_by_branch RENAME TO pull_requests;`,
 ];

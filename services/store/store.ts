@@ -343,7 +343,8 @@ export class Store {
 
   /**
    * When each actor last showed progress: sent or received a message, or got a model reply.
-   * The monitor's measure of stagnation. Model calls are keyed by agent name (`ever-thinker`).
+   * The monitor's measure of stagnation. Model calls are keyed by agent name (`ever-thinker`)
+   * and by task (`task:T2`), for the TechLead that holds it.
    */
   lastActivityAt(runId: string): Record<string, string> {
     const rows = this.db
@@ -352,6 +353,7 @@ export class Store {
            SELECT from_actor AS actor, at FROM messages WHERE run_id = @runId
            UNION ALL SELECT to_actor AS actor, at FROM messages WHERE run_id = @runId
            UNION ALL SELECT agent AS actor, COALESCE(finished_at, started_at) AS at FROM model_calls WHERE run_id = @runId
+           UNION ALL SELECT 'task:' || task_id AS actor, COALESCE(finished_at, started_at) AS at FROM model_calls WHERE run_id = @runId AND task_id IS NOT NULL
          ) GROUP BY actor`,
       )
       .all({ runId }) as Row[];
@@ -458,7 +460,7 @@ export class Store {
       Partial<Pick<PullRequestRecord, 'remoteNumber' | 'url'>>,
   ): PullRequestRecord {
     // Look first: a conflicting INSERT OR IGNORE would still burn an AUTOINCREMENT number.
-    const existing = this.getPullRequestForTask(pr.runId, pr.taskId);
+    const existing = this.getPullRequestForBranch(pr.runId, pr.taskId, pr.branch);
     if (existing) return existing;
     const at = now();
     this.db
@@ -467,7 +469,7 @@ export class Store {
          VALUES (@runId, @taskId, @provider, @branch, @base, @title, @body, 'open', @headSha, NULL, @remoteNumber, @url, @at, @at)`,
       )
       .run({ ...pr, remoteNumber: pr.remoteNumber ?? null, url: pr.url ?? null, at });
-    const opened = this.getPullRequestForTask(pr.runId, pr.taskId) as PullRequestRecord;
+    const opened = this.getPullRequestForBranch(pr.runId, pr.taskId, pr.branch) as PullRequestRecord;
     this.changed({ table: 'pull_requests', number: opened.number });
     return opened;
   }
@@ -489,8 +491,14 @@ export class Store {
     this.changed({ table: 'pull_requests', number });
   }
 
+  /** The task's newest PR: the one of its current branch (a re-implemented task has two). */
   getPullRequestForTask(runId: string, taskId: string): PullRequestRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM pull_requests WHERE run_id = ? AND task_id = ?').get(runId, taskId) as Row | undefined;
+    const row = this.db.prepare('SELECT * FROM pull_requests WHERE run_id = ? AND task_id = ? ORDER BY number DESC LIMIT 1').get(runId, taskId) as Row | undefined;
+    return row ? toPullRequest(row) : undefined;
+  }
+
+  getPullRequestForBranch(runId: string, taskId: string, branch: string): PullRequestRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM pull_requests WHERE run_id = ? AND task_id = ? AND branch = ?').get(runId, taskId, branch) as Row | undefined;
     return row ? toPullRequest(row) : undefined;
   }
 
@@ -594,8 +602,11 @@ export class Store {
     return row ? toModelCall(row) : undefined;
   }
 
-  countCompletedCalls(runId: string, agent: string): number {
-    const row = this.db.prepare(`SELECT COUNT(*) AS n FROM model_calls WHERE run_id = ? AND agent = ? AND status = 'ok'`).get(runId, agent) as Row;
+  /** An agent's answered calls; given `taskId`, only those for that task (null: for no task). */
+  countCompletedCalls(runId: string, agent: string, taskId?: string | null): number {
+    const row = (taskId === undefined
+      ? this.db.prepare(`SELECT COUNT(*) AS n FROM model_calls WHERE run_id = ? AND agent = ? AND status = 'ok'`).get(runId, agent)
+      : this.db.prepare(`SELECT COUNT(*) AS n FROM model_calls WHERE run_id = ? AND agent = ? AND task_id IS ? AND status = 'ok'`).get(runId, agent, taskId)) as Row;
     return Number(row.n);
   }
 
