@@ -114,7 +114,7 @@ test('the seed sample files load unchanged from the target and give the seed val
     test_timeout_seconds: 600,
     pass_env: [],
   });
-  t.deepEqual(config.agents.moderator, { model: 'claude-3-opus', temperature: 0.3, max_tokens: 8000 });
+  t.deepEqual(config.agents.moderator, { model: 'claude-3-opus', temperature: 0.3, max_tokens: 8000, parallel_reviews: 1 });
   t.like(config.agents.techlead, { model: 'claude-3-opus', temperature: 0.5, max_tokens: 8000 });
   t.deepEqual(config.agents.monitor, { check_interval_seconds: 60, alert_channels: ['console', 'log'] });
   t.like(config.limits, {

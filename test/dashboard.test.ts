@@ -5,7 +5,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { startFixture, type Fixture } from './helpers/monitor-fixture.ts';
 
 const executablePath = '/usr/bin/chromium';
-const agents = ['orchestrator', 'moderator', 'techlead', 'monitor', 'everThinker'];
+const agents = ['orchestrator', 'moderator', 'techlead-1', 'monitor', 'everThinker'];
 
 // Chosen when the file loads, so a machine without Chromium reports these tests as skipped.
 const hasChromium = fs.existsSync(executablePath);

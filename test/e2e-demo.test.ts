@@ -159,12 +159,14 @@ test.serial('the database holds 4 merged PRs, one change request, test runs and 
     }[]);
   const has = (type: string, from: string, to: string) =>
     t.true(journal.some((message) => message.type === type && message.from === from && message.to === to), `${from} -> ${to}: ${type} in the journal`);
-  has('task.assigned', 'orchestrator', 'techlead');
-  has('pr.submitted', 'techlead', 'orchestrator');
+  has('task.assigned', 'orchestrator', 'techlead-1');
+  has('pr.submitted', 'techlead-1', 'orchestrator');
   has('review.requested', 'orchestrator', 'moderator');
   has('review.changes_requested', 'moderator', 'orchestrator');
-  has('task.feedback', 'orchestrator', 'techlead');
-  has('pr.merged', 'moderator', 'orchestrator');
+  has('task.feedback', 'orchestrator', 'techlead-1');
+  has('pr.approved', 'moderator', 'orchestrator');
+  has('merge.requested', 'orchestrator', 'mergeQueue');
+  has('pr.merged', 'mergeQueue', 'orchestrator');
   has('improvements.proposed', 'everThinker', 'orchestrator');
   has('improvements.exhausted', 'everThinker', 'orchestrator');
   t.is(journal.filter((message) => message.type === 'pr.merged').length, 4);

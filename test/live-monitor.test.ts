@@ -54,7 +54,8 @@ test('during a live run: health, metrics, tasks over HTTP; phases over WebSocket
   t.teardown(() => run.child.kill('SIGKILL'));
   const health = await get(run, 'api/health');
   t.like(health, { status: 'healthy' });
-  t.deepEqual(Object.keys(health.agents as object).sort(), ['ever_thinker', 'moderator', 'monitor', 'techlead']);
+  t.deepEqual(Object.keys(health.agents as object).sort(), ['ever_thinker', 'merge_queue', 'moderator', 'monitor', 'techlead_1', 'techlead_2', 'techlead_3']);
+  t.deepEqual((health.techleads as { id: string }[]).map((slot) => slot.id), ['techlead-1', 'techlead-2', 'techlead-3'], 'limits.max_parallel_tasks 3 by default');
 
   const { socket: ws, messages } = await openSocket(`${run.url.replace('http', 'ws')}ws`);
   t.teardown(() => ws.close());

@@ -38,7 +38,8 @@ test('health follows the run: healthy, degraded when the monitor alerts, unhealt
     status: 'healthy',
     run_id: 'r1',
     phase: 'clarifying',
-    agents: { moderator: 'idle', techlead: 'idle', monitor: 'running.watching', ever_thinker: 'idle' },
+    agents: { moderator: 'idle', techlead_1: 'idle', merge_queue: 'not_started', monitor: 'running.watching', ever_thinker: 'idle' },
+    techleads: [{ id: 'techlead-1', task_id: 'T2', state: 'idle' }],
   });
   t.is(typeof first.body.uptime_seconds, 'number');
 
@@ -50,7 +51,7 @@ test('health follows the run: healthy, degraded when the monitor alerts, unhealt
     status: 'unhealthy',
     phase: 'stopped',
     outcome: 'failed',
-    agents: { moderator: 'stopped', techlead: 'stopped', monitor: 'stopped', ever_thinker: 'stopped' },
+    agents: { moderator: 'stopped', techlead_1: 'stopped', monitor: 'stopped', ever_thinker: 'stopped' },
   });
 });
 
@@ -76,6 +77,9 @@ test('metrics come from the store and the root context, as JSON and as Prometheu
     runtime_seconds: 65,
     improvement_cycle: 2,
     calls_sent: 3,
+    tasks_in_flight: 1,
+    review_queue_length: 0,
+    merge_queue_length: 0,
     limits: { max_tokens_total: 100_000, max_cost_usd: 5, max_runtime_seconds: 3600, max_error_rate: 0.5 },
   });
 
@@ -86,6 +90,8 @@ test('metrics come from the store and the root context, as JSON and as Prometheu
     t.regex(text, /^# TYPE moderator_tokens_used gauge$/m);
     t.regex(text, /^moderator_tokens_used\{run_id="r1"\} 4700$/m);
     t.regex(text, /^moderator_tasks_completed\{run_id="r1"\} 1$/m);
+    t.regex(text, /^moderator_tasks_in_flight\{run_id="r1"\} 1$/m);
+    t.regex(text, /^moderator_merge_queue_length\{run_id="r1"\} 0$/m);
     t.regex(text, /^moderator_error_rate\{run_id="r1"\} 0\.333/m);
     t.regex(text, /^moderator_limit\{run_id="r1",limit="max_tokens_total"\} 100000$/m);
   }
@@ -100,11 +106,14 @@ test('state holds the phase, each agent, the small context, the definitions and 
     phase: 'clarifying',
     live: true,
     agents: { monitor: { state: 'running.watching', value: { running: 'watching' } }, moderator: { state: 'idle' } },
-    context: { current_task_id: 'T2', improvement_cycle: 2, outcome: null, paused: false },
+    context: {
+      current_task_id: 'T2', tasks_in_flight: ['T2'], techleads: [{ id: 'techlead-1', task_id: 'T2', state: 'idle' }], improvement_cycle: 2, outcome: null, paused: false,
+      review_queue: [], merge_queue: [], merging: null,
+    },
     pending_question: null,
   });
   const definitions = body.definitions as Record<string, { states: { path: string; states: { path: string }[] }[] }>;
-  t.deepEqual(Object.keys(definitions).sort(), ['everThinker', 'moderator', 'monitor', 'orchestrator', 'techlead']);
+  t.deepEqual(Object.keys(definitions).sort(), ['everThinker', 'moderator', 'monitor', 'orchestrator', 'techlead-1']);
   const running = definitions.monitor?.states.find((state) => state.path === 'running');
   t.deepEqual(running?.states.map((state) => state.path), ['running.watching', 'running.alerting'], 'nested states keep their paths');
   t.deepEqual(definitions.orchestrator?.states.map((state) => state.path), ['clarifying', 'awaitingApproval', 'implementing', 'stopped']);
@@ -249,7 +258,7 @@ test('the WebSocket says hello with state and definitions, then pushes phase, ag
   t.teardown(() => client.socket.terminate());
   const hello = await client.waitFor('hello', (message) => message.type === 'hello');
   t.like(hello, { state: { phase: 'clarifying', agents: { moderator: { state: 'idle' } } } });
-  t.deepEqual(Object.keys(hello.definitions as object).sort(), ['everThinker', 'moderator', 'monitor', 'orchestrator', 'techlead']);
+  t.deepEqual(Object.keys(hello.definitions as object).sort(), ['everThinker', 'moderator', 'monitor', 'orchestrator', 'techlead-1']);
 
   fixture.actor.send({ type: 'test.advance' });
   t.like(await client.waitFor('phase', (message) => message.type === 'phase'), { phase: 'implementing' });

@@ -7,7 +7,7 @@ import { Store } from '../../services/store/store.ts';
 
 /**
  * A small real actor tree shaped like a run's: a root `orchestrator` invoking `moderator`,
- * `techlead`, `monitor` (with a nested state) and `everThinker`. The root records every event
+ * `techlead-1` (one TechLead, holding T2), `monitor` (with a nested state) and `everThinker`. The root records every event
  * it receives, so a test can tell that an intervention really arrived.
  */
 const moderator = createMachine({
@@ -51,7 +51,7 @@ interface RootContext {
   received: string[];
   lastEvent: AnyEventObject | null;
   tasks: { id: string; status: string }[];
-  currentTaskId: string | null;
+  techleads: { id: string; taskId: string | null }[];
   improvementCycle: number;
   outcome: string | null;
   reason: string | null;
@@ -69,8 +69,8 @@ export const tinyTree = setup({
   context: {
     received: [],
     lastEvent: null,
-    tasks: [{ id: 'T1', status: 'merged' }, { id: 'T2', status: 'active' }, { id: 'T3', status: 'pending' }],
-    currentTaskId: 'T2',
+    tasks: [{ id: 'T1', status: 'merged' }, { id: 'T2', status: 'in_progress' }, { id: 'T3', status: 'pending' }],
+    techleads: [{ id: 'techlead-1', taskId: 'T2' }],
     improvementCycle: 2,
     outcome: null,
     reason: null,
@@ -78,7 +78,7 @@ export const tinyTree = setup({
   },
   invoke: [
     { id: 'moderator', systemId: 'moderator', src: 'moderator' },
-    { id: 'techlead', systemId: 'techlead', src: 'techlead' },
+    { id: 'techlead-1', systemId: 'techlead-1', src: 'techlead' },
     { id: 'monitor', systemId: 'monitor', src: 'monitor' },
     { id: 'everThinker', systemId: 'everThinker', src: 'everThinker' },
   ],
