@@ -282,6 +282,30 @@ test('mergeNoFf of a branch someone already merged returns the base tip and merg
   t.is(box.sh(box.root, 'rev-parse', 'HEAD').trim(), head);
 });
 
+test('mergeBaseInto: the base merged in without committing, nothing when either already holds the other', async (t) => {
+  const box = await preparedRepo(t, { 'shared.txt': 'base\n' });
+  const wt = worktreePath(box, 'T5');
+  await box.git.ensureWorktree('moderator/feature/T5', wt);
+  t.deepEqual(await box.git.mergeBaseInto(wt), { merging: false, conflicts: [] }, 'a branch made from the base holds it');
+  await box.git.writeFiles(wt, [{ path: 'task.txt', content: 't\n' }]);
+  await box.git.commitAll(wt, 'task', 'run1:T5:commit');
+  fs.writeFileSync(path.join(box.root, 'main.txt'), 'm\n');
+  box.sh(box.root, 'add', 'main.txt');
+  box.sh(box.root, 'commit', '-q', '-m', 'main moved');
+  t.deepEqual(await box.git.mergeBaseInto(wt), { merging: true, conflicts: [] });
+  t.true(fs.existsSync(path.join(wt, 'main.txt')), 'the base is merged into the worktree, not committed');
+  await box.git.abortBaseMerge(wt);
+  t.false(fs.existsSync(path.join(wt, 'main.txt')));
+
+  // Merged before a crash lost the record of it: merging the base in would make a merge commit the
+  // base does not have, which the branch's own merge would then merge a second time.
+  const branchHead = box.sh(wt, 'rev-parse', 'HEAD').trim();
+  box.sh(box.root, 'merge', '-q', '--no-ff', '-m', 'merged before the crash', 'moderator/feature/T5');
+  t.deepEqual(await box.git.mergeBaseInto(wt), { merging: false, conflicts: [] });
+  t.is(box.sh(wt, 'rev-parse', 'HEAD').trim(), branchHead);
+  t.is(box.sh(wt, 'status', '--porcelain').trim(), '');
+});
+
 test('a merge conflict is aborted and reported with the conflicting files', async (t) => {
   const box = await preparedRepo(t, { 'shared.txt': 'base\n', 'other.txt': 'o\n' });
   const wt = worktreePath(box, 'T4');

@@ -107,9 +107,9 @@ export class Merges {
  * Starts merging the base branch into a task branch in its worktree, without committing, so the
  * TechLead's next commit concludes it: a clean merge just becomes part of the revision, a
  * conflicting one leaves the conflict markers in the files for the revision to resolve. Returns
- * the files in conflict. Nothing to do when the branch already contains the base; a merge already
- * in progress (a re-run after a kill) is left as it is. Shared by the local provider and the
- * GitHub one (which first brings the local base up to the remote's).
+ * the files in conflict. Nothing to do when the branch already contains the base, or the base the
+ * branch; a merge already in progress (a re-run after a kill) is left as it is. Shared by the local
+ * provider and the GitHub one (which first brings the local base up to the remote's).
  */
 export async function mergeBaseInto(runner: GitRunner, worktree: string, baseBranch: string, log: (line: string) => void): Promise<{ merging: boolean; conflicts: string[] }> {
   const gitDir = (await runner.run(worktree, ['rev-parse', '--absolute-git-dir'])).trim();
@@ -117,6 +117,10 @@ export async function mergeBaseInto(runner: GitRunner, worktree: string, baseBra
   if (existsSync(path.join(gitDir, 'MERGE_HEAD'))) return { merging: true, conflicts: await unmerged() };
   const base = `refs/heads/${baseBranch}`;
   if (await runner.test(worktree, ['merge-base', '--is-ancestor', base, 'HEAD'])) return { merging: false, conflicts: [] };
+  // The base already holds the branch: it was merged and a crash lost the record (a deleted WAL).
+  // Merging the base in would make a merge commit the base does not have, and the branch's merge
+  // would then merge it a second time; left as it is, that merge finds the one already made.
+  if (await runner.test(worktree, ['merge-base', '--is-ancestor', 'HEAD', base])) return { merging: false, conflicts: [] };
   try {
     await runner.run(worktree, ['merge', '--no-ff', '--no-commit', '--no-edit', '--no-autostash', base]);
   } catch (error) {
