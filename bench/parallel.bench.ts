@@ -1,0 +1,139 @@
+/**
+ * Parallel TechLeads against the model's latency: eight independent tasks, every model answer
+ * 500 ms late (a loopback OpenAI-compatible fake), run once with `limits.max_parallel_tasks: 1`
+ * (one task at a time, as before) and once with 4 (and `agents.moderator.parallel_reviews: 4`).
+ * Prints ONE JSON line. Run with `npm run bench:parallel` (it needs a current `npm run build`).
+ *
+ * - sequentialMs, parallelMs: the installed CLI, spawn to exit, the median of `runs` each.
+ * - ratio: parallelMs / sequentialMs, against its goal (<= 0.35).
+ * - floorMs: the model latency on the critical path of the parallel run if nothing else took
+ *   time: clarify, plan, then two waves of implement and review (8 tasks, 4 at a time).
+ * - maxConcurrentCalls: the most model requests the fake held at once in the parallel run.
+ * - mergesPerRun, updatesPerRun: merges into main, and merge-queue updates of a branch whose base
+ *   moved (each then re-tested), of the parallel run; every task's files are its own, so none
+ *   conflicts.
+ * The target's tests are `node --test` over eight tiny files: the orchestration, git and the
+ * merge queue's re-tests are what the figure measures besides the latency.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { assertBuilt } from '../test/helpers/build.ts';
+import { startFakeOpenAI } from '../test/fakes/openai-api.ts';
+import { taskModel, type TaskModel } from '../test/fakes/task-model.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+const bin = path.join(root, 'bin', 'moderator.js');
+const runs = Number(process.argv[2] ?? 3);
+const TASKS = 8;
+const LATENCY_MS = 500;
+const GOAL = 0.35;
+
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const key of Object.keys(env)) {
+    if (key.startsWith('DUO_AGENT_') || key.startsWith('OPENAI_') || key.startsWith('ANTHROPIC_') || key === 'NODE_OPTIONS' || key === 'NODE_TEST_CONTEXT') delete env[key];
+  }
+  return { ...env, ...extra };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return Math.round(sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2);
+}
+
+const git = (cwd: string, ...args: string[]) => execFileSync('git', ['-c', 'user.name=b', '-c', 'user.email=b@x', ...args], { cwd, encoding: 'utf8' });
+
+function model(): TaskModel {
+  const ids = Array.from({ length: TASKS }, (_, index) => `T${index + 1}`);
+  return taskModel({
+    delayMs: LATENCY_MS,
+    plan: ids.map((id, index) => ({ id, title: `module m${index + 1}` })),
+    change: ({ taskId }) => {
+      const n = taskId.slice(1);
+      return {
+        summary: `m${n} and its test`,
+        files: [
+          { path: `src/m${n}.js`, content: `export const m${n} = () => ${n};\n` },
+          { path: `test/m${n}.test.js`, content: `import { test } from 'node:test';\nimport assert from 'node:assert/strict';\nimport { m${n} } from '../src/m${n}.js';\n\ntest('m${n}', () => assert.equal(m${n}(), ${n}));\n` },
+        ],
+      };
+    },
+  });
+}
+
+function target(parallel: number): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `moderator-bench-parallel-${parallel}-`));
+  fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify({ name: 'bench', version: '1.0.0', type: 'module', scripts: { test: 'node --test' } }, null, 2)}\n`);
+  fs.writeFileSync(path.join(dir, 'README.md'), '# bench\n');
+  git(dir, 'init', '-q', '-b', 'main');
+  git(dir, 'add', '-A');
+  git(dir, 'commit', '-q', '-m', 'init');
+  const config = {
+    project: { name: 'bench', language: 'javascript', test_command: 'node --test' },
+    model: { provider: 'openai', max_retries: 0 },
+    agents: { moderator: { parallel_reviews: parallel } },
+    limits: { max_parallel_tasks: parallel, max_improvement_cycles: 0 },
+  };
+  fs.writeFileSync(path.join(dir, 'duo-agent.config.yaml'), `${JSON.stringify(config, null, 2)}\n`);
+  return dir;
+}
+
+async function once(parallel: number): Promise<{ ms: number; maxConcurrentCalls: number; merges: number; updates: number }> {
+  const fake = model();
+  const server = await startFakeOpenAI(fake.script);
+  const dir = target(parallel);
+  try {
+    const started = performance.now();
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [bin, 'Eight independent modules, each with a test.', '--target', dir, '-y', '--json', '--port', '0'], {
+        cwd: root, env: cleanEnv({ OPENAI_API_KEY: 'sk-bench', OPENAI_BASE_URL: `${server.url}/v1` }), stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString('utf8'); });
+      child.on('error', reject);
+      child.on('close', (exit) => resolve({ code: exit, stderr: err }));
+    });
+    const ms = performance.now() - started;
+    if (code !== 0) throw new Error(`the run with max_parallel_tasks ${parallel} exited ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    const merges = git(dir, 'log', '--first-parent', '--merges', '--format=%s', 'main').split('\n').filter((line) => line.startsWith('Merge PR')).length;
+    if (merges !== TASKS) throw new Error(`the run with max_parallel_tasks ${parallel} merged ${merges} of ${TASKS} tasks`);
+    const updates = (stderr.match(/brought up to date with main/g) ?? []).length;
+    return { ms, maxConcurrentCalls: fake.maxInFlight(), merges, updates };
+  } finally {
+    await server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+assertBuilt();
+const sequential: number[] = [];
+const parallel: number[] = [];
+let last = { maxConcurrentCalls: 0, merges: 0, updates: 0 };
+for (let run = 0; run < runs; run += 1) {
+  sequential.push((await once(1)).ms);
+  const result = await once(4);
+  parallel.push(result.ms);
+  last = result;
+}
+const sequentialMs = median(sequential);
+const parallelMs = median(parallel);
+const ratio = Math.round((parallelMs / sequentialMs) * 1000) / 1000;
+console.log(JSON.stringify({
+  bench: 'parallel',
+  tasks: TASKS,
+  latencyMs: LATENCY_MS,
+  runs,
+  sequentialMs,
+  parallelMs,
+  ratio,
+  goal: GOAL,
+  met: ratio <= GOAL,
+  floorMs: LATENCY_MS * (2 + 2 * 2),
+  maxConcurrentCalls: last.maxConcurrentCalls,
+  mergesPerRun: last.merges,
+  updatesPerRun: last.updates,
+  load: os.loadavg().map((value) => Math.round(value * 100) / 100),
+}));
