@@ -1,6 +1,7 @@
 import type { Store } from '../store/store.ts';
 import { BudgetExhaustedError, ModelError } from './model-error.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from './provider.ts';
+import { PromptCounter, type CountableRequest, type PromptCount } from './token-count.ts';
 import { messageOf } from '../../errors.ts';
 import type { CallKey } from '../../protocol/keys.ts';
 
@@ -20,15 +21,18 @@ export interface CallReport {
   error?: string;
 }
 
-/** A rough token count for the budget check before sending: ~4 characters a token. */
-export function estimateTokens(text: string): number {
-  return Math.ceil(text.length / 4);
+/** What the context manager knows of a call's conversation, journaled with the call. */
+export interface CallContext {
+  /** The highest context zone the call's conversation has reached (services/context/window.ts). */
+  zone: string;
 }
 
 /**
  * Every model call of a run goes through here. A call has a deterministic key (`techlead:implement:T2:1`);
  * its reply is journaled in `model_calls`, so a step re-run after a crash gets the journaled reply
- * and pays nothing. A call that could take the run past its budget is refused before it is sent.
+ * and pays nothing. Every prompt is counted before it is sent (the provider's own count where it
+ * has one, else locally; see PromptCounter), and a call whose prompt and `max_tokens` could take
+ * the run past its budget is refused before it is sent.
  */
 export class ModelGateway {
   private readonly store: Store;
@@ -36,6 +40,7 @@ export class ModelGateway {
   private readonly provider: ModelProvider;
   private readonly budget: Budget;
   private readonly onCall: (report: CallReport) => void;
+  private readonly counter: PromptCounter;
 
   constructor(options: { store: Store; runId: string; provider: ModelProvider; budget: Budget; onCall?: (report: CallReport) => void }) {
     this.store = options.store;
@@ -43,13 +48,19 @@ export class ModelGateway {
     this.provider = options.provider;
     this.budget = options.budget;
     this.onCall = options.onCall ?? (() => {});
+    this.counter = new PromptCounter(options.provider);
+  }
+
+  /** The request's input tokens as they would be sent (cached by content: counting again is free). */
+  count(request: CountableRequest): Promise<PromptCount> {
+    return this.counter.count(request);
   }
 
   get providerName(): string {
     return this.provider.name;
   }
 
-  async call(callKey: CallKey, request: ModelRequest): Promise<ModelReply> {
+  async call(callKey: CallKey, request: ModelRequest, context?: CallContext): Promise<ModelReply> {
     const journaled = this.store.findCompletedCall(this.runId, callKey);
     if (journaled) {
       const reply = journaled.reply as Pick<ModelReply, 'text' | 'toolCalls' | 'stopReason'>;
@@ -72,7 +83,8 @@ export class ModelGateway {
       return restored;
     }
 
-    this.checkBudget(request);
+    const prompt = await this.count(request);
+    this.checkBudget(request, prompt);
     const sequence = this.store.countCompletedCalls(this.runId, request.agent);
     const id = this.store.beginModelCall({
       runId: this.runId,
@@ -82,6 +94,9 @@ export class ModelGateway {
       taskId: request.taskId ?? null,
       provider: this.provider.name,
       model: request.model,
+      promptTokens: prompt.tokens,
+      promptSource: prompt.source,
+      contextZone: context?.zone ?? null,
     });
     let reply: ModelReply;
     try {
@@ -107,13 +122,12 @@ export class ModelGateway {
     return reply;
   }
 
-  private checkBudget(request: ModelRequest): void {
+  private checkBudget(request: ModelRequest, prompt: PromptCount): void {
     const totals = this.store.totals(this.runId);
-    const prompt = request.system + request.messages.map((item) => (item.role === 'tool' ? item.results.map((result) => result.content).join('\n') : item.content)).join('\n');
-    const worstCase = totals.tokensUsed + estimateTokens(prompt) + request.maxTokens;
+    const worstCase = totals.tokensUsed + prompt.tokens + request.maxTokens;
     if (worstCase > this.budget.maxTokensTotal) {
       throw new BudgetExhaustedError(
-        `token budget: ${totals.tokensUsed} used of ${this.budget.maxTokensTotal}; ${request.agent} ${request.purpose} may need up to ${worstCase - totals.tokensUsed} more, so it was not sent`,
+        `token budget: ${totals.tokensUsed} used of ${this.budget.maxTokensTotal}; ${request.agent} ${request.purpose} may need up to ${worstCase - totals.tokensUsed} more (a prompt of ${prompt.tokens} tokens${prompt.source === 'estimated' ? ', estimated' : ''} and max_tokens ${request.maxTokens}), so it was not sent`,
       );
     }
     if (this.budget.maxCostUsd !== undefined && totals.costUsd >= this.budget.maxCostUsd) {

@@ -155,4 +155,8 @@ export const migrations: readonly string[] = [
   `ALTER TABLE pull_requests ADD COLUMN remote_number INTEGER;
    ALTER TABLE pull_requests ADD COLUMN url TEXT;
    ALTER TABLE tasks ADD COLUMN pr_url TEXT;`,
+  // 5: each call's prompt as counted before it was sent ('counted' or 'estimated'), and its conversation's context zone.
+  `ALTER TABLE model_calls ADD COLUMN prompt_tokens INTEGER;
+   ALTER TABLE model_calls ADD COLUMN prompt_source TEXT;
+   ALTER TABLE model_calls ADD COLUMN context_zone TEXT;`,
 ];
