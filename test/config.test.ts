@@ -79,6 +79,7 @@ function defaultsFor(name: string): Config {
       max_context_tokens: 100_000,
       max_review_attempts: 3,
     },
+    context: { prompt_tokens: 8000, map_tokens: 1000, keep_turns: 3 },
     git: {
       provider: 'local',
       branch_prefix: 'duo-agent',
