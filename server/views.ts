@@ -1,6 +1,6 @@
 import type { RunView } from '../services/store/run-view.ts';
 import type { Store } from '../services/store/store.ts';
-import { agentIds, apiName } from '../protocol/agents.ts';
+import { agentIds, agentOfCaller, apiName, callerNames, type CallerName } from '../protocol/agents.ts';
 import { agentNames, type AgentName, type AgentView, type LiveState } from './live-state.ts';
 
 export interface Limits {
@@ -8,6 +8,8 @@ export interface Limits {
   maxCostUsd: number | null;
   maxRuntimeMs: number;
   maxErrorRate: number;
+  /** Per conversation (limits.max_context_tokens); the zones are shares of it. */
+  maxContextTokens?: number | undefined;
 }
 
 /**
@@ -37,7 +39,9 @@ export interface MetricsBody {
   runtime_seconds: number;
   improvement_cycle: number;
   calls_sent: number;
-  limits: { max_tokens_total: number; max_cost_usd: number | null; max_runtime_seconds: number; max_error_rate: number };
+  /** Per agent: the prompt tokens of its latest call, counted before sending, and its conversation's context zone. */
+  context_by_agent: Record<string, { tokens: number; zone: string }>;
+  limits: { max_tokens_total: number; max_cost_usd: number | null; max_runtime_seconds: number; max_error_rate: number; max_context_tokens: number | null };
 }
 
 /** Outcomes that mean the run did not get where it was going. `cancelled` was a person's choice. */
@@ -98,11 +102,15 @@ export function metricsView(context: ViewContext): MetricsBody {
     runtime_seconds: Math.round(Math.max(activeMs, numberOr(get(lastSample, 'runtimeMs'), 0)) / 1000),
     improvement_cycle: numberOr(get(live.rootContext(), 'improvementCycle'), 0),
     calls_sent: totals.callsSent,
+    context_by_agent: Object.fromEntries(
+      [...view.contextByAgent()].map(([caller, context]) => [callerNames.includes(caller as CallerName) ? apiName(agentOfCaller(caller as CallerName)) : caller, { tokens: context.tokens, zone: context.zone }]),
+    ),
     limits: {
       max_tokens_total: limits.maxTokensTotal,
       max_cost_usd: limits.maxCostUsd,
       max_runtime_seconds: Math.round(limits.maxRuntimeMs / 1000),
       max_error_rate: limits.maxErrorRate,
+      max_context_tokens: limits.maxContextTokens ?? null,
     },
   };
 }
