@@ -23,6 +23,8 @@ export type ErrorCode =
   | 'test_environment'
   /** A change that left the branch as it was, after the re-asks. */
   | 'no_change'
+  /** A conversation that stayed at 95% of limits.max_context_tokens after pruning: its step stopped. */
+  | 'context_full'
   /** An error none of Moderator's boundaries raised: a library's own, or a bug. */
   | 'unexpected'
   | PrErrorCode;
@@ -34,7 +36,7 @@ export type PrErrorCode =
 
 const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'usage', 'config', 'monitor', 'store', 'storage_full', 'model', 'malformed_reply', 'replay_mismatch', 'budget_exhausted',
-  'git', 'tool', 'test_environment', 'no_change', 'unexpected', 'pr', 'pr_auth', 'pr_not_found', 'pr_rate_limited', 'pr_conflict',
+  'git', 'tool', 'test_environment', 'no_change', 'context_full', 'unexpected', 'pr', 'pr_auth', 'pr_not_found', 'pr_rate_limited', 'pr_conflict',
   'pr_not_mergeable', 'pr_checks_pending', 'pr_head_changed', 'pr_closed', 'pr_push_rejected', 'pr_base', 'pr_invalid', 'pr_api',
 ]);
 

@@ -1,5 +1,5 @@
 import { ModelError } from '../services/llm/model-error.ts';
-import type { AgentName, ConversationItem, ModelReply, ModelRequest, ToolCall, ToolResult, ToolSpec } from '../services/llm/provider.ts';
+import type { AgentName, ModelReply, ModelRequest, ToolCall, ToolResult, ToolSpec } from '../services/llm/provider.ts';
 import { once } from '../services/effects.ts';
 import { parseReply } from './reply-parser.ts';
 import type { ReplyKind } from './replies.ts';
@@ -59,9 +59,13 @@ function capped(text: string): string {
  * With tools, each turn's tool calls are run and their results sent back, every turn a journaled
  * call of its own (`<key>`, `<key>:turn2`, ...), so a resumed step replays paid turns from the
  * journal. Tool calls a server left in the text (no native tool calling) are parsed and run too.
+ *
+ * Every turn is counted before it is sent and kept within `limits.max_context_tokens` by the
+ * context manager's window (services/context/window.ts): old tool results summarised at 70%, the
+ * conversation pruned at 85%, the step stopped with `context_full` at 95%, each decision journaled
+ * per turn so a resumed step rebuilds the same conversation.
  */
 export async function ask<T>(services: RunServices, options: AskOptions<T>): Promise<T> {
-  const conversation: ConversationItem[] = [{ role: 'user', content: options.prompt }];
   const base: Omit<ModelRequest, 'messages'> = {
     agent: options.agent,
     purpose: options.purpose,
@@ -80,6 +84,15 @@ export async function ask<T>(services: RunServices, options: AskOptions<T>): Pro
   const label = `${options.agent} ${options.purpose}${options.taskId ? ` ${options.taskId}` : ''}`;
   const setting = `agents.${AGENTS[agentOfCaller(options.agent)].configKey}.max_tokens`;
   const log = services.logs.for(options.agent);
+  // The conversation, kept within limits.max_context_tokens: counted before every turn, summarised
+  // and pruned past 70% and 85%, stopped at 95%; what was done is journaled per turn.
+  const conversation = services.context.window({
+    store: services.store,
+    runId: services.runId,
+    label,
+    count: (messages) => services.gateway.count({ ...base, messages }),
+    onAlert: (line) => services.progress(`  ${line}`),
+  }, options.prompt);
 
   const runTools = async (turnKey: CallKey, calls: ToolCall[], cutOff: boolean): Promise<ToolResult[]> => {
     const results: ToolResult[] = [];
@@ -105,7 +118,8 @@ export async function ask<T>(services: RunServices, options: AskOptions<T>): Pro
   const converse = async (key: CallKey, purpose: string): Promise<ModelReply> => {
     for (let turn = 1; turn <= maxTurns; turn += 1) {
       const turnKey = callKeys.turn(key, turn);
-      const reply = await services.gateway.call(turnKey, { ...base, purpose, messages: [...conversation] });
+      const fitted = await conversation.fit(turnKey);
+      const reply = await services.gateway.call(turnKey, { ...base, purpose, messages: fitted.items }, { zone: fitted.zone });
       const cutOff = reply.stopReason === 'max_tokens';
       const native = reply.toolCalls ?? [];
       const written = native.length === 0 && options.tools ? toolCallsInText(reply.text, options.tools.specs.map((spec) => spec.name)) : [];
@@ -120,7 +134,7 @@ export async function ask<T>(services: RunServices, options: AskOptions<T>): Pro
         // The server has no tool-call turns to put results in: they go back as the user's words.
         conversation.push({ role: 'assistant', content: reply.text });
         const results = await runTools(turnKey, written, cutOff);
-        conversation.push({ role: 'user', content: textToolResults(written, results) });
+        conversation.push({ role: 'user', content: textToolResults(written, results) }, true);
       } else {
         conversation.push({ role: 'assistant', content: reply.text });
         return reply;
@@ -140,7 +154,7 @@ export async function ask<T>(services: RunServices, options: AskOptions<T>): Pro
     }
     log.warn({ callKey: options.callKey, round, problems: parsed.problems }, 'unusable reply; asking again');
     services.progress(`  ${label}: reply unusable (${parsed.problems.length === 1 ? parsed.error : `${parsed.problems.length} problems`}); asking again`);
-    const last = conversation.at(-1);
+    const last = conversation.last();
     if (last?.role === 'assistant') last.content = capped(last.content) || '(empty reply)';
     conversation.push({ role: 'user', content: reAskText(parsed.problems, truncated) });
   }

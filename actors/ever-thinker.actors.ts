@@ -2,7 +2,8 @@ import { fromPromise } from 'xstate';
 import type { AnalyzeInput, AnalyzeOutput } from '../machines/ever-thinker.machine.ts';
 import { once } from '../services/effects.ts';
 import type { NewTask } from '../services/store/types.ts';
-import { formatFiles, readTree } from '../services/workspace.ts';
+import { estimateTokens } from '../services/llm/token-count.ts';
+import { plural } from '../services/text.ts';
 import { ask } from './ask.ts';
 import { contracts, projectLine, stepSettings, systemPrompt } from './prompts.ts';
 import { priorityOf, replies } from './replies.ts';
@@ -18,9 +19,46 @@ const typeOfAngle: Record<string, string> = {
   architecture: 'refactor',
 };
 
+/** Titles of merged tasks the analysis lists, newest first; the count says how many more there are. */
+const LISTED_MERGED = 30;
+/** Tasks that did not merge, listed by title. */
+const LISTED_UNMERGED = 10;
+
 /** The Ever-Thinker's effect: one analysis of the merged code, its best proposals stored as tasks. */
 export function everThinkerActors(services: RunServices) {
   const settings = stepSettings(services, 'ever_thinker');
+
+  /**
+   * What the analysis is shown: the requirements, the merged tasks' titles (the latest
+   * LISTED_MERGED), what was measured (task outcomes and review rounds, the last test run, what
+   * the map counts) and the repository map of the base branch, not every task ever planned nor
+   * the code itself: the model reads neither whole and both grow with the run.
+   */
+  async function analyzePrompt(cycle: number, learned: string): Promise<string> {
+    // A task merged by the step that just ended may not be projected yet: its PR says so first.
+    const tasks = services.store.listTasks(services.runId).map((task) =>
+      task.status !== 'merged' && services.store.getPullRequestForTask(services.runId, task.id)?.status === 'merged' ? { ...task, status: 'merged' as const } : task);
+    const merged = tasks.filter((task) => task.status === 'merged');
+    const unmerged = tasks.filter((task) => task.status !== 'merged' && task.status !== 'pending');
+    const reworked = merged.filter((task) => task.attempts > 1);
+    const count = (status: string) => tasks.filter((task) => task.status === status).length;
+    const lastMerged = merged.at(-1);
+    const lastTests = lastMerged ? services.store.getLatestTestRun(services.runId, lastMerged.id, lastMerged.attempts) : undefined;
+    const signals = [
+      `tasks: ${merged.length} merged, ${count('rejected')} rejected, ${count('failed')} failed, ${count('held')} held, ${count('skipped')} skipped; ${reworked.length} merged after more than one review round${reworked.length > 0 ? ` (${reworked.slice(-5).map((task) => task.id).join(', ')})` : ''}`,
+      ...(lastTests ? [`tests: \`${lastTests.command}\` ${lastTests.passed ? 'passed' : 'failed'} in ${(lastTests.durationMs / 1000).toFixed(1)} s on the last merged task (${lastTests.taskId})`] : []),
+    ];
+    const before = [
+      projectLine(services),
+      `Requirements:\n${services.requirements}`,
+      `Merged so far: ${plural(merged.length, 'task')}${merged.length > LISTED_MERGED ? ` (the latest ${LISTED_MERGED}; ${merged.length - LISTED_MERGED} earlier)` : ''}:\n${merged.slice(-LISTED_MERGED).reverse().map((task) => `- ${task.id} ${task.title}`).join('\n') || '- none'}`,
+      ...(unmerged.length > 0 ? [`Not merged:\n${unmerged.slice(-LISTED_UNMERGED).map((task) => `- ${task.id} ${task.title}: ${task.status}`).join('\n')}`] : []),
+    ].join('\n\n');
+    const query = `${services.requirements}\n${merged.slice(-LISTED_MERGED).map((task) => task.title).join('\n')}`;
+    const project = await services.context.forProject(services.target, services.git.baseBranch, query, estimateTokens(before) + 400);
+    const measured = `Measured:\n${[...signals, ...project.signals].map((line) => `- ${line}`).join('\n')}`;
+    return `${before}\n\n${measured}\n\n${project.map}\n\nImprovement cycle ${cycle}: what is worth improving?${learned}`;
+  }
 
   const analyze = fromPromise<AnalyzeOutput, AnalyzeInput>(async ({ input, signal }) => {
     const stepKey = stepKeys.analyze(input.cycle);
@@ -29,18 +67,17 @@ export function everThinkerActors(services: RunServices) {
       services.runId,
       stepKey,
       async () => {
-        const tasks = services.store.listTasks(services.runId);
-        const tree = readTree(services.target);
         const past = services.config.features.learning ? (services.pastIdeas?.() ?? []) : [];
         const learned = past.length
           ? `\n\nIdeas from earlier runs on this repository and how they ended (do not propose again what was turned down):\n${past.map((idea) => `- [${idea.outcome}] ${idea.title}`).join('\n')}`
           : '';
+        const prompt = await once(services.store, services.runId, stepKeys.prompt(callKeys.analyze(input.cycle)), () => analyzePrompt(input.cycle, learned));
         const reply = await ask(services, {
           agent: 'ever-thinker',
           purpose: 'analyze',
           callKey: callKeys.analyze(input.cycle),
           system: systemPrompt(services, 'ever_thinker', contracts.analyze),
-          prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nDone so far:\n${tasks.map((task) => `- ${task.id} ${task.title}: ${task.status}`).join('\n')}\n\nThe code on ${services.git.baseBranch}:\n${formatFiles(tree.files)}\n\nImprovement cycle ${input.cycle}: what is worth improving?${learned}`,
+          prompt,
           reply: replies.analyze,
           settings,
           signal,

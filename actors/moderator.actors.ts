@@ -8,7 +8,7 @@ import { ask } from './ask.ts';
 import { contracts, describeTask, projectLine, stepSettings, systemPrompt } from './prompts.ts';
 import { replies, type ClarifyReply, type PlanReply, type ReviewReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
-import { readTree, formatFiles } from '../services/workspace.ts';
+import { estimateTokens } from '../services/llm/token-count.ts';
 import type { TaskRecord } from '../services/store/types.ts';
 import { plural } from '../services/text.ts';
 import { callKeys, stepKeys } from '../protocol/keys.ts';
@@ -35,6 +35,9 @@ function renumber(services: RunServices, plan: PlanReply): PlanReply {
     })),
   };
 }
+
+/** How much of a branch's diff is read from git; the review prompt then holds what fits its budget (services/context). */
+const DIFF_READ_BYTES = 1024 * 1024;
 
 /** The Moderator's effects: scope, plan, review. */
 export function moderatorActors(services: RunServices) {
@@ -99,11 +102,13 @@ export function moderatorActors(services: RunServices) {
     if (!pr) throw new ModeratorError('pr', `pull request #${input.prNumber} does not exist`);
     // A retried review has no test run of its own round: the latest one tested the same head.
     const tests = services.store.getLatestTestRun(services.runId, input.taskId, input.attempt);
-    const diff = await services.git.diff(pr.branch);
-    const files = readTree(worktreePath(services, task.id), 40_000).files;
+    // The diff, the criteria and the test summary: the tree is not the reviewer's to read again.
     const testsLine = tests
-      ? `The TechLead ran \`${tests.command}\`: ${tests.passed ? 'passed' : `FAILED (exit ${tests.exitCode ?? 'none'}${tests.timedOut ? ', timed out' : ''})`}.\n${tests.passed ? '' : tests.output.slice(-4000)}`
+      ? `The TechLead ran \`${tests.command}\`: ${tests.passed ? 'passed' : `FAILED (exit ${tests.exitCode ?? 'none'}${tests.timedOut ? ', timed out' : ''})`}.${tests.passed ? '' : `\n${services.context.testTail(tests.output)}`}`
       : 'No test run was recorded.';
+    const head = `${projectLine(services)}\n\n${describeTask(task)}\n\nPull request #${pr.number} (${pr.branch}), review round ${input.attempt}.\n${testsLine}`;
+    const diff = services.context.diff(await services.git.diff(pr.branch, DIFF_READ_BYTES), estimateTokens(head));
+    const diffLine = `Diff against ${pr.base} (${plural(diff.files, 'file')}${diff.whole < diff.files ? `, ${diff.files - diff.whole} of them by name only, for size` : ''}):`;
     const testsPassed = tests?.passed ?? false;
     let verdict: ReviewReply;
     try {
@@ -113,7 +118,7 @@ export function moderatorActors(services: RunServices) {
         taskId: task.id,
         callKey: callKeys.review(task.id, input.attempt),
         system: systemPrompt(services, 'moderator', contracts.review, 'review'),
-        prompt: `${projectLine(services)}\n\n${describeTask(task)}\n\nPull request #${pr.number} (${pr.branch}), review round ${input.attempt}.\n${testsLine}\n\nDiff against ${pr.base}:\n${diff}\n\nFiles on the branch:\n${formatFiles(files)}\n\nReview it.`,
+        prompt: `${head}\n\n${diffLine}\n${diff.text}\n\nReview it.`,
         reply: replies.review,
         settings: stepSettings(services, 'moderator', 'review'),
         signal,

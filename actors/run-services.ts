@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { AgentDefinitions, RunConfig } from '../config/index.ts';
 import type { AgentTools } from './ask.ts';
+import type { ContextManager } from '../services/context/context-manager.ts';
 import type { GitService } from '../services/git/git-service.ts';
 import type { ModelGateway } from '../services/llm/gateway.ts';
 import type { AgentLogs } from '../services/logger.ts';
@@ -19,6 +20,8 @@ export interface RunServices {
   gateway: ModelGateway;
   git: GitService;
   prs: PrProvider;
+  /** What prompts are built from and kept within: the repository map, budgets, conversation windows. */
+  context: ContextManager;
   /** Environment for the target's own commands: an allow-list, no credentials. */
   childEnv: Record<string, string>;
   /** Where the target's own commands run (bubblewrap, or unconfined): see services/sandbox. */

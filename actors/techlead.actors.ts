@@ -3,7 +3,8 @@ import type { SubmitInput, TaskStepInput, TestOutput } from '../machines/techlea
 import { ModeratorError } from '../errors.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { firstLine, plural } from '../services/text.ts';
-import { formatFiles, readTree } from '../services/workspace.ts';
+import { once } from '../services/effects.ts';
+import { estimateTokens } from '../services/llm/token-count.ts';
 import { pullRequestBody } from '../services/pr/pr-text.ts';
 import type { TaskRecord } from '../services/store/types.ts';
 import { ask } from './ask.ts';
@@ -105,10 +106,36 @@ export function techleadActors(services: RunServices) {
     await services.prs.syncBase?.(signal);
   }
 
+  /**
+   * A step's opening prompt: the task (and the review it answers), then what the context manager
+   * chose for it within `context.prompt_tokens`: the repository map, the files the task names and
+   * earlier attempts touched (without tools, the most relevant others too), the failing test
+   * output. Journaled: a resumed step asks with the prompt it first built, not one read from a
+   * worktree its own tool calls have changed since.
+   */
+  function openingPrompt(task: TaskRecord, step: TaskStepInput, purpose: ChangePurpose, parts: { before: string; query: string; testOutput?: string | undefined; ending: string }): Promise<string> {
+    const worktree = worktreePath(services, task.id);
+    const branch = branchOf(task, step.generation);
+    // Tools (or Claude Code's own) read what the prompt leaves out; a plain JSON backend sees only the prompt.
+    const withTools = services.toolsFor !== undefined || services.config.model.provider === 'claude-cli';
+    return once(services.store, services.runId, stepKeys.prompt(callKeys.change(purpose, task.id, step.attempt)), async () => {
+      await services.git.ensureWorktree(branch, worktree);
+      const touched = [...new Set([...(await services.git.changedFiles(branch)), ...(await services.git.uncommittedPaths(worktree))])].sort();
+      const context = await services.context.forTask({ cwd: worktree, query: { text: parts.query, touched }, withTools, testOutput: parts.testOutput, reserved: estimateTokens(parts.before) });
+      return [parts.before, ...context.sections, parts.ending].join('\n\n');
+    });
+  }
+
   const implement = fromPromise<{ files: number }, TaskStepInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
-    const tree = readTree(worktreePath(services, task.id));
-    const prompt = `${projectLine(services)}\n\n${describeTask(task)}\n\nThe repository now:\n${formatFiles(tree.files)}${tree.truncated ? '\n(some files left out for size)' : ''}\n\nImplement the task, with tests.`;
+    // A task implemented again (`moderator retry`) sees how its last attempt's tests ended.
+    const tests = services.store.getLatestTestRun(services.runId, task.id, input.attempt - 1);
+    const prompt = await openingPrompt(task, input, 'implement', {
+      before: `${projectLine(services)}\n\n${describeTask(task)}`,
+      query: describeTask(task),
+      testOutput: tests && !tests.passed ? tests.output : undefined,
+      ending: 'Implement the task, with tests.',
+    });
     return changeAndCommit(task, input, 'implement', prompt, signal);
   });
 
@@ -121,9 +148,13 @@ export function techleadActors(services: RunServices) {
     // The newest review before this round: the previous round's, or the one a retry answers.
     const review = services.store.getLatestReviewBefore(services.runId, task.id, input.attempt);
     const tests = services.store.getLatestTestRun(services.runId, task.id, input.attempt - 1);
-    const tree = readTree(worktreePath(services, task.id));
     const feedback = review ? [`Review: ${review.summary}`, ...review.comments.map((comment) => `- ${comment}`)].join('\n') : '(no review found)';
-    const prompt = `${projectLine(services)}\n\n${describeTask(task)}\n\nThe Moderator asked for changes:\n${feedback}\n\n${tests && !tests.passed ? `The last test run failed:\n${tests.output.slice(-4000)}\n\n` : ''}The branch now:\n${formatFiles(tree.files)}\n\nAddress every comment.`;
+    const prompt = await openingPrompt(task, input, 'revise', {
+      before: `${projectLine(services)}\n\n${describeTask(task)}\n\nThe Moderator asked for changes:\n${feedback}`,
+      query: `${describeTask(task)}\n${feedback}`,
+      testOutput: tests && !tests.passed ? tests.output : undefined,
+      ending: 'Address every comment.',
+    });
     return changeAndCommit(task, input, 'revise', prompt, signal);
   });
 

@@ -4,6 +4,7 @@ import { provideRun, type AskApproval } from '../actors/provide.ts';
 import type { RunServices } from '../actors/run-services.ts';
 import { childProcessEnv, type AgentDefinitions, type Config, type Env, type RunConfig } from '../config/index.ts';
 import type { OrchestratorInput, RetryPlan } from '../machines/orchestrator.machine.ts';
+import { ContextManager, contextSettings } from '../services/context/context-manager.ts';
 import { ModelGateway } from '../services/llm/gateway.ts';
 import { withPrices } from '../services/llm/prices.ts';
 import type { ModelProvider } from '../services/llm/provider.ts';
@@ -107,6 +108,7 @@ export function composeRun(options: ComposeOptions): RunComposition {
     gateway,
     git,
     prs: createPrProvider({ config, gitToken: options.gitToken, store, git, runId, target: options.target, env: childEnv, logs }),
+    context: new ContextManager(contextSettings(config), git),
     childEnv,
     sandbox,
     logs,

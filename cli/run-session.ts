@@ -140,6 +140,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       maxCostUsd: config.limits.max_cost_usd ?? null,
       maxRuntimeMs: Math.round(config.limits.max_runtime_hours * 3_600_000),
       maxErrorRate: config.limits.max_error_rate,
+      maxContextTokens: config.limits.max_context_tokens,
     },
   };
   const monitoring = await startMonitoring(monitoringOptions).catch((error: unknown) => {

@@ -179,6 +179,19 @@ export const configSchema = z
         max_conflict_rounds: nonNegativeInt().default(2),
       })
       .prefault({}),
+    context: z
+      .strictObject({
+        /**
+         * Tokens of a step's opening prompt beyond the system prompt and tools: the task, the
+         * repository map, the files and the test output. At most 40% of limits.max_context_tokens.
+         */
+        prompt_tokens: positiveInt().default(8000),
+        /** Of those, the repository map's; at most half of the prompt's. */
+        map_tokens: positiveInt().default(1000),
+        /** Turns kept whole when a conversation's old tool results are summarised (70%) or it is pruned (85%). */
+        keep_turns: intBetween(1, 20).default(3),
+      })
+      .prefault({}),
     git: z
       .strictObject({
         provider: z.enum(['local', 'github']).default('local'),

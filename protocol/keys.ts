@@ -41,6 +41,10 @@ export const stepKeys = {
   plan: (): StepKey => step('moderator:plan'),
   /** An improvement cycle's analysis with the tasks it stored. */
   analyze: (cycle: number): StepKey => step(`ever-thinker:analyze:${cycle}`),
+  /** The opening prompt of a model step (its map and files as they were), so a resumed step asks the same. */
+  prompt: (call: CallKey): StepKey => step(`prompt:${call}`),
+  /** What the context manager did to a conversation before a turn (summarised, pruned, stopped). */
+  context: (turn: CallKey): StepKey => step(`context:${turn}`),
   /** One tool call's result, in the turn that made it. */
   tool: (turn: CallKey, callId: string): StepKey => step(`tool:${turn}:${callId}`),
   /** The commit of a task round (a git trailer). */

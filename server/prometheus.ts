@@ -1,7 +1,8 @@
 import type { Gauge, Registry } from 'prom-client';
+import { isContextZone, zoneRank } from '../services/context/window.ts';
 import type { MetricsBody } from './views.ts';
 
-type Measure = Exclude<keyof MetricsBody, 'limits'>;
+type Measure = Exclude<keyof MetricsBody, 'limits' | 'context_by_agent'>;
 
 const help: Record<Measure, string> = {
   tokens_used: 'Tokens used by every model call of the run (input, output and cache).',
@@ -23,6 +24,8 @@ interface Gauges {
   registry: Registry;
   measures: Map<Measure, Gauge<'run_id'>>;
   limit: Gauge<'run_id' | 'limit'>;
+  contextTokens: Gauge<'run_id' | 'agent'>;
+  contextZone: Gauge<'run_id' | 'agent'>;
 }
 
 /** prom-client's text format, the same for every registry. */
@@ -42,8 +45,12 @@ export class PrometheusMetrics {
   }
 
   async render(runId: string, metrics: MetricsBody): Promise<string> {
-    const { registry, measures, limit } = await (this.gauges ??= createGauges());
+    const { registry, measures, limit, contextTokens, contextZone } = await (this.gauges ??= createGauges());
     for (const [measure, gauge] of measures) gauge.set({ run_id: runId }, metrics[measure]);
+    for (const [agent, context] of Object.entries(metrics.context_by_agent)) {
+      contextTokens.set({ run_id: runId, agent }, context.tokens);
+      contextZone.set({ run_id: runId, agent }, isContextZone(context.zone) ? zoneRank(context.zone) : 0);
+    }
     for (const [name, value] of Object.entries(metrics.limits)) {
       if (value !== null) limit.set({ run_id: runId, limit: name }, value);
     }
@@ -59,5 +66,7 @@ async function createGauges(): Promise<Gauges> {
     measures.set(measure, new Gauge({ name: `moderator_${measure}`, help: text, labelNames: ['run_id'], registers: [registry] }));
   }
   const limit = new Gauge({ name: 'moderator_limit', help: 'Configured limits of the run.', labelNames: ['run_id', 'limit'], registers: [registry] });
-  return { registry, measures, limit };
+  const contextTokens = new Gauge({ name: 'moderator_context_tokens', help: "Prompt tokens of each agent's latest call, counted before it was sent.", labelNames: ['run_id', 'agent'], registers: [registry] });
+  const contextZone = new Gauge({ name: 'moderator_context_zone', help: "Context zone of each agent's conversation: 0 ok, 1 summarise (70%), 2 prune (85%), 3 stop (95% of max_context_tokens).", labelNames: ['run_id', 'agent'], registers: [registry] });
+  return { registry, measures, limit, contextTokens, contextZone };
 }

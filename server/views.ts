@@ -1,6 +1,6 @@
 import type { RunView } from '../services/store/run-view.ts';
 import type { Store } from '../services/store/store.ts';
-import { AGENTS, agentOfActor, apiName } from '../protocol/agents.ts';
+import { AGENTS, agentOfActor, agentOfCaller, apiName, callerNames, type CallerName } from '../protocol/agents.ts';
 import type { AgentName, AgentView, LiveState } from './live-state.ts';
 
 export interface Limits {
@@ -8,6 +8,8 @@ export interface Limits {
   maxCostUsd: number | null;
   maxRuntimeMs: number;
   maxErrorRate: number;
+  /** Per conversation (limits.max_context_tokens); the zones are shares of it. */
+  maxContextTokens?: number | undefined;
 }
 
 /**
@@ -43,7 +45,9 @@ export interface MetricsBody {
   review_queue_length: number;
   /** Approved PRs waiting for the merge queue, and the one it is merging. */
   merge_queue_length: number;
-  limits: { max_tokens_total: number; max_cost_usd: number | null; max_runtime_seconds: number; max_error_rate: number };
+  /** Per agent: the prompt tokens of its latest call, counted before sending, and its conversation's context zone. */
+  context_by_agent: Record<string, { tokens: number; zone: string }>;
+  limits: { max_tokens_total: number; max_cost_usd: number | null; max_runtime_seconds: number; max_error_rate: number; max_context_tokens: number | null };
 }
 
 /** Outcomes that mean the run did not get where it was going. `cancelled` was a person's choice. */
@@ -150,11 +154,15 @@ export function metricsView(context: ViewContext): MetricsBody {
     tasks_in_flight: inFlight(get(live.rootContext(), 'tasks')).length,
     review_queue_length: queues.review_queue.length,
     merge_queue_length: queues.merge_queue.length + (queues.merging === null ? 0 : 1),
+    context_by_agent: Object.fromEntries(
+      [...view.contextByAgent()].map(([caller, context]) => [callerNames.includes(caller as CallerName) ? apiName(agentOfCaller(caller as CallerName)) : caller, { tokens: context.tokens, zone: context.zone }]),
+    ),
     limits: {
       max_tokens_total: limits.maxTokensTotal,
       max_cost_usd: limits.maxCostUsd,
       max_runtime_seconds: Math.round(limits.maxRuntimeMs / 1000),
       max_error_rate: limits.maxErrorRate,
+      max_context_tokens: limits.maxContextTokens ?? null,
     },
   };
 }

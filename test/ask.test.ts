@@ -11,6 +11,7 @@ import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { AgentLogs } from '../services/logger.ts';
 import { Store } from '../services/store/store.ts';
 import { callKeys } from '../protocol/keys.ts';
+import { contextFor } from './helpers/context.ts';
 
 class Scripted implements ModelProvider {
   readonly name = 'scripted';
@@ -31,7 +32,7 @@ function services(provider: ModelProvider): { services: RunServices; store: Stor
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-ask-'));
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 1e6 } });
   // Only what `ask` touches is real here; the rest of the run's services are not needed.
-  return { store, services: { runId: 'r', store, gateway, progress: () => {}, logs: new AgentLogs({ dir, runId: 'r', level: 'silent' }) } as unknown as RunServices };
+  return { store, services: { runId: 'r', store, gateway, context: contextFor(), progress: () => {}, logs: new AgentLogs({ dir, runId: 'r', level: 'silent' }) } as unknown as RunServices };
 }
 
 const options = {

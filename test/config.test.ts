@@ -81,6 +81,7 @@ function defaultsFor(name: string): Config {
       max_parallel_tasks: 3,
       max_conflict_rounds: 2,
     },
+    context: { prompt_tokens: 8000, map_tokens: 1000, keep_turns: 3 },
     git: {
       provider: 'local',
       branch_prefix: 'duo-agent',

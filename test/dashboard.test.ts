@@ -70,6 +70,7 @@ for (const mode of ['WebSocket', 'polling'] as const) {
     t.regex((await page.textContent('#board')) ?? '', /T3 Write the README/);
     t.regex((await page.textContent('#prs')) ?? '', /request_changes - missing test/);
     await page.waitForFunction(() => document.getElementById('gauges')?.textContent?.includes('tokens: 4700 of 100000'));
+    await page.waitForFunction(() => document.getElementById('gauges')?.textContent?.includes('context techlead (summarise): 2950 tokens of 10000 tokens'));
 
     // The end of the run: the root's final state lights up, the stopped agents have none.
     fixture.actor.send({ type: 'test.fail' });

@@ -8,6 +8,7 @@ import type { ModelProvider, ModelReply, ModelRequest } from '../services/llm/pr
 import { ReplayProvider, readSession, type Session } from '../services/llm/replay.ts';
 import { Store } from '../services/store/store.ts';
 import { callKeys } from '../protocol/keys.ts';
+import { countLocally } from '../services/llm/token-count.ts';
 
 function storeWithRun(): Store {
   const store = Store.open(':memory:');
@@ -168,8 +169,8 @@ async function until(condition: () => boolean): Promise<void> {
   if (!condition()) throw new Error('condition never held');
 }
 
-// 'sys' + 'hello' estimate to 2 tokens of prompt (8 characters / 4), so each call's worst case is 2 + maxTokens.
-const worstCase = (maxTokens: number) => 2 + maxTokens;
+// Each call's worst case: its prompt as the gateway counts it ('sys' and 'hello', the same for every call here) and all of max_tokens.
+const worstCase = (maxTokens: number) => countLocally(request('x', maxTokens)).tokens + maxTokens;
 
 test('parallel calls: exactly as many are in flight as the token budget holds worst cases; the next waits until one returns', async (t) => {
   const store = storeWithRun();
@@ -182,7 +183,7 @@ test('parallel calls: exactly as many are in flight as the token budget holds wo
   t.is(provider.inFlight, k, 'the budget holds exactly k worst cases');
   t.deepEqual(gateway.inFlight(), { calls: k, reservedTokens: k * worstCase(1000), reservedCostUsd: 0, waiting: 2 });
 
-  // One returns having used 20 tokens: its 1002 reserved are released, the first in line is sent.
+  // One returns having used 20 tokens: its worst case is released, the first in line is sent.
   t.is(provider.answerOldest(), 'review T1');
   await until(() => provider.sent.length === k + 1);
   t.is(provider.sent.at(-1), 'review T4', 'calls waiting go in the order they asked');
@@ -207,7 +208,7 @@ test('parallel calls: what they used together never passes the token budget, eve
   await until(() => provider.inFlight === 2 && gateway.inFlight().waiting === 1);
   provider.answerOldest({ input: 3, output: 1000 });
   provider.answerOldest({ input: 3, output: 1000 });
-  // 2006 used of 2104: the third's worst case (1002) can never fit, so it is refused, not sent.
+  // 2006 used of two worst cases and 100 more: the third's worst case can never fit, so it is refused, not sent.
   t.deepEqual(await Promise.all(calls), ['sent', 'sent', 'refused']);
   t.deepEqual(provider.sent, ['a', 'b']);
   t.true(store.totals('r1').tokensUsed <= budget);

@@ -28,6 +28,7 @@ import { UNSANDBOXED } from '../services/sandbox/sandbox.ts';
 import { Store, databasePath, stateDir } from '../services/store/store.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { cliSync, demoSessionFile, readDemoSession } from './helpers/cli.ts';
+import { contextFor } from './helpers/context.ts';
 
 // Every run starts a monitoring server, and test files run side by side.
 const port0 = { DUO_AGENT_MONITOR_PORT: '0' };
@@ -350,7 +351,7 @@ test('a tool call cut short by an abort is not journaled; the step run again run
   const logs = new AgentLogs({ dir: tempDir(t, 'abort-tool-logs'), runId: 'r', level: 'silent' });
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 1e6 } });
   // What ask touches with tools is real; the rest of the run's services are not used.
-  const services: Partial<RunServices> = { runId: 'r', store, gateway, logs, progress: () => {}, config: storedSettings().config };
+  const services: Partial<RunServices> = { runId: 'r', store, gateway, logs, context: contextFor(), progress: () => {}, config: storedSettings().config };
   const tools = createWorktreeTools({ root: worktree, allowedCommands: ['node'], commandTimeoutMs: 60_000, outputCapBytes: 10_000, env: { PATH: process.env.PATH ?? '' }, baseBranch: 'main' });
   const implement = (signal: AbortSignal) => ask(services as RunServices, {
     agent: 'techlead', purpose: 'implement', taskId: 'T1', callKey: callKeys.change('implement', 'T1', 1), system: 's', prompt: 'p', reply: replies.change,

@@ -40,6 +40,14 @@ function sameAsStore(t: ExecutionContext, view: RunView, store: Store, step: str
   t.true(Math.abs(viewCost - costUsd) <= 1e-12 * Math.max(1, costUsd), `${step}: cost ${viewCost} against ${costUsd}`);
   const largest = store.db.prepare('SELECT MAX(input_tokens) AS n FROM model_calls WHERE run_id = ?').get(runId) as { n: number | null };
   t.is(view.largestPrompt(), largest.n ?? 0, `${step}: largest prompt`);
+  const contexts = store.db
+    .prepare(`SELECT agent, prompt_tokens AS tokens, COALESCE(context_zone, 'ok') AS zone FROM model_calls AS m WHERE run_id = ? AND id = (SELECT MAX(id) FROM model_calls WHERE run_id = m.run_id AND agent = m.agent AND prompt_tokens IS NOT NULL) ORDER BY agent`)
+    .all(runId) as { agent: string; tokens: number; zone: string }[];
+  t.deepEqual(
+    [...view.contextByAgent()].map(([agent, context]) => ({ agent, tokens: context.tokens, zone: context.zone })).sort((a, b) => (a.agent < b.agent ? -1 : 1)),
+    contexts,
+    `${step}: each agent's context`,
+  );
   t.deepEqual(view.tasks(), store.listTasks(runId), `${step}: tasks`);
   t.deepEqual(view.pullRequests(), store.listPullRequests(runId), `${step}: pull requests`);
   t.deepEqual(view.reviews(), store.listReviews(runId), `${step}: reviews`);
@@ -71,7 +79,7 @@ test('after a demo-like run of writes, a resumed run among others, the view equa
     [
       'the TechLead call',
       () => {
-        const id = store.beginModelCall({ runId: 'r1', callKey: 'techlead:implement:T1:1b', agent: 'techlead', purpose: 'implement', taskId: 'T1', provider: 'replay', model: 'm' });
+        const id = store.beginModelCall({ runId: 'r1', callKey: 'techlead:implement:T1:1b', agent: 'techlead', purpose: 'implement', taskId: 'T1', provider: 'replay', model: 'm', promptTokens: 4900, promptSource: 'counted', contextZone: 'ok' });
         store.finishModelCall(id, { status: 'ok', usage: { inputTokens: 5000, outputTokens: 800, cacheReadTokens: 0, cacheWriteTokens: 0 }, costUsd: 0.0301 });
       },
     ],
@@ -105,6 +113,10 @@ test('after a demo-like run of writes, a resumed run among others, the view equa
       throw new Error('rolled back');
     }))],
     ['a huge prompt', () => store.finishModelCall(store.beginModelCall({ runId: 'r1', callKey: 'moderator:review:T1:2', agent: 'moderator', purpose: 'review', provider: 'replay', model: 'm' }), { status: 'ok', usage: { inputTokens: 70_000, outputTokens: 10, cacheReadTokens: 0, cacheWriteTokens: 0 }, costUsd: 0.21 })],
+    ['a pruned conversation, then a call of it still in flight', () => {
+      store.finishModelCall(store.beginModelCall({ runId: 'r1', callKey: 'techlead:revise:T1:2', agent: 'techlead', purpose: 'revise', taskId: 'T1', provider: 'replay', model: 'm', promptTokens: 61_000, promptSource: 'estimated', contextZone: 'prune' }), { status: 'ok', usage: { inputTokens: 60_500, outputTokens: 10, cacheReadTokens: 0, cacheWriteTokens: 0 }, costUsd: 0.1 });
+      store.beginModelCall({ runId: 'r1', callKey: 'techlead:revise:T1:2:turn2', agent: 'techlead', purpose: 'revise', taskId: 'T1', provider: 'replay', model: 'm', promptTokens: 40_000, promptSource: 'estimated', contextZone: 'prune' });
+    }],
     ['time passes', () => store.addActiveTime('r1', 12_345.6)],
     ['the other run finishes', () => store.finishRun('r0', 'done', null)],
     ['the run finishes', () => store.finishRun('r1', 'needs_human', 'T2 was skipped')],
@@ -114,7 +126,7 @@ test('after a demo-like run of writes, a resumed run among others, the view equa
     sameAsStore(t, view, store, step);
   }
   t.deepEqual(view.tasks().map((record) => [record.id, record.status]), [['T1', 'merged'], ['T2', 'skipped'], ['T3', 'in_progress'], ['T4', 'pending'], ['T5', 'pending']]);
-  t.is(view.totals().callsSent, 5, 'the interrupted call of the first session counts as sent');
+  t.is(view.totals().callsSent, 7, 'the interrupted calls (of the first session, and the one in flight) count as sent');
 
   view.close();
   store.addTasks('r1', [task('T7')]);

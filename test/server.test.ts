@@ -80,7 +80,8 @@ test('metrics come from the store and the root context, as JSON and as Prometheu
     tasks_in_flight: 1,
     review_queue_length: 0,
     merge_queue_length: 0,
-    limits: { max_tokens_total: 100_000, max_cost_usd: 5, max_runtime_seconds: 3600, max_error_rate: 0.5 },
+    context_by_agent: { moderator: { tokens: 950, zone: 'ok' }, techlead: { tokens: 2950, zone: 'summarise' } },
+    limits: { max_tokens_total: 100_000, max_cost_usd: 5, max_runtime_seconds: 3600, max_error_rate: 0.5, max_context_tokens: 10_000 },
   });
 
   for (const response of [await fetch(fixture.url('/api/metrics'), { headers: { accept: 'text/plain' } }), await fetch(fixture.url('/metrics'))]) {
@@ -94,6 +95,9 @@ test('metrics come from the store and the root context, as JSON and as Prometheu
     t.regex(text, /^moderator_merge_queue_length\{run_id="r1"\} 0$/m);
     t.regex(text, /^moderator_error_rate\{run_id="r1"\} 0\.333/m);
     t.regex(text, /^moderator_limit\{run_id="r1",limit="max_tokens_total"\} 100000$/m);
+    t.regex(text, /^moderator_context_tokens\{run_id="r1",agent="techlead"\} 2950$/m);
+    t.regex(text, /^moderator_context_zone\{run_id="r1",agent="techlead"\} 1$/m);
+    t.regex(text, /^moderator_context_zone\{run_id="r1",agent="moderator"\} 0$/m);
   }
 });
 

@@ -22,6 +22,7 @@ import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { startFakeAnthropic, step, type FakeServer, type FakeStep, type Script, type StructuredSupport } from './fakes/anthropic-api.ts';
 import { startFakeOpenAI } from './fakes/openai-api.ts';
 import { callKeys } from '../protocol/keys.ts';
+import { contextFor } from './helpers/context.ts';
 
 for (const name of Object.keys(process.env)) {
   if (/^(ANTHROPIC|OPENAI)_/.test(name)) delete process.env[name];
@@ -66,7 +67,7 @@ function services(provider: ModelProvider, progress: string[] = []): RunServices
   store.createRun({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-weak-'));
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 1e7 } });
-  return { runId: 'r', store, gateway, progress: (line: string) => progress.push(line), logs: new AgentLogs({ dir, runId: 'r', level: 'silent' }), config: { model: { reply_retries: 2 } } } as unknown as RunServices;
+  return { runId: 'r', store, gateway, context: contextFor(), progress: (line: string) => progress.push(line), logs: new AgentLogs({ dir, runId: 'r', level: 'silent' }), config: { model: { reply_retries: 2 } } } as unknown as RunServices;
 }
 
 const reviewAsk = (overrides: Partial<AskOptions<unknown>> = {}): AskOptions<unknown> => ({

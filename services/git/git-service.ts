@@ -9,9 +9,11 @@ import { Merges, abortMergeIn, mergeBaseInto } from './merges.ts';
 import { Repository, type CommitInfo, type GitServiceOptions, type RecoverOptions } from './repository.ts';
 import { StepCommits } from './step-commits.ts';
 import { TargetSetup } from './target-setup.ts';
+import { Trees, type TreeChange, type TreeEntry } from './trees.ts';
 import { Worktrees } from './worktrees.ts';
 
 export type { CommitInfo, GitIdentity, GitServiceOptions, RecoverOptions } from './repository.ts';
+export type { TreeChange, TreeEntry } from './trees.ts';
 
 /**
  * Git on one target repository and its task worktrees, as the rest of Moderator sees it: a thin
@@ -30,6 +32,7 @@ export class GitService {
   private readonly worktrees: Worktrees;
   private readonly steps: StepCommits;
   private readonly merges: Merges;
+  private readonly trees: Trees;
 
   constructor(options: GitServiceOptions) {
     this.repo = new Repository(options);
@@ -40,6 +43,7 @@ export class GitService {
     this.worktrees = new Worktrees(this.repo);
     this.steps = new StepCommits(this.repo);
     this.merges = new Merges(this.repo);
+    this.trees = new Trees(this.repo);
   }
 
   static branchName(prefix: string, type: string, taskId: string, generation = 1): string {
@@ -169,5 +173,25 @@ export class GitService {
   /** Local branches whose name starts with `prefix`, sorted by name. */
   listBranches(prefix: string): Promise<string[]> {
     return this.repo.listBranches(prefix);
+  }
+
+  /** The commit `rev` names in `cwd` (a worktree's HEAD, a branch). */
+  commitOf(cwd: string, rev: string): Promise<string> {
+    return this.trees.commitOf(cwd, rev);
+  }
+
+  /** Every file of a commit's tree with its blob and size, from git's objects (no walk of the work tree). */
+  listTree(cwd: string, commit: string): Promise<TreeEntry[]> {
+    return this.trees.list(cwd, commit);
+  }
+
+  /** Paths that differ between two commits. */
+  treeChanges(cwd: string, from: string, to: string): Promise<TreeChange[]> {
+    return this.trees.changes(cwd, from, to);
+  }
+
+  /** Paths of a work tree that differ from its HEAD (edited, added, deleted, untracked). */
+  uncommittedPaths(cwd: string): Promise<string[]> {
+    return this.trees.uncommitted(cwd);
   }
 }

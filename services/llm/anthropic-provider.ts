@@ -1,5 +1,6 @@
 import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from '@anthropic-ai/sdk';
 import type { ConversationItem, ModelProvider, ModelReply, ModelRequest, ResponseFormat, ToolCall, ToolSpec } from './provider.ts';
+import type { CountableRequest, PromptCount } from './token-count.ts';
 import { describeCause, type Failure } from './failures.ts';
 import { observedFetch } from './observed-fetch.ts';
 import { DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS, type ProviderOptions } from './provider-options.ts';
@@ -15,6 +16,12 @@ const DEFAULT_BASE_URL = 'https://api.anthropic.com';
  * process: Anthropic-compatible proxies and local servers do not all implement `tool_choice`.
  */
 const refusedForcedTool = new Set<string>();
+
+/** Endpoints without count_tokens (proxies, local servers speaking the Messages API): counted locally from then on. */
+const noCountEndpoint = new Set<string>();
+
+/** A count takes seconds at most; a slow or failing one is not worth holding the call up for. */
+const COUNT_TIMEOUT_MS = 30_000;
 
 function refusesForcedTool(error: unknown): boolean {
   if (!(error instanceof APIError) || (error.status !== 400 && error.status !== 422)) return false;
@@ -41,6 +48,7 @@ export class AnthropicProvider implements ModelProvider {
   private readonly client: Anthropic;
   private readonly caller: ResilientCaller;
   private readonly baseURL: string;
+  private readonly timeoutMs: number;
   private readonly onNotice: ((line: string) => void) | undefined;
 
   constructor(options: ProviderOptions) {
@@ -49,6 +57,7 @@ export class AnthropicProvider implements ModelProvider {
     this.onNotice = options.onNotice;
     const maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.timeoutMs = timeoutMs;
     this.description = `Anthropic API at ${baseURL}`;
     this.client = new Anthropic({
       apiKey: options.apiKey,
@@ -83,7 +92,7 @@ export class AnthropicProvider implements ModelProvider {
    * cannot all be forced), nor on an endpoint that refused it once.
    */
   private async send(request: ModelRequest, model: string, watchdog: IdleWatchdog): Promise<Completion> {
-    const forced = request.responseFormat !== undefined && !request.tools?.length && !refusedForcedTool.has(this.baseURL) ? request.responseFormat : undefined;
+    const forced = this.forcedFormat(request);
     try {
       return await this.stream(request, model, watchdog, forced);
     } catch (error) {
@@ -94,20 +103,56 @@ export class AnthropicProvider implements ModelProvider {
     }
   }
 
-  private async stream(request: ModelRequest, model: string, watchdog: IdleWatchdog, forced: ResponseFormat | undefined): Promise<Completion> {
+  /** Structured output goes out as a forced tool unless the request has tools of its own or the endpoint refused one. */
+  private forcedFormat(request: Pick<ModelRequest, 'responseFormat' | 'tools'>): ResponseFormat | undefined {
+    return request.responseFormat !== undefined && !request.tools?.length && !refusedForcedTool.has(this.baseURL) ? request.responseFormat : undefined;
+  }
+
+  /** What a request sends besides its model and limits: the same for the call and for its count. */
+  private body(request: CountableRequest, forced: ResponseFormat | undefined) {
     const tools = forced
       ? [{ name: forced.name, description: 'Give your answer: its input is the whole reply.', input_schema: { type: 'object' as const, ...forced.schema } }]
       : request.tools?.length ? toAnthropicTools(request.tools) : undefined;
+    return {
+      ...(request.system ? { system: [{ type: 'text' as const, text: request.system, cache_control: { type: 'ephemeral' as const } }] } : {}),
+      ...(tools ? { tools } : {}),
+      ...(forced ? { tool_choice: { type: 'tool' as const, name: forced.name } } : {}),
+      messages: toAnthropicMessages(request.messages),
+    };
+  }
+
+  /**
+   * The request's input tokens by the Messages API's own count (POST /v1/messages/count_tokens:
+   * free, rate-limited apart from messages), with what the call itself would send. An endpoint
+   * without it (404/405, as many proxies and local servers answer) is said once and counted
+   * locally from then on; a count that fails otherwise is counted locally this time.
+   */
+  async countTokens(request: CountableRequest): Promise<PromptCount | undefined> {
+    if (noCountEndpoint.has(this.baseURL)) return undefined;
+    try {
+      const counted = await this.client.messages.countTokens(
+        { model: request.model, ...this.body(request, this.forcedFormat(request)) },
+        { signal: request.signal, maxRetries: 1, timeout: Math.min(COUNT_TIMEOUT_MS, this.timeoutMs) },
+      );
+      return { tokens: counted.input_tokens, source: 'counted' };
+    } catch (error) {
+      request.signal?.throwIfAborted();
+      if (error instanceof APIError && (error.status === 404 || error.status === 405)) {
+        noCountEndpoint.add(this.baseURL);
+        this.onNotice?.(`the server at ${this.baseURL} does not count tokens (count_tokens: ${error.status}); prompts are counted locally from now on, as estimates`);
+      }
+      return undefined;
+    }
+  }
+
+  private async stream(request: ModelRequest, model: string, watchdog: IdleWatchdog, forced: ResponseFormat | undefined): Promise<Completion> {
     const stream = await this.client.messages.create(
       {
         model,
         max_tokens: request.maxTokens,
         // No `temperature`: API version 2026-10-21 (what SDK 1.x sends) refuses any sampling
         // parameter with a 400, even at its default, and the SDK's types no longer have them.
-        ...(request.system ? { system: [{ type: 'text', text: request.system, cache_control: { type: 'ephemeral' } }] } : {}),
-        ...(tools ? { tools } : {}),
-        ...(forced ? { tool_choice: { type: 'tool' as const, name: forced.name } } : {}),
-        messages: toAnthropicMessages(request.messages),
+        ...this.body(request, forced),
         stream: true,
       },
       { signal: callSignal(request, watchdog) },

@@ -2,6 +2,7 @@ import type { Store } from '../store/store.ts';
 import { BudgetExhaustedError, ModelError } from './model-error.ts';
 import { DEFAULT_PRICES, priceOf, type PriceTable } from './prices.ts';
 import type { ModelProvider, ModelReply, ModelRequest } from './provider.ts';
+import { PromptCounter, type CountableRequest, type PromptCount } from './token-count.ts';
 import { messageOf } from '../../errors.ts';
 import type { CallKey } from '../../protocol/keys.ts';
 
@@ -34,19 +35,21 @@ export interface CallReport {
   error?: string;
 }
 
-/** A rough token count for the budget check before sending: ~4 characters a token. */
-export function estimateTokens(text: string): number {
-  return Math.ceil(text.length / 4);
+/** What the context manager knows of a call's conversation, journaled with the call. */
+export interface CallContext {
+  /** The highest context zone the call's conversation has reached (services/context/window.ts). */
+  zone: string;
 }
 
 /**
  * Every model call of a run goes through here. A call has a deterministic key (`techlead:implement:T2:1`);
  * its reply is journaled in `model_calls`, so a step re-run after a crash gets the journaled reply
- * and pays nothing.
+ * and pays nothing. Every prompt is counted before it is sent (the provider's own count where it
+ * has one, else locally; see PromptCounter).
  *
  * Budgets hold with calls in parallel: before a call is sent it reserves its worst case (its
- * prompt and all of `max_tokens`, in tokens and in dollars), and it is only sent if what was used
- * plus what calls in flight reserved plus its own worst case stays within the budget. A call that
+ * counted prompt and all of `max_tokens`, in tokens and in dollars), and it is only sent if what
+ * was used plus what calls in flight reserved plus its own worst case stays within the budget. A call that
  * would fit once the calls in flight return waits for them (in the order calls asked); one that
  * could not fit even then is refused. The unused part of a reservation is released when the
  * reply is journaled, so concurrent calls can never together pass `max_tokens_total` or
@@ -59,6 +62,7 @@ export class ModelGateway {
   private readonly budget: Budget;
   private readonly onCall: (report: CallReport) => void;
   private readonly prices: PriceTable;
+  private readonly counter: PromptCounter;
   private readonly reservations = new Set<Reservation>();
   /** Calls waiting for reservations to be released, oldest first. */
   private readonly waiting: Waiter[] = [];
@@ -70,6 +74,12 @@ export class ModelGateway {
     this.budget = options.budget;
     this.onCall = options.onCall ?? (() => {});
     this.prices = options.budget.prices ?? DEFAULT_PRICES;
+    this.counter = new PromptCounter(options.provider);
+  }
+
+  /** The request's input tokens as they would be sent (cached by content: counting again is free). */
+  count(request: CountableRequest): Promise<PromptCount> {
+    return this.counter.count(request);
   }
 
   /** Calls sent and not yet answered, and what they hold of the budget: for the metrics. */
@@ -87,7 +97,7 @@ export class ModelGateway {
     return this.provider.name;
   }
 
-  async call(callKey: CallKey, request: ModelRequest): Promise<ModelReply> {
+  async call(callKey: CallKey, request: ModelRequest, context?: CallContext): Promise<ModelReply> {
     const journaled = this.store.findCompletedCall(this.runId, callKey);
     if (journaled) {
       const reply = journaled.reply as Pick<ModelReply, 'text' | 'toolCalls' | 'stopReason'>;
@@ -110,15 +120,16 @@ export class ModelGateway {
       return restored;
     }
 
-    const reservation = await this.reserve(request);
+    const prompt = await this.count(request);
+    const reservation = await this.reserve(request, prompt);
     try {
-      return await this.send(callKey, request);
+      return await this.send(callKey, request, prompt, context);
     } finally {
       this.release(reservation);
     }
   }
 
-  private async send(callKey: CallKey, request: ModelRequest): Promise<ModelReply> {
+  private async send(callKey: CallKey, request: ModelRequest, prompt: PromptCount, context: CallContext | undefined): Promise<ModelReply> {
     const sequence = this.store.countCompletedCalls(this.runId, request.agent);
     const taskSequence = this.store.countCompletedCalls(this.runId, request.agent, request.taskId ?? null);
     const id = this.store.beginModelCall({
@@ -129,6 +140,9 @@ export class ModelGateway {
       taskId: request.taskId ?? null,
       provider: this.provider.name,
       model: request.model,
+      promptTokens: prompt.tokens,
+      promptSource: prompt.source,
+      contextZone: context?.zone ?? null,
     });
     let reply: ModelReply;
     try {
@@ -154,10 +168,9 @@ export class ModelGateway {
     return reply;
   }
 
-  /** The worst case of a call: its prompt (estimated) and all of max_tokens, in tokens and dollars. */
-  private worstCase(request: ModelRequest): Reservation {
-    const prompt = request.system + request.messages.map((item) => (item.role === 'tool' ? item.results.map((result) => result.content).join('\n') : item.content)).join('\n');
-    const input = estimateTokens(prompt);
+  /** The worst case of a call: its counted prompt and all of max_tokens, in tokens and dollars. */
+  private worstCase(request: ModelRequest, prompt: PromptCount): Reservation {
+    const input = prompt.tokens;
     const price = priceOf(request.model, this.prices)?.price;
     // The prompt at the dearer of the input and cache-write rates: a cached prompt may be written.
     const inputRate = price ? Math.max(price.input, price.cache_write ?? price.input) : 0;
@@ -170,13 +183,13 @@ export class ModelGateway {
    * flight hold what it needs; refuses it (BudgetExhaustedError) when it could not fit even with
    * nothing in flight.
    */
-  private async reserve(request: ModelRequest): Promise<Reservation> {
-    const needed = this.worstCase(request);
+  private async reserve(request: ModelRequest, prompt: PromptCount): Promise<Reservation> {
+    const needed = this.worstCase(request, prompt);
     const entry: Waiter = { wake: () => {} };
     let queued = false;
     try {
       for (;;) {
-        if (this.fits(request, needed, queued ? entry : null)) {
+        if (this.fits(request, prompt, needed, queued ? entry : null)) {
           this.reservations.add(needed);
           return needed;
         }
@@ -203,13 +216,13 @@ export class ModelGateway {
   }
 
   /** Whether the call fits now (true) or must wait for calls in flight (false); throws when it never can. */
-  private fits(request: ModelRequest, needed: Reservation, entry: Waiter | null): boolean {
+  private fits(request: ModelRequest, prompt: PromptCount, needed: Reservation, entry: Waiter | null): boolean {
     const totals = this.store.totals(this.runId);
     const held = this.inFlight();
     const label = `${request.agent} ${request.purpose}${request.taskId ? ` ${request.taskId}` : ''}`;
     if (totals.tokensUsed + needed.tokens > this.budget.maxTokensTotal) {
       throw new BudgetExhaustedError(
-        `token budget: ${totals.tokensUsed} used of ${this.budget.maxTokensTotal}; ${label} may need up to ${needed.tokens} more, so it was not sent`,
+        `token budget: ${totals.tokensUsed} used of ${this.budget.maxTokensTotal}; ${label} may need up to ${needed.tokens} more (a prompt of ${prompt.tokens} tokens${prompt.source === 'estimated' ? ', estimated' : ''} and max_tokens ${request.maxTokens}), so it was not sent`,
       );
     }
     const maxCost = this.budget.maxCostUsd;

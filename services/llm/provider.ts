@@ -1,4 +1,5 @@
 import type { TokenUsage } from '../store/types.ts';
+import type { CountableRequest, PromptCount } from './token-count.ts';
 import type { CallerName } from '../../protocol/agents.ts';
 
 export type { TokenUsage };
@@ -94,4 +95,10 @@ export interface ModelProvider {
   /** A one-line description for the progress output, e.g. `replay of demos/todo-cli/session.json`. */
   readonly description: string;
   complete(request: ModelRequest, sequence: number, taskSequence?: number): Promise<ModelReply>;
+  /**
+   * The request's input tokens by the provider's own count, where it has one (Anthropic's
+   * count_tokens endpoint, OpenAI's tokenizer); undefined when it cannot count this request, and
+   * then the caller counts locally (services/llm/token-count.ts).
+   */
+  countTokens?(request: CountableRequest): Promise<PromptCount | undefined>;
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ModelProvider, ModelReply, ModelRequest } from './provider.ts';
+import type { CountableRequest, PromptCount } from './token-count.ts';
 
 /** One recorded call, as the replay format stores it (`reply.tool_calls` only when the model called tools). */
 export interface RecordingCall {
@@ -68,6 +69,11 @@ export class RecordingProvider implements ModelProvider {
   /** The session recorded so far (a copy). */
   recorded(): RecordingSession {
     return structuredClone(this.session);
+  }
+
+  /** The recorded provider's own count: recording must not turn a counted prompt into an estimate. */
+  async countTokens(request: CountableRequest): Promise<PromptCount | undefined> {
+    return this.inner.countTokens?.(request);
   }
 
   async complete(request: ModelRequest, sequence: number, taskSequence?: number): Promise<ModelReply> {

@@ -180,4 +180,8 @@ export const migrations: readonly string[] = [
     SELECT number, run_id, task_id, provider, branch, base, title, body, status, head_sha, merge_sha, revision, created_at, updated_at, remote_number, url FROM pull_requests;
   DROP TABLE pull_requests;
   ALTER TABLE pull_requests_by_branch RENAME TO pull_requests;`,
+  // 6: each call's prompt as counted before it was sent ('counted' or 'estimated'), and its conversation's context zone.
+  `ALTER TABLE model_calls ADD COLUMN prompt_tokens INTEGER;
+   ALTER TABLE model_calls ADD COLUMN prompt_source TEXT;
+   ALTER TABLE model_calls ADD COLUMN context_zone TEXT;`,
 ];

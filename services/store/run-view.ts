@@ -40,6 +40,8 @@ export class RunView {
    */
   private cost = { sum: 0, error: 0 };
   private maxInput = 0;
+  /** Each agent's latest counted prompt and its conversation's context zone (services/context/window.ts). */
+  private readonly contexts = new Map<string, { id: number; tokens: number; zone: string }>();
   private run: { outcome: string | null; activeMs: number } | undefined;
   private readonly statements: Record<'task' | 'pr' | 'review' | 'call' | 'alert' | 'run', Database.Statement>;
   private readonly stop: () => void;
@@ -49,7 +51,7 @@ export class RunView {
     readonly runId: string,
   ) {
     const db = store.db;
-    const callColumns = 'id, run_id, status, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd';
+    const callColumns = 'id, run_id, agent, status, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, prompt_tokens, context_zone';
     this.statements = {
       task: db.prepare('SELECT rowid AS seq, * FROM tasks WHERE run_id = ? AND id = ?'),
       pr: db.prepare('SELECT * FROM pull_requests WHERE number = ?'),
@@ -81,6 +83,11 @@ export class RunView {
   /** Input tokens of the largest prompt sent so far. */
   largestPrompt(): number {
     return this.maxInput;
+  }
+
+  /** Per agent (caller name), the prompt tokens of its latest call as counted before sending, and its conversation's zone. */
+  contextByAgent(): ReadonlyMap<string, { tokens: number; zone: string }> {
+    return this.contexts;
   }
 
   /** As `Store.listTasks` gives them. */
@@ -197,6 +204,10 @@ export class RunView {
     sums.input += share.input - (before?.input ?? 0);
     sums.output += share.output - (before?.output ?? 0);
     if (share.cost !== (before?.cost ?? 0)) this.addCost(share.cost - (before?.cost ?? 0));
+    const agent = String(row.agent);
+    if (row.prompt_tokens !== null && row.prompt_tokens !== undefined && id >= (this.contexts.get(agent)?.id ?? 0)) {
+      this.contexts.set(agent, { id, tokens: Number(row.prompt_tokens), zone: row.context_zone === null ? 'ok' : String(row.context_zone) });
+    }
     if (input >= this.maxInput) this.maxInput = input;
     else if (before && before.input === this.maxInput) this.maxInput = Math.max(0, ...[...this.calls.values()].map((call) => call.input));
   }

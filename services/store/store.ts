@@ -560,10 +560,10 @@ export class Store {
   beginModelCall(call: ModelCallStart): number {
     const result = this.db
       .prepare(
-        `INSERT INTO model_calls (run_id, call_key, agent, purpose, task_id, provider, model, status, started_at)
-         VALUES (@runId, @callKey, @agent, @purpose, @taskId, @provider, @model, 'sent', @at)`,
+        `INSERT INTO model_calls (run_id, call_key, agent, purpose, task_id, provider, model, status, prompt_tokens, prompt_source, context_zone, started_at)
+         VALUES (@runId, @callKey, @agent, @purpose, @taskId, @provider, @model, 'sent', @promptTokens, @promptSource, @contextZone, @at)`,
       )
-      .run({ ...call, taskId: call.taskId ?? null, at: now() });
+      .run({ ...call, taskId: call.taskId ?? null, promptTokens: call.promptTokens ?? null, promptSource: call.promptSource ?? null, contextZone: call.contextZone ?? null, at: now() });
     const id = Number(result.lastInsertRowid);
     this.changed({ table: 'model_calls', id });
     return id;
@@ -831,5 +831,7 @@ function toModelCall(row: Row): ModelCallRecord {
     latencyMs: row.latency_ms === null ? null : Number(row.latency_ms),
     error: row.error === null ? null : String(row.error),
     reply: row.reply_json === null ? undefined : (JSON.parse(String(row.reply_json)) as unknown),
+    promptTokens: row.prompt_tokens === null || row.prompt_tokens === undefined ? null : Number(row.prompt_tokens),
+    contextZone: row.context_zone === null || row.context_zone === undefined ? null : String(row.context_zone),
   };
 }

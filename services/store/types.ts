@@ -150,6 +150,11 @@ export interface ModelCallStart {
   taskId?: string | null;
   provider: string;
   model: string;
+  /** The prompt's input tokens as counted before it was sent. */
+  promptTokens?: number | null;
+  promptSource?: 'counted' | 'estimated' | null;
+  /** The context zone of the call's conversation (services/context/window.ts). */
+  contextZone?: string | null;
 }
 
 export interface ModelCallFinish {
@@ -176,6 +181,8 @@ export interface ModelCallRecord extends TokenUsage {
   latencyMs: number | null;
   error: string | null;
   reply: unknown;
+  promptTokens: number | null;
+  contextZone: string | null;
 }
 
 export interface RunTotals {

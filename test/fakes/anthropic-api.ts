@@ -3,12 +3,47 @@ import { pieces, startHttpFake, type FakeServer, type FakeStep, type FakeUsage, 
 export { step, type FakeStep, type FakeServer, type RecordedRequest, type Script, type StructuredSupport } from './http-fake.ts';
 
 /**
+ * How the fake answers POST /v1/messages/count_tokens: `count` with a deterministic count of the
+ * request's text (a quarter of its JSON's length), `absent` with a 404 as proxies and local
+ * servers without the endpoint do, or a function of the request body.
+ */
+export type CountTokens = 'count' | 'absent' | ((body: Record<string, unknown>) => number | { status: number });
+
+/** The fake's count of a count_tokens body: what a request sends besides its model and limits. */
+export function fakeTokenCount(body: Record<string, unknown>): number {
+  return Math.ceil(JSON.stringify({ system: body.system ?? null, tools: body.tools ?? null, messages: body.messages ?? null }).length / 4);
+}
+
+/**
  * A loopback Anthropic Messages API: POST /v1/messages, JSON or SSE (`stream: true`), with the
  * validation a client is most likely to trip (auth, version header, required fields, tool_use /
- * tool_result pairing). `apiKey`, when given, is the only key accepted.
+ * tool_result pairing). `apiKey`, when given, is the only key accepted. POST
+ * /v1/messages/count_tokens is answered outside the script (in `sideRequests`, as `countTokens` says).
  */
-export function startFakeAnthropic(script: Script<FakeStep>, options: { apiKey?: string; structured?: StructuredSupport } = {}): Promise<FakeServer<FakeStep>> {
-  return startHttpFake(script, (step, responder) => answer(step, responder, options.apiKey, options.structured ?? 'accept'));
+export function startFakeAnthropic(script: Script<FakeStep>, options: { apiKey?: string; structured?: StructuredSupport; countTokens?: CountTokens } = {}): Promise<FakeServer<FakeStep>> {
+  const counting = options.countTokens ?? 'count';
+  return startHttpFake(
+    script,
+    (step, responder) => answer(step, responder, options.apiKey, options.structured ?? 'accept'),
+    (request, res) => {
+      if (request.method !== 'POST' || request.path.split('?')[0] !== '/v1/messages/count_tokens') return false;
+      const reply = (status: number, body: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json', 'request-id': 'req_fake_count' });
+        res.end(JSON.stringify(body));
+      };
+      const body = (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<string, unknown>;
+      const key = request.headers['x-api-key'] ?? request.headers['authorization']?.replace(/^Bearer /, '');
+      if (counting === 'absent') reply(404, { type: 'error', error: { type: 'not_found_error', message: 'Not Found: POST /v1/messages/count_tokens' } });
+      else if (!key || (options.apiKey !== undefined && key !== options.apiKey)) reply(401, { type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } });
+      else if (typeof body.model !== 'string' || !Array.isArray(body.messages) || 'max_tokens' in body) reply(400, { type: 'error', error: { type: 'invalid_request_error', message: 'count_tokens takes model and messages, and no max_tokens' } });
+      else {
+        const counted = counting === 'count' ? fakeTokenCount(body) : counting(body);
+        if (typeof counted === 'number') reply(200, { input_tokens: counted });
+        else reply(counted.status, { type: 'error', error: { type: counted.status === 429 ? 'rate_limit_error' : 'api_error', message: `status ${counted.status}` } });
+      }
+      return true;
+    },
+  );
 }
 
 function apiError(responder: Responder, status: number, type: string, message: string, headers: Record<string, string> = {}): void {

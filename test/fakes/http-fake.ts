@@ -23,6 +23,8 @@ export interface FakeServer<Step> {
   /** `http://127.0.0.1:<port>`, no path. */
   url: string;
   requests: RecordedRequest[];
+  /** Requests a side route answered (e.g. count_tokens): outside the script and `requests`. */
+  sideRequests: RecordedRequest[];
   /** Replaces the script; its steps count from the next request. */
   setScript(script: Script<Step>): void;
   close(): Promise<void>;
@@ -48,10 +50,13 @@ export interface Responder {
 export async function startHttpFake<Step>(
   script: Script<Step>,
   handle: (step: Step, responder: Responder) => Promise<void>,
+  /** Answers a request outside the script (true when it did), as an API's auxiliary endpoints are. */
+  side?: (request: RecordedRequest, res: http.ServerResponse) => boolean,
 ): Promise<FakeServer<Step>> {
   let current = script;
   let offset = 0;
   const requests: RecordedRequest[] = [];
+  const sideRequests: RecordedRequest[] = [];
   const timers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
 
   const server = http.createServer((req, res) => {
@@ -68,6 +73,10 @@ export async function startHttpFake<Step>(
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(req.headers)) headers[name] = Array.isArray(value) ? value.join(', ') : (value ?? '');
       const request: RecordedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers, body, at: performance.now() };
+      if (side?.(request, res)) {
+        sideRequests.push(request);
+        return;
+      }
       requests.push(request);
       const index = requests.length - 1 - offset;
       const step = typeof current === 'function' ? current(request, index) : current[Math.min(index, current.length - 1)];
@@ -118,6 +127,7 @@ export async function startHttpFake<Step>(
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    sideRequests,
     setScript(next) {
       current = next;
       offset = requests.length;

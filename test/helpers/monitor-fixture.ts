@@ -109,7 +109,7 @@ export const tinyTree = setup({
   },
 });
 
-export const limits = { maxTokensTotal: 100_000, maxCostUsd: 5, maxRuntimeMs: 3_600_000, maxErrorRate: 0.5 };
+export const limits = { maxTokensTotal: 100_000, maxCostUsd: 5, maxRuntimeMs: 3_600_000, maxErrorRate: 0.5, maxContextTokens: 10_000 };
 
 export interface Fixture {
   dir: string;
@@ -183,12 +183,12 @@ function seed(store: Store, withErrorCall: boolean): void {
   store.updateTask('r1', 'T1', { status: 'merged', attempts: 2, prNumber: pr1.number, branch: 'duo-agent/feature/T1' });
   const pr2 = store.openPullRequest({ runId: 'r1', taskId: 'T2', provider: 'local', branch: 'duo-agent/feature/T2', base: 'main', title: 'feature(T2): done', body: 'b', headSha: 'b1' });
   store.updateTask('r1', 'T2', { status: 'in_review', attempts: 1, prNumber: pr2.number });
-  const call = (callKey: string, agent: string, input: number, output: number, cost: number) => {
-    const id = store.beginModelCall({ runId: 'r1', callKey, agent, purpose: 'p', provider: 'replay', model: 'm' });
+  const call = (callKey: string, agent: string, input: number, output: number, cost: number, contextZone = 'ok') => {
+    const id = store.beginModelCall({ runId: 'r1', callKey, agent, purpose: 'p', provider: 'replay', model: 'm', promptTokens: input - 50, promptSource: 'estimated', contextZone });
     store.finishModelCall(id, { status: 'ok', usage: { inputTokens: input, outputTokens: output, cacheReadTokens: 0, cacheWriteTokens: 0 }, costUsd: cost });
   };
   call('moderator:plan', 'moderator', 1000, 200, 0.01);
-  call('techlead:implement:T1:1', 'techlead', 3000, 500, 0.02);
+  call('techlead:implement:T1:1', 'techlead', 3000, 500, 0.02, 'summarise');
   if (withErrorCall) {
     const id = store.beginModelCall({ runId: 'r1', callKey: 'techlead:implement:T2:1', agent: 'techlead', purpose: 'p', provider: 'replay', model: 'm' });
     store.finishModelCall(id, { status: 'error', error: 'HTTP 500' });
