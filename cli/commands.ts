@@ -366,7 +366,7 @@ function assertCompatible(run: RunRecord, verb: string): void {
   }
 }
 
-type StoredSnapshot = Snapshot<unknown> & { status: string; output?: { outcome: string; reason: string | null }; context?: { tasks?: unknown; improvementCycle?: unknown } };
+type StoredSnapshot = Snapshot<unknown> & { status: string; output?: { outcome: string; reason: string | null }; context?: { tasks?: unknown; improvementCycle?: unknown; techleads?: unknown[] } };
 
 /**
  * Takes the stored run for this process and drives it: the settings it started with (flags
@@ -446,6 +446,11 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
       if (run.status !== 'finished' && snapshot?.output) store.finishRun(runId, snapshot.output.outcome, snapshot.output.reason);
       context.reporter.line(`run ${runId} has already finished; nothing to resume${store.getRun(runId)?.outcome === 'done' ? '' : ` (\`moderator retry ${runId}\` re-queues its failed, rejected, skipped and held tasks)`}`);
       return finish(context, args, store, runId, false);
+    }
+    if (snapshot && args.parallel !== undefined) {
+      // The TechLeads are actors in the checkpointed tree, each with its task and step: their number is the run's.
+      const running = snapshot.context?.techleads?.length;
+      throw new UsageError(`--parallel: a resumed run keeps the ${running ?? 'number of'} TechLeads it started with (they are part of its checkpoint); resume without --parallel, or give it to \`moderator retry\` once the run has ended`);
     }
     return await continueRun(context, args, store, target, run, snapshot, `resuming run ${runId}`);
   } catch (error) {

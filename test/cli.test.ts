@@ -131,6 +131,20 @@ test('runs that cannot be resumed are refused with exit 2: unknown id, other cha
   assertOneLine(t, nowhere.stderr, /no Moderator runs in/);
 });
 
+test('--parallel on --resume is refused with exit 2: the TechLeads are part of the checkpoint; without it the run resumes', async (t) => {
+  const target = path.join(tempDir('resume-parallel'), 'todo');
+  const first = await cliAsync(['demo', '--target', target, '--json', '--port', '0'], { kill: { label: 'implementing', line: /\] phase: implementing/ }, timeoutMs: 120_000 });
+  t.true(first.killed, first.stderr);
+  const db = new Database(path.join(target, '.duo-agent', 'moderator.db'), { readonly: true });
+  const { id } = db.prepare('SELECT id FROM runs').get() as { id: string };
+  db.close();
+  const refused = cli(['--resume', id, '--target', target, '--parallel', '1']);
+  t.is(refused.code, 2);
+  assertOneLine(t, refused.stderr, /--parallel: a resumed run keeps the 3 TechLeads it started with .*resume without --parallel/);
+  const resumed = cli(['--resume', id, '--target', target, '--json', '--port', '0']);
+  t.is(resumed.code, 0, resumed.stderr);
+});
+
 test('runs lists nothing for a fresh target and --help prints usage', (t) => {
   const listed = cli(['runs', '--target', tempDir(), '--json']);
   t.is(listed.code, 0);
