@@ -51,9 +51,11 @@ interface OrchestratorContext {
   settings: OrchestratorInput;
   tasks: TaskRef[];
   /**
-   * The TechLeads. A task holds its TechLead from its start until it ends (merged, rejected,
-   * failed, skipped, held), so revisions go back to the TechLead that wrote it and
-   * `maxParallelTasks` bounds the tasks in flight, reviews and merges included.
+   * The TechLeads. A task holds its TechLead from its start until its PR is approved (or it
+   * ends: rejected, failed, skipped, held), so a review's changes go back to the TechLead that
+   * wrote them and `maxParallelTasks` bounds the tasks being worked on and reviewed. The merge
+   * queue needs none: a PR it sends back takes the next free TechLead, before any new task.
+   * With one TechLead a task keeps it until merged (see queueMerge).
    */
   techleads: Slot[];
   /** The reviewers: the Moderator, and more when parallel reviews are allowed. */
@@ -105,6 +107,22 @@ const assignSlot = (list: Slot[], id: string, taskId: string | null): Slot[] => 
 const releaseTask = (list: Slot[], taskId: string): Slot[] => list.map((slot) => (slot.taskId === taskId ? { ...slot, taskId: null } : slot));
 const without = (queue: string[], taskId: string): string[] => queue.filter((id) => id !== taskId);
 const taskIn = (context: OrchestratorContext, id: string | null): TaskRef | undefined => context.tasks.find((task) => task.id === id);
+
+/**
+ * The first queued step that can go now, and the TechLead it goes to: the one holding its task,
+ * or (for a PR the merge queue sent back: its TechLead let go of it at approval) a free one.
+ */
+function sendableWork(context: OrchestratorContext): { taskId: string; slot: Slot } | undefined {
+  const free = freeSlot(context.techleads);
+  for (const taskId of context.workQueue) {
+    const slot = holding(context.techleads, taskId) ?? free;
+    if (slot) return { taskId, slot };
+  }
+  return undefined;
+}
+
+/** Queued steps that wait for a free TechLead: they go before any new task takes one. */
+const waitsForTechLead = (context: OrchestratorContext): boolean => context.workQueue.some((taskId) => holding(context.techleads, taskId) === undefined);
 
 /** The next task whose dependencies are all merged, in plan order. */
 export function nextReadyTask(tasks: TaskRef[]): TaskRef | undefined {
@@ -195,13 +213,17 @@ export const orchestratorMachine = setup({
         ...(review ? { reviewQueue: [...context.reviewQueue, next.id] } : { workQueue: [...context.workQueue, next.id] }),
       };
     }),
-    /** The first queued step goes to its task's TechLead: a first implementation (or a fresh one) or a revision of the PR. */
+    /**
+     * The first queued step that can go goes to its task's TechLead (or a free one): a first
+     * implementation (or a fresh one) or a revision of the PR.
+     */
     sendWork: enqueueActions(({ context, enqueue }) => {
-      const [taskId = null, ...rest] = context.workQueue;
-      const task = taskIn(context, taskId);
-      const slot = holding(context.techleads, taskId);
-      enqueue.assign({ workQueue: rest });
-      if (!task || !slot) return;
+      const work = sendableWork(context);
+      if (!work) return;
+      const task = taskIn(context, work.taskId);
+      const { slot } = work;
+      enqueue.assign({ workQueue: without(context.workQueue, work.taskId), techleads: assignSlot(context.techleads, slot.id, work.taskId) });
+      if (!task) return;
       const common = { taskId: task.id, taskType: task.type, attempt: task.attempt, generation: task.generation, correlationId: correlationId(task.id, task.attempt) };
       if (task.stage === 'revise' && task.prNumber !== null) enqueue.sendTo(slot.id, { type: 'task.feedback', ...common, prNumber: task.prNumber });
       else enqueue.sendTo(slot.id, { type: 'task.assigned', ...common });
@@ -229,8 +251,14 @@ export const orchestratorMachine = setup({
       tasks: patchTask(context.tasks, submitted.taskId, { status: 'in_review', prNumber: submitted.prNumber }),
       reviewQueue: [...context.reviewQueue, submitted.taskId],
     })),
+    /**
+     * Approved: the merge queue needs no TechLead, so the task's goes to the next task. With one
+     * TechLead it stays until the merge: one task at a time, each branch made from a base that
+     * holds the one before (no update, no second test run), as runs were before parallel tasks.
+     */
     queueMerge: assign(({ context }, approved: PrApproved) => ({
       reviewers: releaseTask(context.reviewers, approved.taskId),
+      ...(context.techleads.length > 1 ? { techleads: releaseTask(context.techleads, approved.taskId) } : {}),
       mergeQueue: [...context.mergeQueue, approved.taskId],
     })),
     /** Changes requested: the next round goes back to the task's own TechLead. */
@@ -313,6 +341,7 @@ export const orchestratorMachine = setup({
       const task = taskIn(context, params.taskId);
       enqueue.assign({ tasks: patchTask(context.tasks, params.taskId, { status: 'skipped' }), ...dropTask(context, params.taskId) });
       // A TechLead holds its task through review: only one with the task's step in hand is reset.
+      // (A step still queued was never sent; a task in the merge queue holds no TechLead.)
       if (techlead && task?.status === 'in_progress' && !context.workQueue.includes(params.taskId)) enqueue.sendTo(techlead.id, { type: 'agent.reset' });
       if (reviewer) enqueue.sendTo(reviewer.id, { type: 'agent.reset' });
     }),
@@ -332,8 +361,8 @@ export const orchestratorMachine = setup({
     mayRetryStall: ({ context }, stall: AgentStalled) => (context.stallRetries[stallKey(stall)] ?? 0) < 1,
     stallHasTask: (_, stall: AgentStalled) => stall.taskId !== null,
     paused: ({ context }) => context.paused,
-    canStartTask: ({ context }) => freeSlot(context.techleads) !== undefined && nextReadyTask(context.tasks) !== undefined,
-    hasWork: ({ context }) => context.workQueue.length > 0,
+    canStartTask: ({ context }) => freeSlot(context.techleads) !== undefined && !waitsForTechLead(context) && nextReadyTask(context.tasks) !== undefined,
+    hasWork: ({ context }) => sendableWork(context) !== undefined,
     canStartReview: ({ context }) => context.reviewQueue.length > 0 && freeSlot(context.reviewers) !== undefined,
     canStartMerge: ({ context }) => context.mergeQueue.length > 0 && context.merging === null,
     /** Nothing in flight, nothing queued, nothing ready: the work ran out. */

@@ -146,6 +146,42 @@ test('ready tasks start at once up to max_parallel_tasks, each on its own TechLe
   t.deepEqual(done.output, { outcome: 'done', reason: null });
 });
 
+test('an approved PR lets go of its TechLead: the next task starts while the merge queue works; with one TechLead it waits for the merge', async (t) => {
+  const parallel = start({ tasks: independent(3), gated: (name) => name === 'merge T1' || name === 'implement T3' }, { maxParallelTasks: 2 });
+  await parallel.gate.until(() => parallel.gate.waiting('merge T1#1') && parallel.gate.waiting('implement T3#1'));
+  t.is(parallel.actor.getSnapshot().context.techleads.find((slot) => slot.taskId === 'T3')?.id, 'techlead-1', 'T3 took the TechLead T1 let go of at approval');
+  t.is(parallel.actor.getSnapshot().context.merging, 'T1');
+  parallel.gate.release('merge T1#1');
+  parallel.gate.release('implement T3#1');
+  t.is((await parallel.finished()).output?.outcome, 'done');
+
+  const one = start({ tasks: independent(2), gated: (name) => name === 'merge T1' }, { maxParallelTasks: 1 });
+  await one.gate.until(() => one.gate.waiting('merge T1#1'));
+  t.false(one.gate.log.some((name) => name.includes('T2')), 'one task at a time, merge included');
+  t.deepEqual(one.actor.getSnapshot().context.techleads, [{ id: 'techlead-1', taskId: 'T1' }]);
+  one.gate.release('merge T1#1');
+  t.is((await one.finished()).output?.outcome, 'done');
+  t.true(one.gate.log.indexOf('prepare T2#1 g1') > one.gate.log.indexOf('merge T1#1'));
+});
+
+test('a PR the merge queue sends back takes the next free TechLead before any new task does', async (t) => {
+  // T1 and T2 approved together; T2's update conflicts once. T3 and T4 hold both TechLeads; T5 waits for one.
+  const { actor, gate, finished } = start({
+    tasks: independent(5),
+    gated: (name) => name === 'implement T3' || name === 'implement T4',
+    update: (step, call) => (step.taskId === 'T2' && call === 0 ? { updated: false, conflicts: ['a.js'] } : { updated: false, conflicts: [] }),
+  }, { maxParallelTasks: 2 });
+  await gate.until(() => gate.waiting('implement T3#1') && gate.waiting('implement T4#1'));
+  await gate.until(() => actor.getSnapshot().context.workQueue.includes('T2'));
+  t.deepEqual(actor.getSnapshot().context.techleads.map((slot) => slot.taskId), ['T3', 'T4'], 'both TechLeads busy: the revision waits');
+  gate.release('implement T3#1');
+  await gate.until(() => gate.log.includes('revise T2#2'));
+  gate.release('implement T4#1');
+  const done = await finished();
+  t.is(done.output?.outcome, 'done');
+  t.true(gate.log.indexOf('revise T2#2') < gate.log.indexOf('prepare T5#1 g1'), `the revision took the TechLead T3 let go of, before T5: ${gate.log.join(', ')}`);
+});
+
 test('dependencies: a task starts only when everything it depends on is merged', async (t) => {
   const tasks: NewTaskRef[] = [
     { id: 'T1', type: 'feature' },
