@@ -14,6 +14,8 @@ export interface CliArgs {
   replay?: string;
   replayDelayMs?: string;
   maxTokens?: string;
+  /** `--limit KEY=VALUE`, repeatable: any field of `limits`. */
+  limits?: string[];
   logLevel?: string;
   port?: string;
   /** Forward XState inspection events to the Stately inspector. */
@@ -37,6 +39,7 @@ const options = {
   replay: { type: 'string' },
   'replay-delay-ms': { type: 'string' },
   'max-tokens': { type: 'string' },
+  limit: { type: 'string', multiple: true },
   'log-level': { type: 'string' },
   port: { type: 'string' },
   inspect: { type: 'boolean', default: false },
@@ -70,6 +73,8 @@ Options:
       --replay-delay-ms N   wait N ms per replayed call
       --record FILE         also save every model reply as a replay session (for demos and regression tests)
       --max-tokens N        token budget of the run
+      --limit KEY=VALUE     any field of limits, repeatable (--limit max_cost_usd=5); with --resume, raises
+                            the limit that stopped a run so that it continues
       --log-level LEVEL     trace, debug, info, warn, error
       --port N              monitoring server port (default 8080; 0 picks a free one)
       --inspect             also send XState inspection events to the Stately inspector
@@ -96,6 +101,7 @@ export function parseCli(argv: string[]): CliArgs {
     replay: values.replay,
     replayDelayMs: values['replay-delay-ms'],
     maxTokens: values['max-tokens'],
+    ...(values.limit ? { limits: values.limit } : {}),
     logLevel: values['log-level'],
     port: values.port,
     inspect: values.inspect,
