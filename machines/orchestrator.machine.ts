@@ -1,9 +1,9 @@
 import { and, assign, enqueueActions, fromPromise, not, sendTo, setup } from 'xstate';
 import { everThinkerMachine } from './ever-thinker.machine.ts';
 import type {
-  AgentFailed, AgentId, AgentStalled, ChangesRequested, HealthAlert, HumanApproved, HumanRejected, ImprovementsExhausted,
-  HumanAnswered, ImprovementsProposed, LimitReached, NewTaskRef, Outcome, PlanReady, PrMerged, PrRejected, PrSubmitted, ReviewHeld, RunAbort, RunPause,
-  RunResume, ScopeClarified, TaskRef, TaskSkip,
+  AgentFailed, AgentId, AgentStalled, AlertAcknowledged, ChangesRequested, ForecastOverBudget, HealthAlert, HumanApproved, HumanRejected, ImprovementsExhausted,
+  HumanAnswered, ImprovementsProposed, LimitReached, NewTaskRef, Outcome, PlanReady, PrMerged, PrRejected, PrSubmitted, QuestionTimeout, ReviewHeld, RunAbort, RunPause,
+  RunResume, ScopeClarified, StopCondition, StopRecord, TaskRef, TaskSkip,
 } from './events.ts';
 import { moderatorMachine } from './moderator.machine.ts';
 import { monitorMachine, type MonitorInput } from './monitor.machine.ts';
@@ -25,6 +25,29 @@ export interface OrchestratorInput {
   maxImprovementCycles: number;
   minPriority: number;
   monitor: MonitorInput;
+  /**
+   * A person can be asked (the run was started at a terminal without -y): the clarify questions,
+   * the plan and a forecast over the budget wait for an answer, up to `interventionTimeoutMs`.
+   * Unattended, the assumptions stand and a forecast over the budget ends the run `needs_human`.
+   */
+  attended?: boolean | undefined;
+  /** Times a task may be handed to the TechLead in one allowance before it counts as a loop. */
+  maxTaskAttempts?: number | undefined;
+  interventionTimeoutMs?: number | undefined;
+  /** An improvement cycle measured below this ends the cycles. */
+  minImprovement?: number | undefined;
+}
+
+/** The defaults of the optional inputs, as the config's own. */
+export const inputDefaults = { attended: false, maxTaskAttempts: 3, interventionTimeoutMs: 15 * 60_000, minImprovement: 0.05 } as const;
+
+/** A question waiting for a person: the clarify questions (by id), or whether to go on past the budget forecast. */
+export interface Asking {
+  kind: 'questions' | 'budget';
+  ids: string[];
+  answered: string[];
+  /** What the forecast said, for the budget question. */
+  forecast?: Omit<ForecastOverBudget, 'type'>;
 }
 
 export interface OrchestratorOutput {
@@ -43,14 +66,22 @@ interface OrchestratorContext {
   reason: string | null;
   /** Paused by a person: what is in flight finishes, no new task starts. */
   paused: boolean;
-  /** Answers people gave through the monitoring server, for the record (the texts are journaled). */
+  /** Answers people gave (the texts are journaled, and kept with the questions). */
   answers: number;
+  /** The stopping condition that ended the run, when one did: `--resume` continues from it once its limit is relaxed. */
+  stop: StopRecord | null;
+  /** A question a person is asked now. */
+  asking: Asking | null;
+  /** A person chose to go on although the forecast passes the budget: not asked again under the same limits. */
+  budgetAccepted: boolean;
+  /** Tasks merged when a task was last skipped for stagnation: another stall before the next merge means the run is stuck. */
+  stagnationSkip: { merged: number } | null;
 }
 
 type OrchestratorEvent =
   | ScopeClarified | PlanReady | PrSubmitted | ChangesRequested | PrRejected | PrMerged | ReviewHeld | ImprovementsProposed | ImprovementsExhausted
   | AgentFailed | AgentStalled | LimitReached | HealthAlert | HumanApproved | HumanRejected | HumanAnswered | RunAbort | RunPause | RunResume
-  | TaskSkip;
+  | TaskSkip | ForecastOverBudget | QuestionTimeout | AlertAcknowledged;
 
 const stallKey = (event: AgentStalled) => `${event.agent}:${event.taskId ?? '-'}`;
 
@@ -79,6 +110,40 @@ export function isLastRound(task: Pick<TaskRef, 'attempt' | 'roundStart'>, maxRe
 
 const correlation = (task: Pick<TaskRef, 'id' | 'attempt'>): string => correlationId(task.id, task.attempt);
 
+const setting = <K extends keyof typeof inputDefaults>(input: OrchestratorInput, key: K): NonNullable<OrchestratorInput[K]> | (typeof inputDefaults)[K] =>
+  input[key] ?? inputDefaults[key];
+
+/** The top-level state a snapshot value is in: `implementing` for `{ implementing: 'working' }`. */
+function phaseOf(value: unknown): string {
+  if (typeof value === 'string') return value;
+  return value !== null && typeof value === 'object' ? (Object.keys(value)[0] ?? 'unknown') : 'unknown';
+}
+
+/**
+ * The stopping condition with the phase it caught the run in. An action runs while the actor's
+ * snapshot is still the one before the transition, so `self` says where the run was.
+ */
+const stopIn = (self: { getSnapshot(): { value: unknown } }, condition: StopCondition, limit: number | null): StopRecord => ({
+  condition,
+  limit,
+  phase: phaseOf(self.getSnapshot().value),
+});
+
+const inFlight = (task: TaskRef): boolean => task.status === 'in_progress' || task.status === 'in_review';
+
+/**
+ * Times a task was handed out in its current allowance: its review rounds since the allowance
+ * started, plus the restarts after stagnation granted for it.
+ */
+export function triesOf(task: TaskRef, stallRetries: Record<string, number>): number {
+  const restarts = Object.entries(stallRetries).filter(([key]) => key.endsWith(`:${task.id}`)).reduce((sum, [, count]) => sum + count, 0);
+  return task.attempt - task.roundStart + 1 + restarts;
+}
+
+const mergedCount = (tasks: TaskRef[]): number => tasks.filter((task) => task.status === 'merged').length;
+
+const skipPending = (tasks: TaskRef[]): TaskRef[] => tasks.map((task) => (task.status === 'pending' ? { ...task, status: 'skipped' as const } : task));
+
 /** The outcome when the work ran out: done if everything merged, otherwise a person must look. */
 export function concludedOutcome(tasks: TaskRef[]): { outcome: Outcome; reason: string | null } {
   const unfinished = tasks.filter((task) => task.status !== 'merged');
@@ -87,6 +152,18 @@ export function concludedOutcome(tasks: TaskRef[]): { outcome: Outcome; reason: 
     outcome: 'needs_human',
     reason: `${unfinished.length} task(s) not merged: ${unfinished.map((task) => `${task.id} ${task.status}`).join(', ')}`,
   };
+}
+
+function withoutType(event: ForecastOverBudget): Omit<ForecastOverBudget, 'type'> {
+  const { type: _type, ...forecast } = event;
+  return forecast;
+}
+
+/** The forecast the budget question was asked about; set by `askBudget` before any answer can arrive. */
+function budgetForecast(context: OrchestratorContext): Omit<ForecastOverBudget, 'type'> {
+  const forecast = context.asking?.forecast;
+  if (!forecast) throw new Error('the orchestrator chart answers a budget question it did not ask');
+  return forecast;
 }
 
 /**
@@ -160,10 +237,16 @@ export const orchestratorMachine = setup({
       enqueue.assign({ improvementCycle: cycle });
       enqueue.sendTo('everThinker', { type: 'improve.requested', cycle });
     }),
-    conclude: assign(({ context }) => {
+    conclude: assign(({ context, self }) => {
       // Tasks still pending here wait on a dependency that will never merge.
-      const tasks = context.tasks.map((task) => (task.status === 'pending' ? { ...task, status: 'skipped' as const } : task));
-      return context.outcome !== null ? { tasks } : { tasks, ...concludedOutcome(tasks) };
+      const tasks = skipPending(context.tasks);
+      if (context.outcome !== null) return { tasks };
+      const concluded = concludedOutcome(tasks);
+      if (concluded.outcome !== 'done') return { tasks, ...concluded };
+      // Everything merged and no improvement cycle may start: the cycles' limit ended the run.
+      const max = context.settings.maxImprovementCycles;
+      const reason = max === 0 ? 'every task merged (improvement cycles are off: limits.max_improvement_cycles 0)' : `every task merged; limits.max_improvement_cycles (${max}) reached`;
+      return { tasks, outcome: 'done' as const, reason, stop: stopIn(self, 'improvement_cycles', max) };
     }),
     concludeAfterImproverFailure: assign(({ context }, failure: AgentFailed) => {
       const tasks = context.tasks.map((task) => (task.status === 'pending' ? { ...task, status: 'skipped' as const } : task));
@@ -174,16 +257,101 @@ export const orchestratorMachine = setup({
         : { tasks, outcome: concluded.outcome, reason: `${concluded.reason ?? ''}; the Ever-Thinker's improvement cycle failed: ${failure.message}` };
     }),
     stopWith: assign((_, params: { outcome: Outcome; reason: string | null }) => params),
-    stopForLimit: assign((_, limit: LimitReached) => ({ outcome: limit.outcome, reason: limit.reason })),
-    stopForFailure: assign((_, failure: AgentFailed) => {
+    stopForLimit: assign(({ self }, limit: LimitReached) => ({
+      outcome: limit.outcome,
+      reason: limit.reason,
+      stop: limit.condition ? stopIn(self, limit.condition, limit.limit ?? null) : null,
+    })),
+    stopForFailure: assign(({ self }, failure: AgentFailed) => {
       // The project's tests cannot run at all: a person must fix the environment or the setting.
       const outcome: Outcome = failure.code === 'budget_exhausted' ? 'budget_exhausted' : failure.code === 'test_environment' ? 'needs_human' : 'failed';
-      return { outcome, reason: `${failure.agent}: ${failure.message}` };
+      // A call the gateway would not send: --resume continues once the budget is raised.
+      return { outcome, reason: `${failure.agent}: ${failure.message}`, stop: failure.code === 'budget_exhausted' ? stopIn(self, 'budget', null) : null };
+    }),
+    stopForLoop: assign(({ context, self }) => {
+      const max = setting(context.settings, 'maxTaskAttempts');
+      const looping = context.tasks.filter((task) => inFlight(task) && triesOf(task, context.stallRetries) > max);
+      const which = looping.map((task) => `${task.id} (${triesOf(task, context.stallRetries)} tries)`).join(', ');
+      return {
+        outcome: 'stuck' as const,
+        reason: `${which} handed to the TechLead more than limits.max_task_attempts (${max}) times: a loop; a person should look (\`moderator retry\` re-queues it)`,
+        stop: stopIn(self, 'task_loop', max),
+      };
+    }),
+    stopStuck: assign(({ context, self }, stall: AgentStalled) => {
+      const since = context.stagnationSkip !== null && stall.taskId !== null ? `, and ${stall.taskId} stalled too with nothing merged since the last task was skipped` : '';
+      return { outcome: 'stuck' as const, reason: `${stall.agent} made no progress, even after a retry with a different approach${since}`, stop: stopIn(self, 'stagnation', null) };
     }),
     retryStalled: enqueueActions(({ context, enqueue }, stall: AgentStalled) => {
       const key = stallKey(stall);
-      enqueue.assign({ stallRetries: { ...context.stallRetries, [key]: (context.stallRetries[key] ?? 0) + 1 } });
-      enqueue.sendTo(stall.agent, { type: 'agent.retry' });
+      const approach = (context.stallRetries[key] ?? 0) + 1;
+      enqueue.assign({ stallRetries: { ...context.stallRetries, [key]: approach } });
+      enqueue.sendTo(stall.agent, { type: 'agent.retry', approach });
+    }),
+    askQuestions: enqueueActions(({ context, enqueue }, scope: ScopeClarified) => {
+      enqueue.assign({ asking: { kind: 'questions', ids: scope.questionIds ?? [], answered: [] } });
+      enqueue.sendTo('monitor', { type: 'deadline.set', id: 'questions', ms: setting(context.settings, 'interventionTimeoutMs') });
+    }),
+    recordAnswer: assign(({ context }, answer: HumanAnswered) => ({
+      answers: context.answers + 1,
+      asking: context.asking ? { ...context.asking, answered: [...new Set([...context.asking.answered, answer.questionId ?? ''])] } : null,
+    })),
+    endQuestions: enqueueActions(({ enqueue }) => {
+      enqueue.assign({ asking: null });
+      enqueue.sendTo('monitor', { type: 'deadline.clear', id: 'questions' });
+    }),
+    armApprovalDeadline: enqueueActions(({ context, enqueue }) => {
+      if (!context.settings.autoApprove) enqueue.sendTo('monitor', { type: 'deadline.set', id: 'approval', ms: setting(context.settings, 'interventionTimeoutMs') });
+    }),
+    clearApprovalDeadline: enqueueActions(({ context, enqueue }) => {
+      if (!context.settings.autoApprove) enqueue.sendTo('monitor', { type: 'deadline.clear', id: 'approval' });
+    }),
+    askBudget: enqueueActions(({ context, enqueue }, over: ForecastOverBudget) => {
+      const { type: _type, ...forecast } = over;
+      enqueue.assign({ asking: { kind: 'budget', ids: ['budget'], answered: [], forecast } });
+      enqueue.sendTo('monitor', { type: 'deadline.set', id: 'budget', ms: setting(context.settings, 'interventionTimeoutMs') });
+    }),
+    acceptBudget: enqueueActions(({ context, enqueue }) => {
+      enqueue.assign({ asking: null, budgetAccepted: true, answers: context.answers + 1 });
+      enqueue.sendTo('monitor', { type: 'deadline.clear', id: 'budget' });
+    }),
+    stopForForecast: assign(({ self }, params: { forecast: Omit<ForecastOverBudget, 'type'>; why: 'unattended' | 'declined' | 'unanswered'; timeoutMs: number }) => {
+      const { forecast, why } = params;
+      const over = forecast.budget === 'tokens'
+        ? `~${forecast.tokensAtFinish.toLocaleString('en-US')} tokens, past limits.max_tokens_total ${forecast.maxTokensTotal.toLocaleString('en-US')}`
+        : `~$${forecast.costAtFinish.toFixed(2)}, past limits.max_cost_usd $${String(forecast.maxCostUsd)}`;
+      const said = why === 'unattended' ? 'the run is unattended' : why === 'declined' ? 'a person chose to stop' : `nobody answered in ${Math.round(params.timeoutMs / 60_000)} min`;
+      return {
+        outcome: 'needs_human' as const,
+        asking: null,
+        reason: `the forecast to finish ${forecast.tasksLeft} task(s) is ${over}, and ${said}: raise the budget, then --resume`,
+        stop: stopIn(self, why === 'unanswered' ? 'question_timeout' : 'forecast', forecast.budget === 'tokens' ? forecast.maxTokensTotal : forecast.maxCostUsd),
+      };
+    }),
+    stopUnapproved: assign(({ context, self }) => ({
+      outcome: 'needs_human' as const,
+      reason: `nobody approved or rejected the plan in ${Math.round(setting(context.settings, 'interventionTimeoutMs') / 60_000)} min (limits.intervention_timeout_minutes)`,
+      stop: stopIn(self, 'question_timeout', setting(context.settings, 'interventionTimeoutMs') / 60_000),
+    })),
+    concludeImprovements: assign(({ context, self }, exhausted: ImprovementsExhausted) => {
+      const tasks = skipPending(context.tasks);
+      const concluded = concludedOutcome(tasks);
+      if (concluded.outcome !== 'done') return { tasks, ...concluded };
+      if (exhausted.why === 'diminishing_returns') {
+        const min = setting(context.settings, 'minImprovement');
+        return {
+          tasks,
+          outcome: 'done' as const,
+          reason: `every task merged; diminishing returns: improvement cycle ${exhausted.cycle - 1} measured ${(exhausted.magnitude ?? 0).toFixed(3)}, below limits.min_improvement ${min}`,
+          stop: stopIn(self, 'diminishing_returns', min),
+        };
+      }
+      const best = exhausted.bestPriority === null ? 'no proposal' : `best priority ${exhausted.bestPriority}`;
+      return {
+        tasks,
+        outcome: 'done' as const,
+        reason: `every task merged; improvement cycle ${exhausted.cycle} found nothing worth a task (${best}, below agents.ever_thinker.min_priority ${context.settings.minPriority})`,
+      };
     }),
     skipTask: enqueueActions(({ context, enqueue }, skip: TaskSkip) => {
       const current = context.currentTaskId === skip.taskId;
@@ -195,7 +363,7 @@ export const orchestratorMachine = setup({
       }
     }),
     skipStalledTask: enqueueActions(({ context, enqueue }, stall: AgentStalled) => {
-      enqueue.assign({ tasks: withStatus(context.tasks, stall.taskId, 'skipped'), currentTaskId: null });
+      enqueue.assign({ tasks: withStatus(context.tasks, stall.taskId, 'skipped'), currentTaskId: null, stagnationSkip: { merged: mergedCount(context.tasks) } });
       enqueue.sendTo(stall.agent, { type: 'agent.reset' });
     }),
   },
@@ -215,7 +383,27 @@ export const orchestratorMachine = setup({
     improverFailure: (_, failure: AgentFailed) => failure.agent === 'everThinker',
     mayRetryStall: ({ context }, stall: AgentStalled) => (context.stallRetries[stallKey(stall)] ?? 0) < 1,
     stallHasTask: (_, stall: AgentStalled) => stall.taskId !== null,
-    paused: ({ context }) => context.paused,
+    // A budget question holds new work as a pause does, until it is answered.
+    paused: ({ context }) => context.paused || context.asking?.kind === 'budget',
+    asksAPerson: ({ context }, scope: ScopeClarified) => setting(context.settings, 'attended') && (scope.questionIds?.length ?? 0) > 0,
+    answersAQuestion: ({ context }, answer: HumanAnswered) => context.asking?.kind === 'questions' && context.asking.ids.includes(answer.questionId ?? ''),
+    answersTheLastQuestion: ({ context }, answer: HumanAnswered) => {
+      const asking = context.asking;
+      if (asking?.kind !== 'questions' || !asking.ids.includes(answer.questionId ?? '')) return false;
+      const answered = new Set([...asking.answered, answer.questionId]);
+      return asking.ids.every((id) => answered.has(id));
+    },
+    deadlineIs: (_, params: { event: QuestionTimeout; id: string }) => params.event.id === params.id,
+    budgetAccepted: ({ context }) => context.budgetAccepted,
+    attended: ({ context }) => setting(context.settings, 'attended'),
+    continuesPastBudget: ({ context }, answer: HumanAnswered) => context.asking?.kind === 'budget' && answer.questionId === 'budget' && /^\s*(continue|go on|yes|y)\s*$/i.test(answer.answer),
+    stopsAtBudget: ({ context }, answer: HumanAnswered) => context.asking?.kind === 'budget' && answer.questionId === 'budget',
+    askingBudget: ({ context }, timeout: QuestionTimeout) => context.asking?.kind === 'budget' && timeout.id === 'budget',
+    taskLooping: ({ context }) => {
+      const max = setting(context.settings, 'maxTaskAttempts');
+      return context.tasks.some((task) => inFlight(task) && triesOf(task, context.stallRetries) > max);
+    },
+    stalledAgainAfterSkip: ({ context }, stall: AgentStalled) => stall.taskId !== null && context.stagnationSkip !== null && context.stagnationSkip.merged === mergedCount(context.tasks),
     skipsCurrentTask: ({ context }, skip: TaskSkip) => context.currentTaskId === skip.taskId,
     skipsPendingTask: ({ context }, skip: TaskSkip) => context.tasks.some((task) => task.id === skip.taskId && task.status === 'pending'),
   },
@@ -232,19 +420,55 @@ export const orchestratorMachine = setup({
     reason: null,
     paused: false,
     answers: 0,
+    stop: null,
+    asking: null,
+    budgetAccepted: false,
+    stagnationSkip: null,
   }),
   invoke: [
     { id: 'moderator', systemId: 'moderator', src: 'moderator' },
     { id: 'techlead', systemId: 'techlead', src: 'techlead' },
     { id: 'monitor', systemId: 'monitor', src: 'monitor', input: ({ context }) => context.settings.monitor },
-    { id: 'everThinker', systemId: 'everThinker', src: 'everThinker', input: ({ context }) => ({ minPriority: context.settings.minPriority }) },
+    {
+      id: 'everThinker',
+      systemId: 'everThinker',
+      src: 'everThinker',
+      input: ({ context }) => ({ minPriority: context.settings.minPriority, minImprovement: setting(context.settings, 'minImprovement') }),
+    },
   ],
+  // A task handed out more often than its limit is a loop, whatever state the run is in.
+  always: { guard: 'taskLooping', target: '.stopped', actions: 'stopForLoop' },
   on: {
     'monitor.limit_reached': { target: '.stopped', actions: { type: 'stopForLimit', params: ({ event }) => event } },
     'run.abort': { target: '.stopped', actions: assign({ outcome: 'cancelled', reason: ({ event }) => event.reason }) },
     'run.pause': { actions: assign({ paused: true }) },
     'run.resume': { actions: assign({ paused: false }) },
-    'human.answered': { actions: assign({ answers: ({ context }) => context.answers + 1 }) },
+    'human.answered': [
+      { guard: { type: 'continuesPastBudget', params: ({ event }) => event }, actions: 'acceptBudget' },
+      {
+        guard: { type: 'stopsAtBudget', params: ({ event }) => event },
+        target: '.stopped',
+        actions: { type: 'stopForForecast', params: ({ context }) => ({ forecast: budgetForecast(context), why: 'declined' as const, timeoutMs: 0 }) },
+      },
+      // A late answer (the questions timed out) is kept with its question; the plan may already be made.
+      { actions: assign({ answers: ({ context }) => context.answers + 1 }) },
+    ],
+    'forecast.over_budget': [
+      { guard: 'budgetAccepted' },
+      { guard: 'attended', actions: { type: 'askBudget', params: ({ event }) => event } },
+      {
+        target: '.stopped',
+        actions: { type: 'stopForForecast', params: ({ event }) => ({ forecast: withoutType(event), why: 'unattended' as const, timeoutMs: 0 }) },
+      },
+    ],
+    'question.timeout': {
+      guard: { type: 'askingBudget', params: ({ event }) => event },
+      target: '.stopped',
+      actions: {
+        type: 'stopForForecast',
+        params: ({ context }) => ({ forecast: budgetForecast(context), why: 'unanswered' as const, timeoutMs: setting(context.settings, 'interventionTimeoutMs') }),
+      },
+    },
     'task.skip': [
       { guard: { type: 'skipsCurrentTask', params: ({ event }) => event }, target: '.implementing', actions: { type: 'skipTask', params: ({ event }) => event } },
       { guard: { type: 'skipsPendingTask', params: ({ event }) => event }, actions: { type: 'skipTask', params: ({ event }) => event } },
@@ -255,10 +479,12 @@ export const orchestratorMachine = setup({
       { guard: { type: 'taskFailure', params: ({ event }) => event }, target: '.implementing', actions: { type: 'markFailedTask', params: ({ event }) => event } },
       { target: '.stopped', actions: { type: 'stopForFailure', params: ({ event }) => event } },
     ],
+    // Stagnation: a retry with a different approach, then the task skipped for a person, then stuck.
     'agent.stalled': [
+      { guard: { type: 'stalledAgainAfterSkip', params: ({ event }) => event }, target: '.stopped', actions: { type: 'stopStuck', params: ({ event }) => event } },
       { guard: { type: 'mayRetryStall', params: ({ event }) => event }, actions: { type: 'retryStalled', params: ({ event }) => event } },
       { guard: { type: 'stallHasTask', params: ({ event }) => event }, target: '.implementing', actions: { type: 'skipStalledTask', params: ({ event }) => event } },
-      { target: '.stopped', actions: assign({ outcome: 'stuck', reason: ({ event }) => `${event.agent} made no progress, even after a retry` }) },
+      { target: '.stopped', actions: { type: 'stopStuck', params: ({ event }) => event } },
     ],
   },
   initial: 'starting',
@@ -270,7 +496,23 @@ export const orchestratorMachine = setup({
     clarifying: {
       description: 'The Moderator turns the requirements into a scope.',
       entry: 'requestScope',
-      on: { 'scope.clarified': 'planning' },
+      on: {
+        'scope.clarified': [
+          { guard: { type: 'asksAPerson', params: ({ event }) => event }, target: 'awaitingAnswers', actions: { type: 'askQuestions', params: ({ event }) => event } },
+          { target: 'planning' },
+        ],
+      },
+    },
+    awaitingAnswers: {
+      description: 'A person answers the clarify questions (terminal, dashboard, API); when the time is up, the assumptions stand.',
+      exit: 'endQuestions',
+      on: {
+        'human.answered': [
+          { guard: { type: 'answersTheLastQuestion', params: ({ event }) => event }, target: 'planning', actions: { type: 'recordAnswer', params: ({ event }) => event } },
+          { guard: { type: 'answersAQuestion', params: ({ event }) => event }, actions: { type: 'recordAnswer', params: ({ event }) => event } },
+        ],
+        'question.timeout': { guard: { type: 'deadlineIs', params: ({ event }) => ({ event, id: 'questions' }) }, target: 'planning' },
+      },
     },
     planning: {
       description: 'The Moderator splits the scope into PR-sized tasks.',
@@ -287,7 +529,9 @@ export const orchestratorMachine = setup({
       },
     },
     awaitingApproval: {
-      description: 'A person approves the plan, unless the run was started with -y.',
+      description: 'A person approves the plan, unless the run was started with -y; unanswered in time, the run ends needs_human.',
+      entry: 'armApprovalDeadline',
+      exit: 'clearApprovalDeadline',
       always: { guard: 'autoApprove', target: 'implementing' },
       invoke: {
         id: 'askApproval',
@@ -301,6 +545,7 @@ export const orchestratorMachine = setup({
       on: {
         'human.approved': 'implementing',
         'human.rejected': { target: 'stopped', actions: assign({ outcome: 'cancelled', reason: ({ event }) => event.reason }) },
+        'question.timeout': { guard: { type: 'deadlineIs', params: ({ event }) => ({ event, id: 'approval' }) }, target: 'stopped', actions: 'stopUnapproved' },
       },
     },
     implementing: {
@@ -335,7 +580,7 @@ export const orchestratorMachine = setup({
       entry: 'startImprovementCycle',
       on: {
         'improvements.proposed': { target: 'implementing', actions: { type: 'addTasks', params: ({ event }) => ({ tasks: event.tasks, origin: 'improvement' as const }) } },
-        'improvements.exhausted': { target: 'stopped', actions: 'conclude' },
+        'improvements.exhausted': { target: 'stopped', actions: { type: 'concludeImprovements', params: ({ event }) => event } },
       },
     },
     stopped: {
