@@ -14,6 +14,8 @@ import { contracts, describeTask, projectLine, stepSettings, systemPrompt, testC
 import { replies, type ChangeReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
 import { callKeys, stepKeys, type CallKey, type ChangePurpose } from '../protocol/keys.ts';
+import { whatWasTried } from './approach.ts';
+import { parseLintFindings } from '../services/test-signals.ts';
 
 /** How many lines of a failing or unrunnable test command's output the progress shows. */
 const SHOWN_LINES = 12;
@@ -50,10 +52,13 @@ export function techleadActors(services: RunServices) {
    * (`model.reply_retries` times), then the step fails with `no_change`. A step whose commit is
    * already on the branch (a resumed run) is not checked again.
    */
-  async function changeAndCommit(task: TaskRecord, attempt: number, purpose: ChangePurpose, prompt: string, signal: AbortSignal): Promise<{ files: number }> {
+  async function changeAndCommit(task: TaskRecord, attempt: number, purpose: ChangePurpose, prompt: string, signal: AbortSignal, approach = 0): Promise<{ files: number }> {
     const worktree = worktreePath(services, task.id);
     const stepKey = stepKeys.commit(task.id, attempt);
-    const baseKey = callKeys.change(purpose, task.id, attempt);
+    // A restart after stagnation asks anew (never the journaled replies) and says what the last approach did.
+    const firstKey = callKeys.change(purpose, task.id, attempt);
+    const baseKey = callKeys.approach(firstKey, approach);
+    if (approach > 0) prompt += whatWasTried(services, firstKey, approach);
     const retries = services.config.model.reply_retries;
     await services.git.ensureWorktree(branchOf(task), worktree);
     for (let round = 0; ; round += 1) {
@@ -94,7 +99,7 @@ export function techleadActors(services: RunServices) {
     const task = taskOf(services, input.taskId);
     const tree = readTree(worktreePath(services, task.id));
     const prompt = `${projectLine(services)}\n\n${describeTask(task)}\n\nThe repository now:\n${formatFiles(tree.files)}${tree.truncated ? '\n(some files left out for size)' : ''}\n\nImplement the task, with tests.`;
-    return changeAndCommit(task, input.attempt, 'implement', prompt, signal);
+    return changeAndCommit(task, input.attempt, 'implement', prompt, signal, input.approach);
   });
 
   const revise = fromPromise<{ files: number }, TaskStepInput>(async ({ input, signal }) => {
@@ -110,8 +115,23 @@ export function techleadActors(services: RunServices) {
     const tree = readTree(worktreePath(services, task.id));
     const feedback = review ? [`Review: ${review.summary}`, ...review.comments.map((comment) => `- ${comment}`)].join('\n') : '(no review found)';
     const prompt = `${projectLine(services)}\n\n${describeTask(task)}\n\nThe Moderator asked for changes:\n${feedback}\n\n${tests && !tests.passed ? `The last test run failed:\n${tests.output.slice(-4000)}\n\n` : ''}The branch now:\n${formatFiles(tree.files)}\n\nAddress every comment.`;
-    return changeAndCommit(task, input.attempt, 'revise', prompt, signal);
+    return changeAndCommit(task, input.attempt, 'revise', prompt, signal, input.approach);
   });
+
+  /**
+   * The project's lint command after the tests, when one is set: its findings are a signal the
+   * improvement cycles are measured by, never a verdict on the task. Null when it could not be
+   * counted; a run cut short by a signal is not a result (the step runs again).
+   */
+  async function lint(taskId: string, cwd: string, signal: AbortSignal): Promise<number | null> {
+    const command = services.config.project.lint_command;
+    if (!command) return null;
+    const step = await runTestCommand({ command, cwd, env: services.childEnv, timeoutMs: services.config.project.test_timeout_seconds * 1000, signal, sandbox: services.sandbox });
+    if (step.aborted || signal.aborted) throw signal.reason ?? new Error('the lint run was aborted');
+    const findings = cannotRun(step) === undefined ? parseLintFindings(step.output, step.exitCode) : null;
+    services.progress(`  ${taskId}: \`${command}\`: ${findings === null ? 'findings could not be counted' : plural(findings, 'finding')}`);
+    return findings;
+  }
 
   const runTests = fromPromise<TestOutput, TaskStepInput>(async ({ input, signal }) => {
     const recorded = services.store.getTestRun(services.runId, input.taskId, input.attempt);
@@ -140,7 +160,8 @@ export function techleadActors(services: RunServices) {
       result = { passed: step.passed, exitCode: step.exitCode, timedOut: step.timedOut, durationMs: result.durationMs + step.durationMs, output: `${result.output}$ ${command}\n${step.output}` };
       if (!step.passed) break;
     }
-    services.store.recordTestRun({ runId: services.runId, taskId: input.taskId, attempt: input.attempt, command: commands.join(' && '), ...result });
+    const lintFindings = await lint(input.taskId, cwd, signal);
+    services.store.recordTestRun({ runId: services.runId, taskId: input.taskId, attempt: input.attempt, command: commands.join(' && '), ...result, lintFindings });
     services.progress(`  ${input.taskId}: tests ${result.passed ? 'passed' : `failed (exit ${result.exitCode ?? 'none'}${result.timedOut ? ', timed out' : ''})`} in ${(result.durationMs / 1000).toFixed(1)} s`);
     if (!result.passed) for (const line of lastLines(result.output, SHOWN_LINES)) services.progress(`    | ${line}`);
     return { passed: result.passed };
