@@ -99,17 +99,36 @@ test('without -y and without a terminal to ask on, the run refuses to start', (t
 });
 
 test('the token budget is never overrun: the run stops with budget_exhausted and exit 3', (t) => {
+  // 10,000 tokens run out inside the first task, before any task has finished: no forecast can stop the run first.
   const target = path.join(tempDir('budget'), 'todo');
-  const { code, stdout, stderr } = cli(['demo', '--target', target, '--max-tokens', '30000', '--json']);
+  const { code, stdout, stderr } = cli(['demo', '--target', target, '--max-tokens', '10000', '--json']);
   t.is(code, 3);
   const summary = JSON.parse(stdout) as { outcome: string; tokensUsed: number; reason: string };
   t.is(summary.outcome, 'budget_exhausted');
-  t.true(summary.tokensUsed <= 30_000, `used ${summary.tokensUsed}`);
+  t.true(summary.tokensUsed <= 10_000, `used ${summary.tokensUsed}`);
   t.regex(summary.reason, /token budget/);
   t.false(stderr.includes('token budget:'), 'the stop reason is printed once, by the summary, not also as a progress error');
-  const text = cli(['demo', '--target', path.join(tempDir('budget'), 'todo'), '--max-tokens', '30000']);
+  const text = cli(['demo', '--target', path.join(tempDir('budget'), 'todo'), '--max-tokens', '10000']);
   t.is(text.code, 3);
   t.is(`${text.stderr}${text.stdout}`.split('token budget:').length - 1, 1, `${text.stderr}${text.stdout}`);
+});
+
+test('unattended, a forecast past the budget ends the run needs_human (exit 5) before it runs dry; raised with --limit, --resume finishes it', (t) => {
+  const target = path.join(tempDir('forecast'), 'todo');
+  const first = cli(['demo', '--target', target, '--max-tokens', '30000', '--json']);
+  t.is(first.code, 5, first.stderr);
+  const stopped = JSON.parse(first.stdout) as { runId: string; outcome: string; tokensUsed: number; reason: string; tasksCompleted: number };
+  t.is(stopped.outcome, 'needs_human');
+  t.regex(stopped.reason, /^the forecast to finish \d+ task\(s\) is ~[\d,]+ tokens, past limits\.max_tokens_total 30,000, and the run is unattended: raise the budget, then --resume$/);
+  t.true(stopped.tokensUsed < 30_000, `stopped at ${stopped.tokensUsed}, before the budget ran out`);
+  t.true(stopped.tasksCompleted >= 1, 'the forecast comes from a finished task');
+  t.regex(first.stderr, /forecast: ~[\d,]+ tokens to finish \d+ task\(s\) left/, 'the progress output shows the forecast');
+
+  const again = cli(['--resume', stopped.runId, '--target', target, '--json']);
+  t.is(again.code, 5, 'the same limit stops it again at once');
+  const resumed = cli(['--resume', stopped.runId, '--target', target, '--limit', 'max_tokens_total=500000', '--json']);
+  t.is(resumed.code, 0, resumed.stderr);
+  t.like(JSON.parse(resumed.stdout), { runId: stopped.runId, outcome: 'done' });
 });
 
 test('runs that cannot be resumed are refused with exit 2: unknown id, other chart version', (t) => {
