@@ -140,7 +140,9 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     project: (messages) => {
       store.projectTasks(runId, actor.getSnapshot().context.tasks);
       for (const alert of alertsOf(runId, messages)) store.addAlert(alert);
-      const reading = readingOf(actor.system.get('monitor')?.getSnapshot().context);
+      // A tick that stops the run stops the Monitor with it before this checkpoint: its last reading is then its child snapshot's.
+      const monitor = actor.system.get('monitor') ?? actor.getSnapshot().children.monitor;
+      const reading = readingOf(monitor?.getSnapshot().context);
       if (reading && reading.at !== recordedTick) {
         recordedTick = reading.at;
         store.recordMetrics(runId, metricsRowOf(reading));
