@@ -123,6 +123,20 @@ test('unattended, a forecast past the budget ends the run needs_human (exit 5) b
   t.true(stopped.tokensUsed < 30_000, `stopped at ${stopped.tokensUsed}, before the budget ran out`);
   t.true(stopped.tasksCompleted >= 1, 'the forecast comes from a finished task');
   t.regex(first.stderr, /forecast: ~[\d,]+ tokens to finish \d+ task\(s\) left/, 'the progress output shows the forecast');
+  const db = new Database(path.join(target, '.duo-agent', 'moderator.db'), { readonly: true });
+  t.deepEqual(db.prepare("SELECT level, kind, source FROM alerts WHERE source = 'monitor'").all(), [{ level: 'warning', kind: 'forecast', source: 'monitor' }], 'the Monitor\'s alert is in the alerts table');
+  const ticks = db.prepare('SELECT tokens_used, health_score, forecast_tokens FROM metrics ORDER BY id').all() as { tokens_used: number; health_score: number; forecast_tokens: number | null }[];
+  t.true(ticks.length >= 1, 'the tick that stopped the run is in the metrics series');
+  t.is(ticks.at(-1)?.tokens_used, stopped.tokensUsed);
+  t.true((ticks.at(-1)?.forecast_tokens ?? 0) > 30_000);
+  db.close();
+  // A finished run shows its final states: every agent stopped, in `status` and in the checkpoint export.
+  const status = cli(['status', '--target', target]);
+  t.regex(status.stdout, /finished, phase stopped, outcome needs_human/);
+  t.regex(status.stdout, /agents {2}moderator stopped, techlead stopped, monitor stopped, everThinker stopped/);
+  const exported = JSON.parse(fs.readFileSync(path.join(target, '.duo-agent', 'checkpoints', `${stopped.runId}.json`), 'utf8')) as { run: Record<string, unknown>; states: Record<string, string> };
+  t.like(exported.run, { status: 'finished', outcome: 'needs_human', reason: stopped.reason });
+  t.deepEqual(exported.states, { orchestrator: 'stopped', moderator: 'stopped', techlead: 'stopped', monitor: 'stopped', everThinker: 'stopped' });
 
   const again = cli(['--resume', stopped.runId, '--target', target, '--json']);
   t.is(again.code, 5, 'the same limit stops it again at once');
@@ -148,6 +162,20 @@ test('runs that cannot be resumed are refused with exit 2: unknown id, other cha
   const nowhere = cli(['--resume', runId, '--target', tempDir()]);
   t.is(nowhere.code, 2);
   assertOneLine(t, nowhere.stderr, /no Moderator runs in/);
+});
+
+test('a run whose process died shows interrupted in runs and status, not running', (t) => {
+  const target = path.join(tempDir('dead'), 'todo');
+  const demo = cli(['demo', '--target', target, '--max-tokens', '10000', '--json']);
+  const { runId } = JSON.parse(demo.stdout) as { runId: string };
+  // What kill -9 leaves: the row still says running, for a process that is gone.
+  const gone = execFileSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).trim();
+  const db = new Database(path.join(target, '.duo-agent', 'moderator.db'));
+  db.prepare("UPDATE runs SET status = 'running', outcome = NULL, pid = ?, host = ? WHERE id = ?").run(Number(gone), os.hostname(), runId);
+  db.close();
+  t.regex(cli(['runs', '--target', target]).stdout, new RegExp(`${runId} .* interrupted `));
+  t.like(JSON.parse(cli(['runs', '--target', target, '--json']).stdout), { runId, status: 'interrupted' });
+  t.regex(cli(['status', '--target', target]).stdout, new RegExp(`run ${runId} \\(last stored state\\): interrupted`));
 });
 
 test('runs lists nothing for a fresh target and --help prints usage', (t) => {
