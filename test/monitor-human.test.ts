@@ -20,7 +20,7 @@ import { monitorMachine, type MetricsSample, type MonitorLimits } from '../machi
 import { orchestratorMachine, type OrchestratorInput } from '../machines/orchestrator.machine.ts';
 import { techleadMachine, type TaskStepInput } from '../machines/techlead.machine.ts';
 import { STOP_CONDITIONS, type StopCondition } from '../protocol/stops.ts';
-import { magnitudeOf, signalsOf } from '../services/improvement.ts';
+import { learnedBonus, magnitudeOf, signalsOf } from '../services/improvement.ts';
 import { Store } from '../services/store/store.ts';
 import { startMonitoring } from '../server/index.ts';
 
@@ -313,6 +313,15 @@ test('an improvement cycle\'s magnitude comes from the tests passing, the test c
   t.is(magnitudeOf(after, after, 1).value, 0, 'nothing changed: nothing gained');
   t.is(magnitudeOf(before, after, 0).value, 0, 'tasks that did not merge gain nothing');
   t.is(magnitudeOf(signalsOf(undefined), after, 1).value, null, 'no signal on both sides: not measured');
+});
+
+test('with learning on, earlier ideas rank later proposals by their measured impact: merged with a large magnitude up, turned down ones down', (t) => {
+  t.is(learnedBonus('perf', []), 0, 'nothing learnt');
+  t.is(learnedBonus('perf', [{ angle: 'perf', outcome: 'merged', impact: 0.4 }]), 2);
+  t.is(learnedBonus('perf', [{ angle: 'perf', outcome: 'merged', impact: 0.05 }]), 0.5, 'merged but measured small: a small bonus');
+  t.is(learnedBonus('perf', [{ angle: 'perf', outcome: 'merged', impact: 0.4 }, { angle: 'perf', outcome: 'rejected' }]), 0);
+  t.is(learnedBonus('ux', [{ angle: 'ux', outcome: 'rejected' }, { angle: 'ux', outcome: 'failed' }]), -2);
+  t.is(learnedBonus('ux', [{ angle: 'ux', outcome: 'below threshold' }, { angle: 'perf', outcome: 'rejected' }]), 0, 'ideas never tried and other angles say nothing');
 });
 
 /** A store and the monitoring server around a real orchestrator whose Moderator asks Q1 and Q2; the plan keeps its prompt's questions part. */

@@ -125,8 +125,10 @@ test('state holds the phase, each agent, the small context, the definitions and 
   fixture.actor.send({ type: 'test.plan' });
   t.like((await getJson(fixture, '/api/state?definitions=0')).body, {
     phase: 'awaitingApproval',
-    pending_question: { kind: 'approve_plan', actions: ['approve', 'reject'] },
+    pending_question: { kind: 'approve_plan', actions: ['approve', 'reject'], deadline: null },
   });
+  const approval = (await getJson(fixture, '/api/state?definitions=0')).body.pending_question as { tasks: { id: string; acceptance_criteria: string[] }[] };
+  t.deepEqual(approval.tasks.map((task) => [task.id, task.acceptance_criteria]), [['T1', ['works']], ['T2', ['works']], ['T3', ['works']]], 'every task with its acceptance criteria');
   t.false('definitions' in (await getJson(fixture, '/api/state?definitions=0')).body);
 });
 
