@@ -101,6 +101,16 @@ test('every stopping condition has an outcome with its own exit status and names
   t.deepEqual([exitCodeOf('done'), exitCodeOf('failed'), exitCodeOf('budget_exhausted'), exitCodeOf('stuck'), exitCodeOf('needs_human')], [0, 1, 3, 4, 5]);
 });
 
+test('an alert is raised again only after agents.monitor.alert_window_minutes', (t) => {
+  const { heard, tick } = monitored();
+  const tokenWarnings = () => heard.filter((event) => event.type === 'health.alert' && (event as { kind?: string }).kind === 'tokens').length;
+  tick({ tokensUsed: 850 });
+  tick({ tokensUsed: 860, atMs: 9 * 60_000 });
+  t.is(tokenWarnings(), 1, 'within the window (10 min by default): once');
+  tick({ tokensUsed: 870, atMs: 10 * 60_000 });
+  t.is(tokenWarnings(), 2, 'the window has passed: raised again');
+});
+
 interface Script {
   verdicts?: ReviewOutput['verdict'][];
   /** Resolves or hangs each implement call; default: one file changed. */
