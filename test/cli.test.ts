@@ -123,6 +123,9 @@ test('unattended, a forecast past the budget ends the run needs_human (exit 5) b
   t.true(stopped.tokensUsed < 30_000, `stopped at ${stopped.tokensUsed}, before the budget ran out`);
   t.true(stopped.tasksCompleted >= 1, 'the forecast comes from a finished task');
   t.regex(first.stderr, /forecast: ~[\d,]+ tokens to finish \d+ task\(s\) left/, 'the progress output shows the forecast');
+  // The default alert channels: the console and the monitor's log (the live feed is the server's).
+  t.regex(first.stderr, /alert \(warning\): the forecast passes the budget: ~[\d,]+ tokens/);
+  t.regex(fs.readFileSync(path.join(target, '.duo-agent', 'logs', 'monitor.jsonl'), 'utf8'), /"kind":"forecast".*the forecast passes the budget/);
   const db = new Database(path.join(target, '.duo-agent', 'moderator.db'), { readonly: true });
   t.deepEqual(db.prepare("SELECT level, kind, source FROM alerts WHERE source = 'monitor'").all(), [{ level: 'warning', kind: 'forecast', source: 'monitor' }], 'the Monitor\'s alert is in the alerts table');
   const ticks = db.prepare('SELECT tokens_used, health_score, forecast_tokens FROM metrics ORDER BY id').all() as { tokens_used: number; health_score: number; forecast_tokens: number | null }[];
