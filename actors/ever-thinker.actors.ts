@@ -9,6 +9,7 @@ import { contracts, projectLine, stepSettings, systemPrompt } from './prompts.ts
 import { priorityOf, replies } from './replies.ts';
 import type { RunServices } from './run-services.ts';
 import { callKeys, stepKeys } from '../protocol/keys.ts';
+import { learnedBonus } from '../services/improvement.ts';
 
 const typeOfAngle: Record<string, string> = {
   performance: 'perf',
@@ -68,8 +69,9 @@ export function everThinkerActors(services: RunServices) {
       stepKey,
       async () => {
         const past = services.config.features.learning ? (services.pastIdeas?.() ?? []) : [];
+        const impactOf = (idea: (typeof past)[number]) => (typeof idea.impact === 'number' ? `, measured impact ${idea.impact.toFixed(2)}` : '');
         const learned = past.length
-          ? `\n\nIdeas from earlier runs on this repository and how they ended (do not propose again what was turned down):\n${past.map((idea) => `- [${idea.outcome}] ${idea.title}`).join('\n')}`
+          ? `\n\nIdeas from earlier runs on this repository and how they ended (do not propose again what was turned down):\n${past.map((idea) => `- [${idea.outcome}${impactOf(idea)}] ${idea.title}`).join('\n')}`
           : '';
         const prompt = await once(services.store, services.runId, stepKeys.prompt(callKeys.analyze(input.cycle)), () => analyzePrompt(input.cycle, learned));
         const reply = await ask(services, {
@@ -82,8 +84,12 @@ export function everThinkerActors(services: RunServices) {
           settings,
           signal,
         });
+        // With learning on, how earlier ideas of the same angle ended, and what they measurably did, moves the rank.
         const ranked = reply.proposals
-          .map((proposal) => ({ ...proposal, priority: priorityOf(proposal) }))
+          .map((proposal) => {
+            const learnt = past.length ? learnedBonus(proposal.angle, past) : 0;
+            return { ...proposal, priority: priorityOf(proposal) + learnt, learnt };
+          })
           .sort((a, b) => b.priority - a.priority);
         const accepted = ranked.filter((proposal) => proposal.priority >= input.minPriority).slice(0, settings.max_proposals_per_cycle);
         // Ids continue the target's numbering; computed before the tasks are stored, in the same step.
@@ -99,12 +105,15 @@ export function everThinkerActors(services: RunServices) {
           angle: proposal.angle,
           priority: proposal.priority,
         }));
-        return { newTasks, considered: ranked.map((proposal) => ({ title: proposal.title, angle: proposal.angle, priority: proposal.priority })) };
+        return { newTasks, considered: ranked.map((proposal) => ({ title: proposal.title, angle: proposal.angle, priority: proposal.priority, learnt: proposal.learnt })) };
       },
       (outcome) => services.store.addTasks(services.runId, outcome.newTasks),
     );
     services.progress(`improvement cycle ${input.cycle}: ${result.considered.length} idea(s), ${result.newTasks.length} worth a task (priority >= ${input.minPriority})`);
-    for (const idea of result.considered) services.progress(`  ${idea.priority >= input.minPriority ? '+' : '-'} [${idea.angle}, priority ${idea.priority}] ${idea.title}`);
+    for (const idea of result.considered) {
+      const learnt = idea.learnt ? ` (${idea.learnt > 0 ? '+' : ''}${idea.learnt} learnt from earlier runs)` : '';
+      services.progress(`  ${idea.priority >= input.minPriority ? '+' : '-'} [${idea.angle}, priority ${idea.priority}${learnt}] ${idea.title}`);
+    }
     return {
       accepted: result.newTasks.map((task) => ({ id: task.id, type: task.type })),
       considered: result.considered.length,

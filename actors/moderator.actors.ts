@@ -12,6 +12,7 @@ import { estimateTokens } from '../services/llm/token-count.ts';
 import type { TaskRecord } from '../services/store/types.ts';
 import { plural } from '../services/text.ts';
 import { callKeys, stepKeys } from '../protocol/keys.ts';
+import { questionsAndAnswers } from './questions.ts';
 
 export function taskOf(services: RunServices, taskId: string): TaskRecord {
   const task = services.store.getTask(services.runId, taskId);
@@ -43,7 +44,7 @@ const DIFF_READ_BYTES = 1024 * 1024;
 export function moderatorActors(services: RunServices) {
   const settings = stepSettings(services, 'moderator');
 
-  const clarify = fromPromise<{ assumptions: number; questions: number }>(async ({ signal }) => {
+  const clarify = fromPromise<{ assumptions: number; questions: number; questionIds?: string[] }>(async ({ signal }) => {
     const scope: ClarifyReply = await ask(services, {
       agent: 'moderator',
       purpose: 'clarify',
@@ -55,9 +56,13 @@ export function moderatorActors(services: RunServices) {
       signal,
     });
     services.store.setRunScope(services.runId, scope);
+    // Kept with ids, so a person can answer each (terminal, dashboard, API) and the plan sees the answers.
+    const questions = scope.questions.map((text, index) => ({ id: `Q${index + 1}`, text }));
+    services.store.addQuestions(services.runId, questions);
     services.progress(`scope: ${scope.summary}`);
     for (const assumption of scope.assumptions) services.progress(`  assumed: ${assumption}`);
-    return { assumptions: scope.assumptions.length, questions: scope.questions.length };
+    for (const question of questions) services.progress(`  question ${question.id}: ${question.text}`);
+    return { assumptions: scope.assumptions.length, questions: questions.length, questionIds: questions.map((question) => question.id) };
   });
 
   const plan = fromPromise<{ tasks: NewTaskRef[] }>(async ({ signal }) => {
@@ -72,7 +77,7 @@ export function moderatorActors(services: RunServices) {
           purpose: 'plan',
           callKey: callKeys.plan(),
           system: systemPrompt(services, 'moderator', contracts.plan),
-          prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nScope:\n${JSON.stringify(run?.scope ?? null, null, 2)}\n\nPlan the tasks.`,
+          prompt: `${projectLine(services)}\n\nRequirements:\n${services.requirements}\n\nScope:\n${JSON.stringify(run?.scope ?? null, null, 2)}\n\n${questionsAndAnswers(services.store, services.runId)}Plan the tasks.`,
           reply: replies.plan,
           settings,
           signal,

@@ -36,7 +36,7 @@ export function stepSettings<A extends LlmAgent>(services: RunServices, agent: A
  * then the few instructions a schema cannot say.
  */
 export const contracts = {
-  clarify: `${replies.clarify.contract}\nThe run is unattended: list as assumptions the answers you chose for anything ambiguous.`,
+  clarify: `${replies.clarify.contract}\nList as assumptions the answers you chose for anything ambiguous; a person may answer your questions, otherwise your assumptions stand.`,
   plan: `${replies.plan.contract}\nIds T1, T2, ... in the order the tasks must be done; each task small enough for one pull request.`,
   review: `${replies.review.contract}\nRequest changes only for unmet acceptance criteria or real defects, and say exactly what to change.`,
   change: `${replies.change.contract}\nPaths are relative to the repository root; each file is written whole.`,

@@ -35,7 +35,7 @@ export interface RunServices {
    */
   toolsFor?: ((worktree: string) => AgentTools) | undefined;
   /** How earlier runs' improvement ideas ended (features.learning). */
-  pastIdeas?: (() => { title: string; outcome: string }[]) | undefined;
+  pastIdeas?: (() => { title: string; angle: string | null; outcome: string; impact?: number | null | undefined }[]) | undefined;
 }
 
 export function worktreePath(services: RunServices, taskId: string): string {

@@ -3,6 +3,8 @@ import type { SubmitInput, TaskStepInput, TestOutput } from '../machines/techlea
 import { ModeratorError } from '../errors.ts';
 import { GitService } from '../services/git/git-service.ts';
 import { firstLine, plural } from '../services/text.ts';
+import { runTestCommand } from '../services/test-runner.ts';
+import { cannotRun } from '../services/test-environment.ts';
 import { once } from '../services/effects.ts';
 import { estimateTokens } from '../services/llm/token-count.ts';
 import { pullRequestBody } from '../services/pr/pr-text.ts';
@@ -14,6 +16,8 @@ import { contracts, describeTask, projectLine, stepSettings, systemPrompt } from
 import { replies, type ChangeReply } from './replies.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
 import { callKeys, stepKeys, type CallKey, type ChangePurpose } from '../protocol/keys.ts';
+import { whatWasTried } from './approach.ts';
+import { parseLintFindings } from '../services/test-signals.ts';
 
 /** The TechLead's effects: worktree, implementation, revision, tests, PR. */
 export function techleadActors(services: RunServices) {
@@ -49,9 +53,13 @@ export function techleadActors(services: RunServices) {
    */
   async function changeAndCommit(task: TaskRecord, step: TaskStepInput, purpose: ChangePurpose, prompt: string, signal: AbortSignal): Promise<{ files: number }> {
     const { attempt } = step;
+    const approach = step.approach ?? 0;
     const worktree = worktreePath(services, task.id);
     const stepKey = stepKeys.commit(task.id, attempt);
-    const baseKey = callKeys.change(purpose, task.id, attempt);
+    // A restart after stagnation asks anew (never the journaled replies) and says what the last approach did.
+    const firstKey = callKeys.change(purpose, task.id, attempt);
+    const baseKey = callKeys.approach(firstKey, approach);
+    if (approach > 0) prompt += whatWasTried(services, firstKey, approach);
     const retries = services.config.model.reply_retries;
     await services.git.ensureWorktree(branchOf(task, step.generation), worktree);
     for (let round = 0; ; round += 1) {
@@ -158,11 +166,28 @@ export function techleadActors(services: RunServices) {
     return changeAndCommit(task, input, 'revise', prompt, signal);
   });
 
+  /**
+   * The project's lint command after the tests, when one is set: its findings are a signal the
+   * improvement cycles are measured by, never a verdict on the task. Null when it could not be
+   * counted; a run cut short by a signal is not a result (the step runs again).
+   */
+  async function lint(taskId: string, cwd: string, signal: AbortSignal): Promise<number | null> {
+    const command = services.config.project.lint_command;
+    if (!command) return null;
+    const step = await runTestCommand({ command, cwd, env: services.childEnv, timeoutMs: services.config.project.test_timeout_seconds * 1000, signal, sandbox: services.sandbox });
+    if (step.aborted || signal.aborted) throw signal.reason ?? new Error('the lint run was aborted');
+    const findings = cannotRun(step) === undefined ? parseLintFindings(step.output, step.exitCode) : null;
+    services.progress(`  ${taskId}: \`${command}\`: ${findings === null ? 'findings could not be counted' : plural(findings, 'finding')}`);
+    return findings;
+  }
+
   const runTests = fromPromise<TestOutput, TaskStepInput>(async ({ input, signal }) => {
     const recorded = services.store.getTestRun(services.runId, input.taskId, input.attempt);
     if (recorded) return { passed: recorded.passed };
-    const result = await runProjectTests(services, input.taskId, worktreePath(services, input.taskId), signal);
-    services.store.recordTestRun({ runId: services.runId, taskId: input.taskId, attempt: input.attempt, ...result });
+    const cwd = worktreePath(services, input.taskId);
+    const result = await runProjectTests(services, input.taskId, cwd, signal);
+    const lintFindings = await lint(input.taskId, cwd, signal);
+    services.store.recordTestRun({ runId: services.runId, taskId: input.taskId, attempt: input.attempt, ...result, lintFindings });
     reportTests(services, input.taskId, result);
     return { passed: result.passed };
   });

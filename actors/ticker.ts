@@ -1,56 +1,74 @@
-import { fromCallback, type EventObject } from 'xstate';
+import { fromCallback, type ActorSystem, type EventObject } from 'xstate';
 import type { MetricsSample, MonitorTick } from '../machines/monitor.machine.ts';
-import type { Slot } from '../machines/orchestrator.machine.ts';
-import type { RunClock } from '../services/run-clock.ts';
-import type { RunServices } from './run-services.ts';
-import { AGENTS, agentOfActor } from '../protocol/agents.ts';
 
-const restingStates = new Set(['idle', 'stagnant', 'cooling_down']);
+/** The system of any tree, whose actors are looked up by systemId. */
+// `any`: xstate types a system by the actors it holds; the ticker reads any tree's.
+export type AnyActorSystem = ActorSystem<any>;
 
-/** The actors that do work, with the task each holds: the reviewers, the TechLeads, the Ever-Thinker. */
-function workers(root: { getSnapshot(): { context?: unknown } } | undefined): Slot[] {
-  const context = (root?.getSnapshot().context ?? {}) as { techleads?: Slot[]; reviewers?: Slot[] };
-  return [...(context.reviewers ?? [{ id: 'moderator', taskId: null }]), ...(context.techleads ?? []), { id: 'everThinker', taskId: null }];
+export interface TickerOptions {
+  /** One measurement of the run; the actor system gives the agents' live states. */
+  sample: (system: AnyActorSystem) => Promise<MetricsSample>;
+  /**
+   * Moments worth measuring at once rather than at the next interval (a failed model call, a task
+   * that ended): calls `now` for each; returns how to stop watching.
+   */
+  watch?: (now: () => void) => () => void;
+  /** A measurement that failed (the store closing under a finishing run, a bug): said, never thrown into the tree. */
+  onError?: (error: unknown) => void;
 }
 
 /**
- * The monitor's clock: every `intervalMs` it measures the run and sends `monitor.tick`.
- * An invoked callback (not an `after` delay) so it restarts by itself on resume (checkpoint rule 3).
+ * The Monitor's clock: every `intervalMs`, and at the moments `watch` reports, it measures the run
+ * and sends `monitor.tick`. An invoked callback (not an `after` delay) so it restarts by itself on
+ * resume (checkpoint rule 3). Its interval runs on the actor system's scheduler, the clock the
+ * tree was created with: real time in a run, a SimulatedClock in tests.
  */
-export function tickerActor(services: RunServices, clock: RunClock, now: () => number = Date.now) {
-  return fromCallback<EventObject, { intervalMs: number }>(({ sendBack, input, system }) => {
-    const sessionStart = now();
-    const sample = (): MetricsSample => {
-      const totals = services.store.totals(services.runId);
-      const activity = services.store.lastActivityAt(services.runId);
-      const calls = services.store.listModelCalls(services.runId);
-      const at = now();
-      const agents: MetricsSample['agents'] = {};
-      for (const worker of workers(system.get('orchestrator'))) {
-        const value = system.get(worker.id)?.getSnapshot().value as unknown;
-        if (value === undefined) continue;
-        const state = typeof value === 'string' ? value : JSON.stringify(value);
-        const agent = agentOfActor(worker.id);
-        // Its own messages, and the model calls of its task (or, between tasks, of its agent).
-        const calledAs = worker.taskId !== null ? `task:${worker.taskId}` : agent ? AGENTS[agent].caller : null;
-        const lastSeen = Math.max(sessionStart, Date.parse(activity[worker.id] ?? '') || 0, Date.parse(calledAs ? (activity[calledAs] ?? '') : '') || 0);
-        agents[worker.id] = { working: !restingStates.has(state), idleMs: at - lastSeen };
+export function tickerActor(options: TickerOptions) {
+  return fromCallback<EventObject, { intervalMs: number }>(({ sendBack, receive, self, system, input }) => {
+    let stopped = false;
+    let measuring = false;
+    let again = false;
+    const measure = (): void => {
+      if (stopped) return;
+      // One measurement at a time; a request meanwhile is served by one more right after.
+      if (measuring) {
+        again = true;
+        return;
       }
-      return {
-        at: new Date(at).toISOString(),
-        runtimeMs: clock.flush(),
-        tokensUsed: totals.tokensUsed,
-        costUsd: totals.costUsd,
-        callsSent: totals.callsSent,
-        callErrors: totals.callErrors,
-        contextTokens: calls.reduce((largest, call) => Math.max(largest, call.inputTokens), 0),
-        agents,
-      };
+      measuring = true;
+      options
+        .sample(system)
+        .then(
+          (sample) => {
+            if (!stopped) sendBack({ type: 'monitor.tick', sample } satisfies MonitorTick);
+          },
+          (error: unknown) => {
+            if (!stopped) options.onError?.(error);
+          },
+        )
+        .finally(() => {
+          measuring = false;
+          if (again) {
+            again = false;
+            measure();
+          }
+        });
     };
-    const timer = setInterval(() => {
-      const tick: MonitorTick = { type: 'monitor.tick', sample: sample() };
-      sendBack(tick);
-    }, input.intervalMs);
-    return () => clearInterval(timer);
+    const arm = (): void => system.scheduler.schedule(self, self, { type: 'ticker.due' }, input.intervalMs, 'interval');
+    receive((event) => {
+      if (event.type === 'ticker.due') {
+        arm();
+        measure();
+      } else if (event.type === 'ticker.now') {
+        measure();
+      }
+    });
+    arm();
+    const unwatch = options.watch?.(measure);
+    // The scheduler drops this actor's pending interval when it stops.
+    return () => {
+      stopped = true;
+      unwatch?.();
+    };
   });
 }

@@ -15,6 +15,8 @@ export interface CliArgs {
   replayDelayMs?: string;
   maxTokens?: string;
   parallel?: string;
+  /** `--limit KEY=VALUE`, repeatable: any field of `limits`. */
+  limits?: string[];
   logLevel?: string;
   port?: string;
   /** Forward XState inspection events to the Stately inspector. */
@@ -39,6 +41,7 @@ const options = {
   'replay-delay-ms': { type: 'string' },
   'max-tokens': { type: 'string' },
   parallel: { type: 'string' },
+  limit: { type: 'string', multiple: true },
   'log-level': { type: 'string' },
   port: { type: 'string' },
   inspect: { type: 'boolean', default: false },
@@ -73,6 +76,8 @@ Options:
       --record FILE         also save every model reply as a replay session (for demos and regression tests)
       --max-tokens N        token budget of the run
       --parallel N          tasks in flight at once, each with its own TechLead (default 3; 1: one after another)
+      --limit KEY=VALUE     any field of limits, repeatable (--limit max_cost_usd=5); with --resume, raises
+                            the limit that stopped a run so that it continues
       --log-level LEVEL     trace, debug, info, warn, error
       --port N              monitoring server port (default 8080; 0 picks a free one)
       --inspect             also send XState inspection events to the Stately inspector
@@ -100,6 +105,7 @@ export function parseCli(argv: string[]): CliArgs {
     replayDelayMs: values['replay-delay-ms'],
     maxTokens: values['max-tokens'],
     parallel: values.parallel,
+    ...(values.limit ? { limits: values.limit } : {}),
     logLevel: values['log-level'],
     port: values.port,
     inspect: values.inspect,

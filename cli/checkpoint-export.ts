@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { stateDir, type Store } from '../services/store/store.ts';
+import { agentStates, stateName, type PersistedTree } from './status.ts';
 
 /**
  * A human-readable copy of the run's latest checkpoint, written at phase changes:
@@ -13,11 +14,14 @@ export function exportCheckpoint(target: string, runId: string, store: Store): v
   const dir = path.join(stateDir(target), 'checkpoints');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${runId}.json`);
+  const tree = JSON.parse(snapshot.json) as PersistedTree;
   const body = {
-    run: { id: run.id, phase: run.phase, status: run.status, outcome: run.outcome, startedAt: run.startedAt, requirements: run.requirements },
+    run: { id: run.id, phase: run.phase, status: run.status, outcome: run.outcome, reason: run.reason, startedAt: run.startedAt, requirements: run.requirements },
+    // What each actor is in (all `stopped` once the run is over), so nobody has to read it out of the snapshot.
+    states: { orchestrator: stateName(tree.value), ...agentStates(tree) },
     tasks: store.listTasks(runId).map(({ id, type, title, status, attempts, prNumber }) => ({ id, type, title, status, attempts, prNumber })),
     pullRequests: store.listPullRequests(runId).map(({ number, taskId, branch, status }) => ({ number, taskId, branch, status })),
-    snapshot: JSON.parse(snapshot.json) as unknown,
+    snapshot: tree,
   };
   // Write then rename, so a reader never sees half a file.
   fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(body, null, 2)}\n`);

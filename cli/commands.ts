@@ -31,6 +31,9 @@ import { gitServiceFor } from './git-service-for.ts';
 import type { SessionOptions } from './run-session.ts';
 import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { formatSummary, summarize, type RunSummary } from './summary.ts';
+import { exportCheckpoint } from './checkpoint-export.ts';
+import { continuationPlan, continued, factsOf, resumable, stillHolds, stopRecordOf } from './reopen.ts';
+import { runStatusOf } from './status.ts';
 
 export interface CliContext {
   env: Env;
@@ -46,6 +49,8 @@ interface StoredSettings {
   agents: AgentDefinitions;
   /** Set by `moderator retry`: a resume that finds no snapshot starts the retry again from it. */
   retry?: RetryPlan | undefined;
+  /** Started with -y: a run continued from its beginning (reopened after a limit) does not ask to approve the plan again. */
+  autoApprove?: boolean | undefined;
 }
 
 const demoSession = fileURLToPath(new URL('../demos/todo-cli/session.json', import.meta.url));
@@ -57,6 +62,7 @@ function overridesOf(args: CliArgs): ConfigOverrides {
     replayDelayMs: args.replayDelayMs,
     maxTokens: args.maxTokens,
     parallel: args.parallel,
+    limits: args.limits,
     logLevel: args.logLevel,
     port: args.port,
   };
@@ -180,7 +186,9 @@ export async function startRun(
  * before the run starts or resumes, naming the setting, instead of failing after the first commit.
  */
 function assertProjectCommands(config: Config): void {
-  const commands = [['project.setup_command', config.project.setup_command], ['project.test_command', config.project.test_command]] as const;
+  const commands = [
+    ['project.setup_command', config.project.setup_command], ['project.test_command', config.project.test_command], ['project.lint_command', config.project.lint_command],
+  ] as const;
   for (const [setting, command] of commands) {
     if (command === undefined) continue;
     try {
@@ -264,7 +272,7 @@ async function startLocked(
   try {
     const runId = newRunId();
     // The intervention token is a credential: not stored with the run (a resumed run prints a new one).
-    const settings: StoredSettings = { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents: loaded.agents };
+    const settings: StoredSettings = { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents: loaded.agents, autoApprove: args.yes };
     try {
       store.createRunExclusive({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() }, isAlive);
     } catch (error) {
@@ -293,6 +301,8 @@ async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOp
   const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo', keepServing: args.keepServing });
   if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
   store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
+  // The export was last written at the final phase change, before the outcome was recorded.
+  exportCheckpoint(session.target, runId, store);
   store.checkpointWal();
   return finish(context, args, store, runId, result.kind === 'interrupted');
 }
@@ -319,9 +329,9 @@ function afterError(store: Store, target: string, error: unknown, runId?: string
     }
   }
   if (!isStorageFull(error)) return error;
-  const resumable = runId ?? held[0]?.id;
+  const resumableRun = runId ?? held[0]?.id;
   return new StorageFullError(
-    `the disk holding ${target} is full (${messageOf(error)}): free some space, then ${resumable ? `continue with  moderator --resume ${resumable} --target ${target}` : 'start again'}`,
+    `the disk holding ${target} is full (${messageOf(error)}): free some space, then ${resumableRun ? `continue with  moderator --resume ${resumableRun} --target ${target}` : 'start again'}`,
     { cause: error },
   );
 }
@@ -366,7 +376,7 @@ function assertCompatible(run: RunRecord, verb: string): void {
   }
 }
 
-type StoredSnapshot = Snapshot<unknown> & { status: string; output?: { outcome: string; reason: string | null }; context?: { tasks?: unknown; improvementCycle?: unknown; techleads?: unknown[] } };
+type StoredSnapshot = Snapshot<unknown> & { status: string; output?: { outcome: string; reason: string | null }; context?: { tasks?: unknown; improvementCycle?: unknown; stop?: unknown; techleads?: unknown[] } };
 
 /**
  * Takes the stored run for this process and drives it: the settings it started with (flags
@@ -386,7 +396,7 @@ async function continueRun(context: CliContext, args: CliArgs, store: Store, tar
   const provider = withRecording(args, backend, { requirements: run.requirements }, config);
   const held = takeTarget(target, `run ${run.id}`);
   try {
-    return await continueLocked(context, args, store, target, run, snapshot, announce, { config, secrets: resolved.secrets, agents, provider, sandbox, retry: stored.retry });
+    return await continueLocked(context, args, store, target, run, snapshot, announce, { config, secrets: resolved.secrets, agents, provider, sandbox, retry: stored.retry, autoApprove: stored.autoApprove });
   } finally {
     held.release();
   }
@@ -400,16 +410,21 @@ async function continueLocked(
   run: RunRecord,
   snapshot: StoredSnapshot | undefined,
   announce: string,
-  settings: { config: RunConfig; secrets: Secrets; agents: AgentDefinitions; provider: ModelProvider; sandbox: CommandSandbox; retry: RetryPlan | undefined },
+  settings: { config: RunConfig; secrets: Secrets; agents: AgentDefinitions; provider: ModelProvider; sandbox: CommandSandbox; retry: RetryPlan | undefined; autoApprove: boolean | undefined },
 ): Promise<number> {
   const { config, secrets, agents, provider, sandbox, retry } = settings;
+  // A fresh tree that starts at the beginning (a run reopened before its plan was approved) asks again unless it was started with -y.
+  const autoApprove = snapshot !== undefined || retry !== undefined || args.yes || settings.autoApprove !== false;
+  if (!autoApprove && !context.stdinIsTty) throw new UsageError(`run ${run.id} continues from its plan, which waits for approval, and stdin is not a terminal: pass -y`);
   try {
     store.claimRun(run.id, isAlive);
   } catch (error) {
     throw new UsageError((error as Error).message, { cause: error });
   }
   // The intervention token may come from DUO_AGENT_MONITOR_TOKEN again: still not stored.
-  store.updateRunSettings(run.id, { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents, ...(retry ? { retry } : {}) } satisfies StoredSettings);
+  store.updateRunSettings(run.id, {
+    config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents, ...(retry ? { retry } : {}), ...(settings.autoApprove !== undefined ? { autoApprove: settings.autoApprove } : {}),
+  } satisfies StoredSettings);
   const git = gitServiceFor(target, config, context.env);
   for (const fixed of await git.recoverAfterCrash()) context.reporter.line(`recovered: ${fixed}`);
   await prepareGitHub({ config, secrets, target, env: context.env, report: (line) => context.reporter.line(line) });
@@ -417,8 +432,9 @@ async function continueLocked(
   context.reporter.line(`models: ${provider.description}`);
   context.reporter.setTokens(store.totals(run.id).tokensUsed);
   return drive(context, args, {
-    store, runId: run.id, target, requirements: run.requirements, config, agents, env: context.env, provider, sandbox, autoApprove: true, reporter: context.reporter,
+    store, runId: run.id, target, requirements: run.requirements, config, agents, env: context.env, provider, sandbox, autoApprove, reporter: context.reporter,
     gitToken: secrets.gitToken,
+    attended: !args.yes && context.stdinIsTty,
     ...(snapshot ? { snapshot } : {}),
     ...(retry ? { retry } : {}),
   });
@@ -444,7 +460,8 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
     if (run.status === 'finished' || snapshot?.status === 'done') {
       // Killed between the last checkpoint and recording the outcome: record it now.
       if (run.status !== 'finished' && snapshot?.output) store.finishRun(runId, snapshot.output.outcome, snapshot.output.reason);
-      context.reporter.line(`run ${runId} has already finished; nothing to resume${store.getRun(runId)?.outcome === 'done' ? '' : ` (\`moderator retry ${runId}\` re-queues its failed, rejected, skipped and held tasks)`}`);
+      const reopened = reopenAfterLimit(context, args, store, store.getRun(runId) as RunRecord, snapshot);
+      if (reopened) return await continueRun(context, args, store, target, store.getRun(runId) as RunRecord, undefined, `continuing run ${runId}`);
       return finish(context, args, store, runId, false);
     }
     if (snapshot && args.parallel !== undefined) {
@@ -458,6 +475,38 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
   } finally {
     store.close();
   }
+}
+
+/**
+ * A finished run that a limit stopped (its final checkpoint names the condition) is opened again
+ * when that limit was relaxed for this resume; else the line says what to change. Returns whether
+ * it was opened (the caller then continues it from the stored plan).
+ */
+function reopenAfterLimit(context: CliContext, args: CliArgs, store: Store, run: RunRecord, snapshot: StoredSnapshot | undefined): boolean {
+  const stop = stopRecordOf(snapshot?.context);
+  const retryHint = run.outcome === 'done' ? '' : ` (\`moderator retry ${run.id}\` re-queues its failed, rejected, skipped and held tasks)`;
+  if (stop === null || !resumable(stop.condition)) {
+    context.reporter.line(`run ${run.id} has already finished; nothing to resume${retryHint}`);
+    return false;
+  }
+  const stored = run.settings as Partial<StoredSettings>;
+  const before = configForResume(stored.config, undefined, context.env, context.cwd).config;
+  const config = configForResume(stored.config, overridesOf(args), context.env, context.cwd).config;
+  const holds = stillHolds(stop, before, config, factsOf(store, run.id, config));
+  if (holds !== null) {
+    context.reporter.line(`run ${run.id} was stopped by ${stop.condition.replace('_', ' ')} (${run.reason ?? 'no reason'}); to continue it: ${holds}, then --resume${retryHint}`);
+    return false;
+  }
+  const tasks = taskRefsSchema.safeParse(snapshot?.context?.tasks);
+  const cycle = typeof snapshot?.context?.improvementCycle === 'number' ? snapshot.context.improvementCycle : 0;
+  const plan = continuationPlan(stop, tasks.success ? tasks.data : [], cycle);
+  const { retry: _previous, ...rest } = stored;
+  const note = `--resume after ${stop.condition.replace('_', ' ')}: ${plan ? `continues in ${stop.phase}` : 'starts again from its scope (the journal replays what was done)'}`;
+  store.reopenAfterStop(run.id, { ...rest, ...(plan ? { retry: plan } : {}) }, plan ? 'implementing' : 'starting', {
+    id: randomUUID(), from: 'human', to: 'orchestrator', type: 'run.reopened', payload: { condition: stop.condition, phase: stop.phase }, correlationId: null, at: new Date().toISOString(),
+  }, note);
+  context.reporter.line(`run ${run.id} was stopped by ${stop.condition.replace('_', ' ')}; the limit is relaxed: ${note}`);
+  return true;
 }
 
 /** Outcomes a retry can continue from: the work stopped short, not by a person's choice. */
@@ -479,7 +528,8 @@ export function retryPlan(tasks: readonly TaskRef[], improvementCycle: number, s
   const chosen = (task: TaskRef) => RETRYABLE_TASKS.has(task.status) && (only.length === 0 || only.includes(task.id));
   const requeued: TaskRef[] = [];
   const next = tasks.map((task): TaskRef => {
-    if (!chosen(task)) return task;
+    // A task a limit caught in flight goes on from the round it was in.
+    if (!chosen(task)) return continued(task);
     const attempt = started(task.id) ? task.attempt + 1 : task.attempt;
     const stage = task.status === 'held' && task.prNumber !== null ? 'review' : task.prNumber !== null ? 'revise' : 'implement';
     // A fresh allowance of review rounds and of merge-queue rounds; the branch stays the one it had.
@@ -573,12 +623,12 @@ export function listRuns(context: CliContext, args: CliArgs): number {
     // A corrupted row is listed like the others, and said once on stderr.
     for (const run of runs) if (run.corrupted !== null) context.reporter.line(`warning: run ${run.id} is corrupted in the database: ${run.corrupted}; it cannot be resumed or retried`);
     if (args.json) {
-      for (const run of runs) context.stdout(JSON.stringify({ ...summarize(store, run.id), startedAt: run.startedAt, status: run.status, ...(run.corrupted !== null ? { corrupted: run.corrupted } : {}) }));
+      for (const run of runs) context.stdout(JSON.stringify({ ...summarize(store, run.id), startedAt: run.startedAt, status: runStatusOf(run, isAlive), ...(run.corrupted !== null ? { corrupted: run.corrupted } : {}) }));
       return 0;
     }
     if (runs.length === 0) context.stdout(`no runs in ${target}`);
     else context.stdout(['RUN ID                  STARTED                   STATUS       PHASE            OUTCOME', ...runs.map((run) =>
-      `${run.id.padEnd(23)} ${run.startedAt.padEnd(25)} ${(run.corrupted !== null ? 'corrupted' : run.status).padEnd(12)} ${run.phase.padEnd(16)} ${run.outcome ?? '-'}`)].join('\n'));
+      `${run.id.padEnd(23)} ${run.startedAt.padEnd(25)} ${(run.corrupted !== null ? 'corrupted' : runStatusOf(run, isAlive)).padEnd(12)} ${run.phase.padEnd(16)} ${run.outcome ?? '-'}`)].join('\n'));
     return 0;
   } finally {
     store.close();

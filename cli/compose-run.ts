@@ -14,13 +14,16 @@ import { RunClock } from '../services/run-clock.ts';
 import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
+import { describeForecast } from '../protocol/forecast.ts';
 import { gitServiceFor } from './git-service-for.ts';
+import { forecastOf, roughPrior } from './monitor-records.ts';
 import { createPrProvider } from './pull-requests.ts';
 import type { Reporter } from './reporter.ts';
 
 /** The one composition root of a run: what `start`, `resume`, `retry` and `demo` all wire the same way. */
 
-export function orchestratorInput(config: Config, autoApprove: boolean, retry?: RetryPlan): OrchestratorInput {
+/** `attended`: a person can be asked (a terminal, no -y); it defaults to "the plan waits for approval". */
+export function orchestratorInput(config: Config, autoApprove: boolean, retry?: RetryPlan, attended = !autoApprove): OrchestratorInput {
   const limits = config.limits;
   return {
     autoApprove,
@@ -31,6 +34,10 @@ export function orchestratorInput(config: Config, autoApprove: boolean, retry?: 
     parallelReviews: config.agents.moderator.parallel_reviews,
     maxConflictRounds: limits.max_conflict_rounds,
     minPriority: config.agents.ever_thinker.min_priority,
+    attended,
+    maxTaskAttempts: limits.max_task_attempts,
+    interventionTimeoutMs: Math.round(limits.intervention_timeout_minutes * 60_000),
+    minImprovement: limits.min_improvement,
     monitor: {
       intervalMs: Math.round(config.agents.monitor.check_interval_seconds * 1000),
       limits: {
@@ -40,21 +47,37 @@ export function orchestratorInput(config: Config, autoApprove: boolean, retry?: 
         maxErrorRate: limits.max_error_rate,
         stagnationMs: Math.round(limits.stagnation_minutes * 60_000),
         maxContextTokens: limits.max_context_tokens,
+        maxConsecutiveErrors: limits.max_consecutive_errors,
+        minHealthScore: limits.min_health_score,
+        alertWindowMs: Math.round(config.agents.monitor.alert_window_minutes * 60_000),
       },
     },
   };
 }
 
-/** Asks the person at the terminal to approve the plan (only used without -y, on a terminal). */
-const askOnTerminal: AskApproval = async () => {
-  const prompt = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = (await prompt.question('Implement this plan? [y/N] ')).trim().toLowerCase();
-    return answer === 'y' || answer === 'yes' ? { approved: true } : { approved: false, reason: 'the plan was declined at the prompt' };
-  } finally {
-    prompt.close();
-  }
-};
+/**
+ * Asks the person at the terminal to approve the plan (only used without -y, on a terminal),
+ * after showing every task with its acceptance criteria and the forecast; the prompt ends when
+ * the plan is approved or rejected on the dashboard, or its time is up.
+ */
+function askOnTerminal(store: Store, runId: string, config: Config): AskApproval {
+  return async (signal) => {
+    const lines = store.listTasks(runId).flatMap((task, index) => [
+      `  ${index + 1}. ${task.id} ${task.type}: ${task.title}${task.dependsOn.length ? ` (after ${task.dependsOn.join(', ')})` : ''}`,
+      ...task.acceptanceCriteria.map((criterion) => `       - ${criterion}`),
+    ]);
+    const forecast = forecastOf(store, runId, roughPrior(store, runId));
+    const budget = { maxTokensTotal: config.limits.max_tokens_total, maxCostUsd: config.limits.max_cost_usd ?? null };
+    process.stderr.write(`\nThe plan, with each task's acceptance criteria:\n${lines.join('\n')}\n${forecast ? `forecast: ${describeForecast(forecast, budget)}\n` : ''}`);
+    const prompt = readline.createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      const answer = (await prompt.question(`Implement this plan? (${config.limits.intervention_timeout_minutes} min to answer; also on the dashboard) [y/N] `, { signal })).trim().toLowerCase();
+      return answer === 'y' || answer === 'yes' ? { approved: true } : { approved: false, reason: 'the plan was declined at the prompt' };
+    } finally {
+      prompt.close();
+    }
+  };
+}
 
 export interface ComposeOptions {
   store: Store;
@@ -130,5 +153,5 @@ export function composeRun(options: ComposeOptions): RunComposition {
             }),
   };
   const clock = new RunClock(store, runId);
-  return { services, machine: provideRun(services, clock, askOnTerminal), clock, logs, preferences };
+  return { services, machine: provideRun(services, clock, askOnTerminal(store, runId, config)), clock, logs, preferences };
 }

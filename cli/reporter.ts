@@ -1,5 +1,24 @@
+import { interventionEventTypes } from '../machines/events.ts';
 import type { CallReport } from '../services/llm/gateway.ts';
 import type { JournalMessage } from '../services/store/types.ts';
+
+/** A person's intervention as one line: what was asked for, and what it named. */
+function describeIntervention(type: string, payload: Record<string, unknown>): string {
+  const text = (value: unknown) => (typeof value === 'string' && value.length > 120 ? `${value.slice(0, 117)}...` : String(value));
+  switch (type) {
+    case 'human.answered':
+      return `answer${payload.questionId ? ` to ${String(payload.questionId)}` : ''}: ${payload.answer === '' ? '(the assumption stands)' : text(payload.answer)}`;
+    case 'human.rejected':
+    case 'run.abort':
+      return `${type === 'run.abort' ? 'abort' : 'plan rejected'}: ${text(payload.reason)}`;
+    case 'task.skip':
+      return `skip ${String(payload.taskId)}${payload.reason ? `: ${text(payload.reason)}` : ''}`;
+    case 'alert.acknowledged':
+      return `alert #${String(payload.alertId)} acknowledged`;
+    default:
+      return ({ 'human.approved': 'plan approved', 'run.pause': 'pause', 'run.resume': 'resume' } as Record<string, string>)[type] ?? type;
+  }
+}
 
 /**
  * Progress lines for the person at the terminal, on stderr, so stdout stays free for `--json`.
@@ -48,11 +67,17 @@ export class Reporter {
    * reason once it has decided to stop: the summary prints it, so a failure or limit that became
    * that reason is not printed here as well (a budget stop used to show its error twice).
    */
-  messages(messages: JournalMessage[], stopReason: string | null = null): void {
+  messages(messages: JournalMessage[], stopReason: string | null = null, channels: { alerts?: boolean } = {}): void {
     const isStopReason = (text: string) => stopReason !== null && stopReason.endsWith(text);
     for (const message of messages) {
       const payload = message.payload as Record<string, unknown>;
-      if (message.type === 'health.alert') this.line(`alert (${String(payload.level)}): ${String(payload.message)}`);
+      // The Monitor's alerts, when the console is one of agents.monitor.alert_channels.
+      if (message.type === 'health.alert' && channels.alerts !== false && !isStopReason(String(payload.message))) this.line(`alert (${String(payload.level)}): ${String(payload.message)}`);
+      if (interventionEventTypes.has(message.type)) this.line(`intervention received: ${describeIntervention(message.type, payload)}`);
+      if (message.type === 'question.timeout') {
+        this.line(payload.id === 'questions' ? 'no answer in time: the Moderator\'s assumptions stand and the run goes on' : `no answer in time to the ${String(payload.id)} question`);
+      }
+      if (message.type === 'agent.retry' && typeof payload.approach === 'number') this.line(`${message.to} retries its step with a different approach (${payload.approach})`);
       if (message.type === 'monitor.limit_reached' && !isStopReason(String(payload.reason))) this.line(`limit reached: ${String(payload.reason)}`);
       if (message.type === 'agent.failed' && !isStopReason(String(payload.message))) {
         this.line(`error: ${String(payload.agent)}${payload.taskId ? ` ${String(payload.taskId)}` : ''}: ${String(payload.message)}`);

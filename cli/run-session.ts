@@ -13,8 +13,11 @@ import type { CommandSandbox } from '../services/sandbox/sandbox.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { stateDir, type Store } from '../services/store/store.ts';
 import { MonitorServerError, startMonitoring } from '../server/index.ts';
+import { describeForecast } from '../protocol/forecast.ts';
+import { TerminalQuestions } from './ask-person.ts';
 import { exportCheckpoint } from './checkpoint-export.ts';
 import { composeRun, orchestratorInput } from './compose-run.ts';
+import { alertsOf, forecastOf, metricsRowOf, readingOf } from './monitor-records.ts';
 import { relayListening } from './inspect-relay.ts';
 import type { Reporter } from './reporter.ts';
 
@@ -43,6 +46,8 @@ export interface SessionOptions {
   gitToken?: string | undefined;
   /** After the run ends, keep the monitoring server up until SIGINT or SIGTERM (`--keep-serving`). */
   keepServing?: boolean | undefined;
+  /** A person can be asked (a terminal, no -y); unset: as `!autoApprove`. Only a fresh tree reads it (a restored one keeps its own). */
+  attended?: boolean | undefined;
 }
 
 export type SessionResult = { kind: 'finished'; output: OrchestratorOutput } | { kind: 'interrupted'; signal: string };
@@ -65,9 +70,14 @@ function fullDiskFree(dir: string): number | undefined {
   }
 }
 
-/** Keeps how this run's improvement ideas ended, for later runs (features.learning). */
+/** Messages after which the work left has changed: the forecast is printed again. */
+const TASK_ENDS = new Set(['pr.merged', 'pr.rejected', 'review.held']);
+
+/** Keeps how this run's improvement ideas ended, with their cycle's measured impact, for later runs (features.learning). */
 function rememberIdeas(store: Store, runId: string, preferences: Preferences, cycles: number): void {
   const at = new Date().toISOString();
+  const measured = store.listImprovementCycles(runId);
+  const impactOf = (taskId: string) => measured.find((cycle) => cycle.tasks.includes(taskId))?.magnitude ?? null;
   const tasks = store.listTasks(runId).filter((task) => task.origin === 'improvement');
   const taken = new Set(tasks.map((task) => task.title));
   // Ideas ranked below the threshold never became tasks; each cycle's analysis step journaled them.
@@ -80,7 +90,7 @@ function rememberIdeas(store: Store, runId: string, preferences: Preferences, cy
       .map((idea, index) => ({ runId, taskId: `${key}#${index}`, title: idea.title, angle: idea.angle, priority: idea.priority, outcome: 'below threshold', at }));
   });
   preferences.record([
-    ...tasks.map((task) => ({ runId, taskId: task.id, title: task.title, angle: task.angle, priority: task.priority, outcome: task.status, at })),
+    ...tasks.map((task) => ({ runId, taskId: task.id, title: task.title, angle: task.angle, priority: task.priority, outcome: task.status, impact: impactOf(task.id), at })),
     ...dropped,
   ]);
 }
@@ -97,6 +107,9 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   /** Ends the session with an error at once, from wherever it is found (set when the session's promise starts). */
   let fail: (error: unknown) => void = () => {};
   let exportedPhase = '';
+  let recordedTick = '';
+  const channels = new Set(config.agents.monitor.alert_channels);
+  const budget = { maxTokensTotal: config.limits.max_tokens_total, maxCostUsd: config.limits.max_cost_usd ?? null };
   const checkpointer = new Checkpointer({
     store,
     runId,
@@ -106,7 +119,14 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
         logs.for(logName(message.from)).info({ type: message.type, to: message.to, payload: message.payload, correlationId: message.correlationId }, 'message');
       }
       // A message whose text is the run's stop reason is left to the summary, which prints that reason.
-      reporter.messages(messages, actor.getSnapshot().context.reason);
+      reporter.messages(messages, actor.getSnapshot().context.reason, { alerts: channels.has('console') });
+      if (channels.has('log')) {
+        for (const alert of alertsOf(runId, messages)) logs.for('monitor')[alert.level === 'critical' ? 'error' : 'warn']({ kind: alert.kind, level: alert.level }, alert.message);
+      }
+      if (messages.some((message) => TASK_ENDS.has(message.type))) {
+        const forecast = forecastOf(store, runId);
+        if (forecast && forecast.tasksLeft > 0) reporter.line(`forecast: ${describeForecast(forecast, budget)}`);
+      }
       clock.flushIfDue(1000);
       if (phase !== exportedPhase) {
         exportedPhase = phase;
@@ -115,8 +135,19 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
         store.checkpointWal();
       }
     },
-    // The tasks table is the chart's task list, written with each checkpoint.
-    project: () => store.projectTasks(runId, actor.getSnapshot().context.tasks),
+    // The tasks table is the chart's task list, and the Monitor's alerts and ticks are its messages and
+    // its context, all written with each checkpoint.
+    project: (messages) => {
+      store.projectTasks(runId, actor.getSnapshot().context.tasks);
+      for (const alert of alertsOf(runId, messages)) store.addAlert(alert);
+      // A tick that stops the run stops the Monitor with it before this checkpoint: its last reading is then its child snapshot's.
+      const monitor = actor.system.get('monitor') ?? actor.getSnapshot().children.monitor;
+      const reading = readingOf(monitor?.getSnapshot().context);
+      if (reading && reading.at !== recordedTick) {
+        recordedTick = reading.at;
+        store.recordMetrics(runId, metricsRowOf(reading));
+      }
+    },
     onPhase: (phase) => {
       reporter.phase(phase);
       logs.for('orchestrator').info({ phase }, 'phase');
@@ -141,7 +172,10 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       maxRuntimeMs: Math.round(config.limits.max_runtime_hours * 3_600_000),
       maxErrorRate: config.limits.max_error_rate,
       maxContextTokens: config.limits.max_context_tokens,
+      maxConsecutiveErrors: config.limits.max_consecutive_errors,
+      stagnationMs: Math.round(config.limits.stagnation_minutes * 60_000),
     },
+    liveAlerts: channels.has('live'),
   };
   const monitoring = await startMonitoring(monitoringOptions).catch((error: unknown) => {
     if (!options.portFallback || !(error instanceof MonitorServerError) || config.monitor.port === 0) throw error;
@@ -161,7 +195,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   const actor = createActor(machine, {
     id: 'orchestrator',
     systemId: 'orchestrator',
-    input: orchestratorInput(config, options.autoApprove, options.retry),
+    input: orchestratorInput(config, options.autoApprove, options.retry, options.attended),
     inspect: (event) => {
       // A full disk halts the session before the failure becomes a decision in any checkpoint:
       // the step runs again on resume, once there is space.
@@ -181,6 +215,9 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   });
   checkpointer.attach(actor);
   monitoring.attach(actor);
+  // The questions the run asks a person, on this terminal too (the dashboard and the API always have them).
+  const attended = (actor.getSnapshot().context.settings.attended ?? false) && process.stdin.isTTY === true;
+  let terminal: TerminalQuestions | undefined;
 
   let interrupted = false;
   const result = await new Promise<SessionResult>((resolve, reject) => {
@@ -228,6 +265,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     });
     try {
       actor.start();
+      if (attended) terminal = new TerminalQuestions({ store, runId, root: actor, input: process.stdin, output: process.stderr, timeoutMinutes: config.limits.intervention_timeout_minutes });
     } catch (error) {
       fail(error);
     }
@@ -235,6 +273,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     // Also when the tree failed or the disk is full: every step runs, so the port is always
     // released and the process can exit; a step that fails (a write to a full disk) is logged.
     const steps: [string, () => unknown][] = [
+      ['stop asking on the terminal', () => terminal?.stop()],
       ['account the run time', () => clock.flush()],
       ['stop the inspector bridge', () => inspector?.stop()],
       // --keep-serving: the dashboard stays up after the run until Ctrl-C (not after an interruption).

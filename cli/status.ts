@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { resolveTarget } from '../config/index.ts';
 import { messageOf } from '../errors.ts';
 import { Store, databasePath } from '../services/store/store.ts';
@@ -21,9 +22,21 @@ export interface RunStatusView {
   corrupted?: string;
 }
 
-interface PersistedTree {
+export interface PersistedTree {
   value?: unknown;
+  status?: unknown;
   children?: Record<string, { snapshot?: { value?: unknown } } | undefined>;
+}
+
+/**
+ * A run's status as a person should read it: a run marked running whose process on this host is
+ * gone (kill -9, a power cut) is `interrupted`, which is what `--resume` expects. A process on
+ * another host cannot be checked from here and stays `running`.
+ */
+export function runStatusOf(run: Pick<RunRecord, 'status' | 'pid' | 'host'>, isAlive: (pid: number) => boolean): RunRecord['status'] {
+  if (run.status !== 'running') return run.status;
+  if (run.host !== null && run.host !== os.hostname()) return 'running';
+  return run.pid !== null && isAlive(run.pid) ? 'running' : 'interrupted';
 }
 
 export function stateName(value: unknown): string {
@@ -33,6 +46,15 @@ export function stateName(value: unknown): string {
     return key === undefined ? 'unknown' : `${key}.${stateName(inner)}`;
   }
   return 'unknown';
+}
+
+/**
+ * Each agent's state in a persisted tree. A finished tree's children were stopped with it:
+ * whatever state their snapshots last held, none of them is in it any more.
+ */
+export function agentStates(tree: PersistedTree): Record<string, string> {
+  const finished = tree.status === 'done';
+  return Object.fromEntries(Object.entries(tree.children ?? {}).map(([id, child]) => [id, finished ? 'stopped' : stateName(child?.snapshot?.value)]));
 }
 
 /** The stored actor tree, or what is wrong with it (a checkpoint corrupted on disk shows as such, not as a crash). */
@@ -46,15 +68,15 @@ function storedTree(store: Store, runId: string): { tree: PersistedTree; problem
   }
 }
 
-function storedView(store: Store, run: RunRecord): RunStatusView {
+function storedView(store: Store, run: RunRecord, isAlive: (pid: number) => boolean): RunStatusView {
   const { tree, problem } = storedTree(store, run.id);
   const corrupted = [run.corrupted, problem].filter((text) => text !== null && text !== undefined).join('; ');
-  const agents = Object.fromEntries(Object.entries(tree.children ?? {}).map(([id, child]) => [id, stateName(child?.snapshot?.value)]));
+  const agents = agentStates(tree);
   const totals = store.totals(run.id);
   return {
     runId: run.id,
     live: false,
-    status: run.status,
+    status: runStatusOf(run, isAlive),
     phase: run.phase,
     outcome: run.outcome,
     agents,
@@ -94,7 +116,7 @@ export async function showStatus(context: CliContext, args: CliArgs, isAlive: (p
       context.reporter.line(args.runId ? `unknown run ${args.runId} in ${target}` : `no runs in ${target}`);
       return args.runId ? 2 : 0;
     }
-    const view = storedView(store, run);
+    const view = storedView(store, run, isAlive);
     if (view.corrupted !== undefined) context.reporter.line(`warning: run ${run.id} is corrupted in the database: ${view.corrupted}; it cannot be resumed or retried`);
     if (run.status === 'running' && run.pid !== null && isAlive(run.pid) && run.monitorUrl) {
       const live = await liveAgents(run.monitorUrl);

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { coerce, type Coercion } from './coerce.ts';
+import { ConfigError } from './config-error.ts';
 import { fieldLayer, type Layer } from './layers.ts';
 
 /** Settings the CLI takes from its flags; values are raw so errors can quote them. */
@@ -12,6 +13,11 @@ export interface ConfigOverrides {
   parallel?: string | number | undefined;
   logLevel?: string | undefined;
   port?: string | number | undefined;
+  /**
+   * `--limit KEY=VALUE`, repeatable: any field of `limits` (`max_cost_usd=5`, `limits.max_runtime_hours=48`).
+   * Over the stored settings at `--resume`, it is how a run stopped by a limit continues once that limit is raised.
+   */
+  limits?: readonly string[] | undefined;
 }
 
 interface FlagBinding {
@@ -20,7 +26,7 @@ interface FlagBinding {
   readonly coerce: Coercion;
 }
 
-export const FLAG_BINDINGS: Readonly<Record<keyof ConfigOverrides, FlagBinding>> = {
+export const FLAG_BINDINGS: Readonly<Record<Exclude<keyof ConfigOverrides, 'limits'>, FlagBinding>> = {
   provider: { flag: '--provider', path: ['model', 'provider'], coerce: 'lowercase' },
   replayFile: { flag: '--replay', path: ['model', 'replay_file'], coerce: 'string' },
   replayDelayMs: { flag: '--replay-delay-ms', path: ['model', 'replay_delay_ms'], coerce: 'number' },
@@ -34,7 +40,7 @@ export const FLAG_BINDINGS: Readonly<Record<keyof ConfigOverrides, FlagBinding>>
 export function flagLayers(flags: ConfigOverrides | undefined, cwd: string): Layer[] {
   if (flags === undefined) return [];
   const layers: Layer[] = [];
-  for (const key of Object.keys(FLAG_BINDINGS) as (keyof ConfigOverrides)[]) {
+  for (const key of Object.keys(FLAG_BINDINGS) as (keyof typeof FLAG_BINDINGS)[]) {
     const raw = flags[key];
     if (raw === undefined) continue;
     const binding = FLAG_BINDINGS[key];
@@ -42,5 +48,15 @@ export function flagLayers(flags: ConfigOverrides | undefined, cwd: string): Lay
     if (key === 'replayFile' && typeof value === 'string' && value !== '') value = path.resolve(cwd, value);
     layers.push(fieldLayer(binding.flag, binding.path, value));
   }
+  for (const assignment of flags.limits ?? []) layers.push(limitLayer(assignment));
   return layers;
+}
+
+/** One `--limit KEY=VALUE`; the schema then says whether KEY is a limit and VALUE fits it. */
+function limitLayer(assignment: string): Layer {
+  const match = /^\s*(?:limits\.)?([a-z_]+)\s*=\s*(.*?)\s*$/.exec(assignment);
+  if (!match?.[1] || match[2] === undefined || match[2] === '') {
+    throw ConfigError.of('--limit', '', `expected KEY=VALUE with KEY a field of limits (e.g. --limit max_cost_usd=5), found "${assignment}"`);
+  }
+  return fieldLayer(`--limit ${match[1]}`, ['limits', match[1]], coerce(match[2], 'number'));
 }

@@ -48,7 +48,8 @@ function isBranchPrefix(value: string): boolean {
 
 export const MODEL_PROVIDERS = ['anthropic', 'openai', 'claude-cli', 'replay'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export const ALERT_CHANNELS = ['console', 'log'] as const;
+/** Where the Monitor's alerts go besides the alerts table: the terminal, the monitor's log, the dashboard's live feed. */
+export const ALERT_CHANNELS = ['console', 'log', 'live'] as const;
 export const SANDBOX_MODES = ['auto', 'bwrap', 'off'] as const;
 export const DEFAULT_MODEL = 'claude-sonnet-4-6';
 
@@ -85,6 +86,8 @@ export const configSchema = z
         /** Run without a shell in each task's worktree. Unset: detected from the repository (package.json scripts.test, pytest, go test, cargo test, make test). */
         test_command: text().optional(),
         setup_command: text().optional(),
+        /** Run after the tests in each task's worktree, without a shell; its findings are one of the signals an improvement cycle is measured by. */
+        lint_command: text().optional(),
         /** At most a day: a timer cannot hold more than ~24.8 days, and no test run should need more than a day. */
         test_timeout_seconds: intBetween(1, DAY_SECONDS).default(600),
         /** Variables of Moderator's environment the project's commands also get (besides PATH, HOME, LANG, ...). */
@@ -153,7 +156,9 @@ export const configSchema = z
         monitor: z
           .strictObject({
             check_interval_seconds: secondsUpToADay().default(60),
-            alert_channels: z.array(z.enum(ALERT_CHANNELS)).default(['console', 'log']),
+            alert_channels: z.array(z.enum(ALERT_CHANNELS)).default(['console', 'log', 'live']),
+            /** The same alert (kind and level) is raised again only after this long. */
+            alert_window_minutes: expecting(z.number().nonnegative().max(DAY_SECONDS / 60), 'a number of minutes from 0 to 1440').default(10),
             model: text().optional(),
           })
           .prefault({}),
@@ -177,6 +182,16 @@ export const configSchema = z
          * then left for a person.
          */
         max_conflict_rounds: nonNegativeInt().default(2),
+        /** Model calls failing one after another (in one session) that stop the run; 0 turns the check off. */
+        max_consecutive_errors: nonNegativeInt().default(3),
+        /** Times a task is handed to the TechLead in one allowance (implementation, revisions, restarts after stagnation) before it counts as a loop. */
+        max_task_attempts: positiveInt().default(3),
+        /** A health score (0-100) below this stops the run; 0 turns the check off. */
+        min_health_score: intBetween(0, 100).default(20),
+        /** An improvement cycle whose measured magnitude is below this ends the cycles (diminishing returns). */
+        min_improvement: numberBetween(0, 1).default(0.05),
+        /** How long a question to a person (clarify questions, plan approval, the budget forecast) waits for an answer. */
+        intervention_timeout_minutes: expecting(z.number().positive().max(DAY_SECONDS / 60), 'a number of minutes greater than 0 and at most 1440 (a day)').default(15),
       })
       .prefault({}),
     context: z

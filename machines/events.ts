@@ -1,4 +1,5 @@
 import { isErrorCode, isStorageFull, type ErrorCode } from '../errors.ts';
+import type { StopCondition } from '../protocol/stops.ts';
 import type { TaskStatus } from '../protocol/tasks.ts';
 
 /**
@@ -6,7 +7,8 @@ import type { TaskStatus } from '../protocol/tasks.ts';
  * and journaled; payloads stay small (ids and counters): texts live in the store.
  */
 
-export type Outcome = 'done' | 'budget_exhausted' | 'stuck' | 'needs_human' | 'failed' | 'cancelled';
+export type { Outcome, StopCondition, StopRecord } from '../protocol/stops.ts';
+import type { Outcome } from '../protocol/stops.ts';
 
 export type { AgentId } from '../protocol/agents.ts';
 import type { AgentId } from '../protocol/agents.ts';
@@ -63,11 +65,13 @@ export type ReviewRequested = {
 /** To the merge queue: bring the approved PR up to date with the base, test it again if it moved, merge it. */
 export type MergeRequested = { type: 'merge.requested'; taskId: string; prNumber: number; attempt: number; correlationId: string };
 export type ImproveRequested = { type: 'improve.requested'; cycle: number };
-export type AgentRetry = { type: 'agent.retry' };
+/** Go back to the step that stalled; `approach` > 0 asks for a different approach than the ones before (the TechLead's prompt says what they did). */
+export type AgentRetry = { type: 'agent.retry'; approach?: number };
 export type AgentReset = { type: 'agent.reset' };
 
 // ---- agents -> orchestrator
-export type ScopeClarified = { type: 'scope.clarified'; assumptions: number; questions: number };
+/** `questionIds`: the questions for a person, stored with their texts (`Q1`, `Q2`, ...). */
+export type ScopeClarified = { type: 'scope.clarified'; assumptions: number; questions: number; questionIds?: string[] };
 export type PlanReady = { type: 'plan.ready'; tasks: NewTaskRef[] };
 export type PrSubmitted = { type: 'pr.submitted'; taskId: string; prNumber: number; attempt: number; testsPassed: boolean; correlationId: string };
 export type ChangesRequested = { type: 'review.changes_requested'; taskId: string; prNumber: number; attempt: number; correlationId: string };
@@ -93,21 +97,52 @@ export type MergeBlocked = {
 /** The review could not be had (the model's verdict stayed unreadable): the PR stays open for a person. */
 export type ReviewHeld = { type: 'review.held'; taskId: string; prNumber: number; attempt: number; reason: string; correlationId: string };
 export type ImprovementsProposed = { type: 'improvements.proposed'; cycle: number; tasks: NewTaskRef[] };
-export type ImprovementsExhausted = { type: 'improvements.exhausted'; cycle: number; bestPriority: number | null };
+/**
+ * The cycles end: no proposal reached `min_priority` (`min_priority`), or the cycle before
+ * measurably improved the project by less than `limits.min_improvement` (`diminishing_returns`).
+ */
+export type ImprovementsExhausted = {
+  type: 'improvements.exhausted';
+  cycle: number;
+  bestPriority: number | null;
+  why?: 'min_priority' | 'diminishing_returns';
+  /** The measured magnitude of the cycle before, when there was one. */
+  magnitude?: number | null;
+};
 /** `actor` is the failing actor's id (`techlead-2`): where the orchestrator sends a retry or a reset. */
 export type AgentFailed = { type: 'agent.failed'; agent: AgentId; actor: string; taskId: string | null; code: ErrorCode; message: string };
 export type AgentStalled = { type: 'agent.stalled'; agent: AgentId; actor: string; taskId: string | null };
 
 // ---- monitor
-export type LimitReached = { type: 'monitor.limit_reached'; outcome: Outcome; reason: string };
-export type HealthAlert = { type: 'health.alert'; level: 'warning' | 'critical'; kind: string; message: string };
+export type LimitReached = { type: 'monitor.limit_reached'; outcome: Outcome; reason: string; condition?: StopCondition; limit?: number | null };
+/** An alert of the Monitor: stored, and sent to `agents.monitor.alert_channels`. */
+export type HealthAlert = { type: 'health.alert'; level: 'warning' | 'critical'; kind: string; message: string; at?: string };
+/** `idleMinutes`: how long the agent showed no progress (it may have been busy all along). */
 export type AgentStagnant = { type: 'agent.stagnant'; idleMinutes: number };
+/** The forecast to finish passes a budget; told once per budget. */
+export type ForecastOverBudget = {
+  type: 'forecast.over_budget';
+  budget: 'tokens' | 'cost';
+  tokensAtFinish: number;
+  costAtFinish: number;
+  tasksLeft: number;
+  maxTokensTotal: number;
+  maxCostUsd: number | null;
+};
+/** A question to a person was not answered within `limits.intervention_timeout_minutes`. */
+export type QuestionTimeout = { type: 'question.timeout'; id: string };
+/** The orchestrator asks the Monitor (the agent with a clock) to keep a deadline, and to drop it. */
+export type DeadlineSet = { type: 'deadline.set'; id: string; ms: number };
+export type DeadlineClear = { type: 'deadline.clear'; id: string };
 
 // ---- people (the CLI, later the monitoring server)
 export type HumanApproved = { type: 'human.approved' };
 export type HumanRejected = { type: 'human.rejected'; reason: string };
 export type RunAbort = { type: 'run.abort'; reason: string };
-export type HumanAnswered = { type: 'human.answered'; answer: string };
+/** `questionId`: a clarify question (`Q1`), or `budget` (answer `continue` or `stop`). */
+export type HumanAnswered = { type: 'human.answered'; answer: string; questionId?: string };
+/** A person saw an alert; journaled (the alert's row carries the acknowledgement). */
+export type AlertAcknowledged = { type: 'alert.acknowledged'; alertId: number };
 /** Finish what is in flight, start nothing new, until `run.resume`. */
 export type RunPause = { type: 'run.pause' };
 export type RunResume = { type: 'run.resume' };
@@ -119,8 +154,14 @@ export const interAgentEventTypes = [
   'agent.retry', 'agent.reset', 'scope.clarified', 'plan.ready', 'pr.submitted', 'review.changes_requested',
   'pr.rejected', 'pr.approved', 'pr.merged', 'merge.blocked', 'review.held', 'improvements.proposed', 'improvements.exhausted', 'agent.failed', 'agent.stalled',
   'monitor.limit_reached', 'health.alert', 'agent.stagnant', 'human.approved', 'human.rejected', 'run.abort',
-  'human.answered', 'run.pause', 'run.resume', 'task.skip',
+  'human.answered', 'run.pause', 'run.resume', 'task.skip', 'forecast.over_budget', 'question.timeout', 'deadline.set', 'deadline.clear',
+  'alert.acknowledged',
 ] as const;
+
+/** What people send (the terminal, the monitoring server): each is printed on the console when journaled. */
+export const interventionEventTypes: ReadonlySet<string> = new Set([
+  'human.approved', 'human.rejected', 'human.answered', 'run.abort', 'run.pause', 'run.resume', 'task.skip', 'alert.acknowledged',
+]);
 
 /**
  * What failed effects carry out of an actor: a code the orchestrator can act on. A full disk is

@@ -4,6 +4,17 @@ import { errorCode, errorMessage, type AgentReset, type AgentRetry, type AgentSt
 export interface EverThinkerInput {
   /** Proposals scoring below this (impact*2 - effort - risk) are not worth a task. */
   minPriority: number;
+  /** A cycle before this one measured below this: returns diminish, the cycles end. */
+  minImprovement?: number | undefined;
+}
+
+export interface MeasureInput {
+  cycle: number;
+}
+
+export interface MeasureOutput {
+  /** How much the cycle before measurably improved the project; null for the first cycle, or when nothing could be measured. */
+  magnitude: number | null;
 }
 
 export interface AnalyzeInput {
@@ -20,8 +31,10 @@ export interface AnalyzeOutput {
 
 interface EverThinkerContext {
   minPriority: number;
+  minImprovement: number;
   cycle: number;
   last: AnalyzeOutput | null;
+  measured: MeasureOutput | null;
 }
 
 type EverThinkerEvent = ImproveRequested | AgentStagnant | AgentRetry | AgentReset;
@@ -39,10 +52,20 @@ export const everThinkerMachine = setup({
   },
   actors: {
     analyze: fromPromise<AnalyzeOutput, AnalyzeInput>(() => Promise.reject(new Error('actor analyze is not provided'))),
+    // The composition root provides the measurement (actors/improvement-signals.ts). Without one,
+    // nothing is measured and the cycles end on the proposals' priority and their count alone.
+    measure: fromPromise<MeasureOutput, MeasureInput>(async () => ({ magnitude: null })),
   },
   actions: {
     propose: sendParent(({ context }) => ({ type: 'improvements.proposed', cycle: context.cycle, tasks: context.last?.accepted ?? [] })),
-    giveUp: sendParent(({ context }) => ({ type: 'improvements.exhausted', cycle: context.cycle, bestPriority: context.last?.bestPriority ?? null })),
+    giveUp: sendParent(({ context }) => ({ type: 'improvements.exhausted', cycle: context.cycle, bestPriority: context.last?.bestPriority ?? null, why: 'min_priority' as const })),
+    diminish: sendParent(({ context }, measured: MeasureOutput) => ({
+      type: 'improvements.exhausted',
+      cycle: context.cycle,
+      bestPriority: null,
+      why: 'diminishing_returns' as const,
+      magnitude: measured.magnitude,
+    })),
     reportFailure: sendParent((_, params: { error: unknown }) => ({
       type: 'agent.failed',
       agent: 'everThinker',
@@ -53,18 +76,33 @@ export const everThinkerMachine = setup({
     reportStall: sendParent({ type: 'agent.stalled', agent: 'everThinker', taskId: null }),
   },
   guards: {
+    diminishing: ({ context }, measured: MeasureOutput) => measured.magnitude !== null && measured.magnitude < context.minImprovement,
     worthwhile: ({ context }) =>
       (context.last?.accepted.length ?? 0) > 0 && (context.last?.bestPriority ?? Number.NEGATIVE_INFINITY) >= context.minPriority,
   },
 }).createMachine({
   id: 'everThinker',
-  description: 'Finds improvements after the planned work and stops on diminishing returns.',
-  context: ({ input }) => ({ minPriority: input.minPriority, cycle: 0, last: null }),
+  description: 'Finds improvements after the planned work and stops on measured diminishing returns.',
+  context: ({ input }) => ({ minPriority: input.minPriority, minImprovement: input.minImprovement ?? 0.05, cycle: 0, last: null, measured: null }),
   initial: 'idle',
   states: {
     idle: {
       description: 'Waiting for the planned work to finish.',
-      on: { 'improve.requested': { target: 'analyzing', actions: assign({ cycle: ({ event }) => event.cycle }) } },
+      on: { 'improve.requested': { target: 'measuring', actions: assign({ cycle: ({ event }) => event.cycle }) } },
+    },
+    measuring: {
+      description: "Measures what the cycle before changed (tests passing, test count, lint findings, coverage, review scores); too little ends the cycles.",
+      invoke: {
+        id: 'measure',
+        src: 'measure',
+        input: ({ context }) => ({ cycle: context.cycle }),
+        onDone: [
+          { guard: { type: 'diminishing', params: ({ event }) => event.output }, target: 'cooling_down', actions: { type: 'diminish', params: ({ event }) => event.output } },
+          { target: 'analyzing', actions: assign({ measured: ({ event }) => event.output }) },
+        ],
+        onError: { target: 'cooling_down', actions: { type: 'reportFailure', params: ({ event }) => ({ error: event.error }) } },
+      },
+      on: { 'agent.stagnant': { target: 'cooling_down', actions: 'reportStall' } },
     },
     analyzing: {
       description: 'Reviews the merged code from six angles and ranks proposals by impact, effort and risk.',
@@ -84,8 +122,8 @@ export const everThinkerMachine = setup({
     cooling_down: {
       description: 'Waits until the proposed tasks are done before thinking again.',
       on: {
-        'improve.requested': { target: 'analyzing', actions: assign({ cycle: ({ event }) => event.cycle }) },
-        'agent.retry': 'analyzing',
+        'improve.requested': { target: 'measuring', actions: assign({ cycle: ({ event }) => event.cycle }) },
+        'agent.retry': 'measuring',
       },
     },
   },

@@ -52,7 +52,8 @@ export const moderatorMachine = setup({
     events: {} as ModeratorEvent,
   },
   actors: {
-    clarify: fromPromise<{ assumptions: number; questions: number }>(notProvided('clarify')),
+    /** `questionIds`: the questions for a person, stored with their texts. */
+    clarify: fromPromise<{ assumptions: number; questions: number; questionIds?: string[] }>(notProvided('clarify')),
     plan: fromPromise<{ tasks: NewTaskRef[] }>(notProvided('plan')),
     review: fromPromise<ReviewOutput, ReviewInput>(notProvided('review')),
   },
@@ -117,7 +118,12 @@ export const moderatorMachine = setup({
         src: 'clarify',
         onDone: {
           target: 'idle',
-          actions: sendParent(({ event }) => ({ type: 'scope.clarified', assumptions: event.output.assumptions, questions: event.output.questions })),
+          actions: sendParent(({ event }) => ({
+            type: 'scope.clarified',
+            assumptions: event.output.assumptions,
+            questions: event.output.questions,
+            ...(event.output.questionIds ? { questionIds: event.output.questionIds } : {}),
+          })),
         },
         onError: failed,
       },

@@ -1,32 +1,15 @@
 import { assign, enqueueActions, fromCallback, sendParent, setup, type EventObject } from 'xstate';
-import type { AgentStagnant, Outcome } from './events.ts';
+import { forecastPasses } from '../protocol/forecast.ts';
+import type { AgentStagnant, DeadlineClear, DeadlineSet, ForecastOverBudget, HealthAlert, LimitReached, QuestionTimeout } from './events.ts';
+import {
+  advanceProgress, breachOf, dueAgain, quietMs, readingOf, resolveLimits, stagnantAgents, warningsOf,
+  type MetricsSample, type MonitorLimits, type MonitorReading, type ProgressMemory, type ResolvedLimits,
+} from './monitor-rules.ts';
 
+export type { AgentSample, MetricsSample, MonitorLimits, MonitorReading } from './monitor-rules.ts';
+export { MIN_CALLS_FOR_ERROR_RATE as minCallsForErrorRate } from '../protocol/health.ts';
+export { WARN_AT as warnAt, breachOf, warningsOf } from './monitor-rules.ts';
 
-/** One measurement, taken by the ticker outside the machine (the machine has no clock). */
-export interface MetricsSample {
-  at: string;
-  runtimeMs: number;
-  tokensUsed: number;
-  costUsd: number;
-  callsSent: number;
-  callErrors: number;
-  /** Input tokens of the largest prompt sent so far. */
-  contextTokens: number;
-  /**
-   * Per actor that does work (`moderator`, `techlead-1`, ..., `everThinker`), by its systemId:
-   * is it in a work state, and for how long has it shown no progress.
-   */
-  agents: Record<string, { working: boolean; idleMs: number }>;
-}
-
-export interface MonitorLimits {
-  maxTokensTotal: number;
-  maxCostUsd: number | null;
-  maxRuntimeMs: number;
-  maxErrorRate: number;
-  stagnationMs: number;
-  maxContextTokens: number;
-}
 
 export interface MonitorInput {
   limits: MonitorLimits;
@@ -34,67 +17,46 @@ export interface MonitorInput {
 }
 
 export type MonitorTick = { type: 'monitor.tick'; sample: MetricsSample };
+/** Sent to the ticker: measure now instead of at the next interval. */
+export type TickerNow = { type: 'ticker.now' };
+
+/** A question's deadline: `due` is set from the first measurement after it was armed (the chart has no clock). */
+interface Deadline {
+  id: string;
+  ms: number;
+  due: string | null;
+}
 
 interface MonitorContext {
-  limits: MonitorLimits;
+  limits: ResolvedLimits;
   intervalMs: number;
-  last: Omit<MetricsSample, 'agents'> | null;
-  /** Warnings already raised, so each is raised once. */
-  warned: string[];
+  /** The latest reading: the metrics series, the health score and the dashboard read it. */
+  last: MonitorReading | null;
+  /** When each alert (by key) was last raised, for the de-duplication window. */
+  raised: Record<string, string>;
+  progress: ProgressMemory;
   /** Agents already told they are stagnant; cleared when they move again. */
   flagged: string[];
+  deadlines: Deadline[];
+  /** The budget the forecast was found to pass, so the orchestrator is told once per budget. */
+  forecastTold: { maxTokensTotal: number; maxCostUsd: number | null } | null;
 }
 
-/** Error rates are meaningless on a handful of calls. */
-export const minCallsForErrorRate = 5;
-/** Share of a limit at which the monitor warns before it stops the run. */
-export const warnAt = 0.8;
+type MonitorEvent = MonitorTick | DeadlineSet | DeadlineClear;
 
-export function limitBreach(sample: MetricsSample, limits: MonitorLimits): { outcome: Outcome; reason: string } | null {
-  if (sample.tokensUsed >= limits.maxTokensTotal) {
-    return { outcome: 'budget_exhausted', reason: `token budget reached: ${sample.tokensUsed} of ${limits.maxTokensTotal}` };
-  }
-  if (limits.maxCostUsd !== null && sample.costUsd >= limits.maxCostUsd) {
-    return { outcome: 'budget_exhausted', reason: `cost budget reached: $${sample.costUsd.toFixed(2)} of $${limits.maxCostUsd}` };
-  }
-  if (sample.runtimeMs >= limits.maxRuntimeMs) {
-    return { outcome: 'budget_exhausted', reason: `runtime limit reached: ${(sample.runtimeMs / 3_600_000).toFixed(2)} h` };
-  }
-  if (sample.callsSent >= minCallsForErrorRate && sample.callErrors / sample.callsSent > limits.maxErrorRate) {
-    return { outcome: 'failed', reason: `error rate ${(sample.callErrors / sample.callsSent).toFixed(2)} above ${limits.maxErrorRate}` };
-  }
-  return null;
-}
-
-export function warnings(sample: MetricsSample, limits: MonitorLimits): { kind: string; message: string }[] {
-  const found: { kind: string; message: string }[] = [];
-  if (sample.tokensUsed >= warnAt * limits.maxTokensTotal) {
-    found.push({ kind: 'tokens', message: `${sample.tokensUsed} of ${limits.maxTokensTotal} tokens used` });
-  }
-  if (limits.maxCostUsd !== null && sample.costUsd >= warnAt * limits.maxCostUsd) {
-    found.push({ kind: 'cost', message: `$${sample.costUsd.toFixed(2)} of $${limits.maxCostUsd} spent` });
-  }
-  if (sample.runtimeMs >= warnAt * limits.maxRuntimeMs) found.push({ kind: 'runtime', message: 'runtime above 80% of its limit' });
-  if (sample.contextTokens > limits.maxContextTokens) {
-    found.push({ kind: 'context', message: `a prompt of ${sample.contextTokens} tokens exceeds max_context_tokens ${limits.maxContextTokens}` });
-  }
-  return found;
-}
-
-function stagnantAgents(sample: MetricsSample, limits: MonitorLimits): string[] {
-  return Object.entries(sample.agents)
-    .filter(([, state]) => state.working && state.idleMs >= limits.stagnationMs)
-    .map(([agent]) => agent);
-}
+/** The reading of a sample; advancing the progress clocks twice with one sample changes nothing, so guards and actions agree. */
+const reading = (context: MonitorContext, sample: MetricsSample) => readingOf(context.limits, advanceProgress(context.progress, sample), sample);
 
 /**
- * The Monitor agent: on every tick checks tokens, cost, runtime, error rate, context size and
- * stagnation; warns at 80% of a limit, stops the run at 100%, and tells a stagnant agent so.
+ * The Monitor agent. On every tick it measures the run (tokens, cost, runtime, context, errors,
+ * each agent's progress), scores its health, stops the run at any limit, raises warnings once per
+ * window, tells an agent without progress that it is stagnant, keeps the deadlines of questions to
+ * people, and tells the orchestrator when the forecast passes the budget.
  */
 export const monitorMachine = setup({
   types: {
     context: {} as MonitorContext,
-    events: {} as MonitorTick,
+    events: {} as MonitorEvent,
     input: {} as MonitorInput,
   },
   actors: {
@@ -102,36 +64,85 @@ export const monitorMachine = setup({
     ticker: fromCallback<EventObject, { intervalMs: number }>(() => () => {}),
   },
   actions: {
-    record: assign({
-      last: ({ event }) => {
-        const { agents: _agents, ...rest } = event.sample;
-        return rest;
-      },
+    record: assign(({ context }, sample: MetricsSample) => {
+      const progress = advanceProgress(context.progress, sample);
+      const next = readingOf(context.limits, progress, sample);
+      // A deadline armed since the last tick starts counting now.
+      const deadlines = context.deadlines.map((deadline) => (deadline.due === null ? { ...deadline, due: new Date(Date.parse(sample.at) + deadline.ms).toISOString() } : deadline));
+      return { progress, last: next, deadlines };
     }),
-    stopRun: sendParent(({ context, event }) => ({ type: 'monitor.limit_reached', ...(limitBreach(event.sample, context.limits) ?? { outcome: 'failed', reason: 'limit' }) })),
-    raiseWarnings: enqueueActions(({ context, event, enqueue }) => {
-      const fresh = warnings(event.sample, context.limits).filter((warning) => !context.warned.includes(warning.kind));
-      for (const warning of fresh) enqueue.sendParent({ type: 'health.alert', level: 'warning', ...warning });
-      if (fresh.length > 0) enqueue.assign({ warned: [...context.warned, ...fresh.map((warning) => warning.kind)] });
+    stopRun: enqueueActions(({ context, enqueue }, sample: MetricsSample) => {
+      const breach = breachOf(reading(context, sample), context.limits);
+      if (!breach) return;
+      const alert: HealthAlert = { type: 'health.alert', level: 'critical', kind: breach.condition, message: breach.reason, at: sample.at };
+      const stop: LimitReached = { type: 'monitor.limit_reached', outcome: breach.outcome, reason: breach.reason, condition: breach.condition, limit: breach.limit };
+      enqueue.sendParent(alert);
+      enqueue.sendParent(stop);
     }),
-    flagStagnant: enqueueActions(({ context, event, enqueue, system }) => {
-      const stagnant = stagnantAgents(event.sample, context.limits);
-      for (const agent of stagnant.filter((name) => !context.flagged.includes(name))) {
-        const idleMinutes = Math.floor((event.sample.agents[agent]?.idleMs ?? 0) / 60_000);
-        const notice: AgentStagnant = { type: 'agent.stagnant', idleMinutes };
+    raiseWarnings: enqueueActions(({ context, enqueue }, sample: MetricsSample) => {
+      const due = warningsOf(reading(context, sample), context.limits).filter((warning) => dueAgain(context.raised[warning.key], sample.at, context.limits.alertWindowMs));
+      if (due.length === 0) return;
+      for (const warning of due) enqueue.sendParent({ type: 'health.alert', level: warning.level, kind: warning.kind, message: warning.message, at: sample.at } satisfies HealthAlert);
+      enqueue.assign({ raised: { ...context.raised, ...Object.fromEntries(due.map((warning) => [warning.key, sample.at])) } });
+    }),
+    flagStagnant: enqueueActions(({ context, enqueue, system }, sample: MetricsSample) => {
+      const progress = advanceProgress(context.progress, sample);
+      const stagnant = stagnantAgents(progress, sample, context.limits);
+      const fresh = stagnant.filter((agent) => !context.flagged.includes(agent));
+      if (fresh.length === 0 && stagnant.length === context.flagged.length) return;
+      for (const agent of fresh) {
+        const minutes = Math.floor(quietMs(progress, sample, agent) / 60_000);
+        const notice: AgentStagnant = { type: 'agent.stagnant', idleMinutes: minutes };
         enqueue.sendTo(system.get(agent), notice);
+        enqueue.sendParent({ type: 'health.alert', level: 'warning', kind: 'stagnation', message: `${agent} made no progress for ${minutes} min (limits.stagnation_minutes); it is told it is stagnant`, at: sample.at } satisfies HealthAlert);
+        // Whatever the orchestrator decides (a retry with another approach, a skip), the agent gets a full period again.
+        const memory = progress[agent];
+        if (memory) progress[agent] = { ...memory, sinceMs: sample.runtimeMs };
       }
-      enqueue.assign({ flagged: stagnant });
+      enqueue.assign({ flagged: stagnant, progress });
     }),
+    expireDeadlines: enqueueActions(({ context, enqueue }, sample: MetricsSample) => {
+      const now = Date.parse(sample.at);
+      const expired = context.deadlines.filter((deadline) => deadline.due !== null && Date.parse(deadline.due) <= now);
+      if (expired.length === 0) return;
+      for (const deadline of expired) enqueue.sendParent({ type: 'question.timeout', id: deadline.id } satisfies QuestionTimeout);
+      enqueue.assign({ deadlines: context.deadlines.filter((deadline) => !expired.includes(deadline)) });
+    }),
+    tellForecast: enqueueActions(({ context, enqueue }, sample: MetricsSample) => {
+      const forecast = sample.forecast;
+      const budget = { maxTokensTotal: context.limits.maxTokensTotal, maxCostUsd: context.limits.maxCostUsd };
+      if (!forecast || forecast.rough) return;
+      const passes = forecastPasses(forecast, budget);
+      const told = context.forecastTold;
+      if (passes === null || (told && told.maxTokensTotal === budget.maxTokensTotal && told.maxCostUsd === budget.maxCostUsd)) return;
+      const event: ForecastOverBudget = { type: 'forecast.over_budget', budget: passes, tokensAtFinish: forecast.tokensAtFinish, costAtFinish: forecast.costAtFinish, tasksLeft: forecast.tasksLeft, ...budget };
+      enqueue.sendParent(event);
+      enqueue.assign({ forecastTold: budget });
+    }),
+    armDeadline: enqueueActions(({ context, enqueue }, params: { id: string; ms: number }) => {
+      enqueue.assign({ deadlines: [...context.deadlines.filter((deadline) => deadline.id !== params.id), { id: params.id, ms: params.ms, due: null }] });
+      // Measure now, so the deadline counts from the moment it was armed, not from the next interval.
+      enqueue.sendTo('ticker', { type: 'ticker.now' } satisfies TickerNow);
+    }),
+    clearDeadline: assign(({ context }, id: string) => ({ deadlines: context.deadlines.filter((deadline) => deadline.id !== id) })),
   },
   guards: {
-    limitReached: ({ context, event }) => limitBreach(event.sample, context.limits) !== null,
-    hasWarnings: ({ context, event }) => context.warned.length > 0 || warnings(event.sample, context.limits).length > 0,
+    limitReached: ({ context }, sample: MetricsSample) => breachOf(reading(context, sample), context.limits) !== null,
+    hasWarnings: ({ context }, sample: MetricsSample) => warningsOf(reading(context, sample), context.limits).length > 0,
   },
 }).createMachine({
   id: 'monitor',
-  description: 'Watches tokens, cost, runtime, error rate and stagnation; stops the run at a limit.',
-  context: ({ input }) => ({ limits: input.limits, intervalMs: input.intervalMs, last: null, warned: [], flagged: [] }),
+  description: 'Measures the run on every tick: health, every limit, progress, deadlines and the forecast; stops the run at a limit.',
+  context: ({ input }) => ({
+    limits: resolveLimits(input.limits),
+    intervalMs: input.intervalMs,
+    last: null,
+    raised: {},
+    progress: {},
+    flagged: [],
+    deadlines: [],
+    forecastTold: null,
+  }),
   initial: 'running',
   states: {
     running: {
@@ -139,14 +150,38 @@ export const monitorMachine = setup({
       initial: 'watching',
       on: {
         'monitor.tick': [
-          { guard: 'limitReached', target: 'stopped', actions: ['record', 'stopRun'] },
-          { guard: 'hasWarnings', target: '.alerting', actions: ['record', 'raiseWarnings', 'flagStagnant'] },
-          { target: '.watching', actions: ['record', 'flagStagnant'] },
+          {
+            guard: { type: 'limitReached', params: ({ event }) => event.sample },
+            target: 'stopped',
+            actions: [{ type: 'record', params: ({ event }) => event.sample }, { type: 'stopRun', params: ({ event }) => event.sample }],
+          },
+          {
+            guard: { type: 'hasWarnings', params: ({ event }) => event.sample },
+            target: '.alerting',
+            actions: [
+              { type: 'record', params: ({ event }) => event.sample },
+              { type: 'raiseWarnings', params: ({ event }) => event.sample },
+              { type: 'flagStagnant', params: ({ event }) => event.sample },
+              { type: 'expireDeadlines', params: ({ event }) => event.sample },
+              { type: 'tellForecast', params: ({ event }) => event.sample },
+            ],
+          },
+          {
+            target: '.watching',
+            actions: [
+              { type: 'record', params: ({ event }) => event.sample },
+              { type: 'flagStagnant', params: ({ event }) => event.sample },
+              { type: 'expireDeadlines', params: ({ event }) => event.sample },
+              { type: 'tellForecast', params: ({ event }) => event.sample },
+            ],
+          },
         ],
+        'deadline.set': { actions: { type: 'armDeadline', params: ({ event }) => ({ id: event.id, ms: event.ms }) } },
+        'deadline.clear': { actions: { type: 'clearDeadline', params: ({ event }) => event.id } },
       },
       states: {
-        watching: { description: 'All measures within their limits.' },
-        alerting: { description: 'At least one measure is above 80% of its limit.' },
+        watching: { description: 'Every measure within its limits and the run healthy.' },
+        alerting: { description: 'A measure is near its limit (80%), errors are piling up, or the run is not healthy.' },
       },
     },
     stopped: { description: 'A limit was reached and the run was told to stop.' },

@@ -1,9 +1,9 @@
 import { and, assign, enqueueActions, fromPromise, not, sendTo, setup } from 'xstate';
 import { everThinkerMachine } from './ever-thinker.machine.ts';
 import type {
-  AgentFailed, AgentStalled, ChangesRequested, HealthAlert, HumanApproved, HumanRejected, ImprovementsExhausted,
+  AgentFailed, AgentStalled, AlertAcknowledged, ChangesRequested, ForecastOverBudget, HealthAlert, HumanApproved, HumanRejected, ImprovementsExhausted,
   HumanAnswered, ImprovementsProposed, LimitReached, MergeBlocked, NewTaskRef, Outcome, PlanReady, PrApproved, PrMerged, PrRejected, PrSubmitted,
-  ReviewHeld, RunAbort, RunPause, RunResume, ScopeClarified, TaskRef, TaskSkip,
+  QuestionTimeout, ReviewHeld, RunAbort, RunPause, RunResume, ScopeClarified, StopCondition, StopRecord, TaskRef, TaskSkip,
 } from './events.ts';
 import { mergeQueueMachine } from './merge-queue.machine.ts';
 import { moderatorMachine } from './moderator.machine.ts';
@@ -34,6 +34,29 @@ export interface OrchestratorInput {
   /** Times the merge queue sends a task back before it is re-implemented on a fresh branch (`limits.max_conflict_rounds`). */
   maxConflictRounds: number;
   monitor: MonitorInput;
+  /**
+   * A person can be asked (the run was started at a terminal without -y): the clarify questions,
+   * the plan and a forecast over the budget wait for an answer, up to `interventionTimeoutMs`.
+   * Unattended, the assumptions stand and a forecast over the budget ends the run `needs_human`.
+   */
+  attended?: boolean | undefined;
+  /** Times a task may be handed to the TechLead in one allowance before it counts as a loop. */
+  maxTaskAttempts?: number | undefined;
+  interventionTimeoutMs?: number | undefined;
+  /** An improvement cycle measured below this ends the cycles. */
+  minImprovement?: number | undefined;
+}
+
+/** The defaults of the optional inputs, as the config's own. */
+export const inputDefaults = { attended: false, maxTaskAttempts: 3, interventionTimeoutMs: 15 * 60_000, minImprovement: 0.05 } as const;
+
+/** A question waiting for a person: the clarify questions (by id), or whether to go on past the budget forecast. */
+export interface Asking {
+  kind: 'questions' | 'budget';
+  ids: string[];
+  answered: string[];
+  /** What the forecast said, for the budget question. */
+  forecast?: Omit<ForecastOverBudget, 'type'>;
 }
 
 export interface OrchestratorOutput {
@@ -75,14 +98,26 @@ interface OrchestratorContext {
   reason: string | null;
   /** Paused by a person: every step in flight finishes, no next step starts. */
   paused: boolean;
-  /** Answers people gave through the monitoring server, for the record (the texts are journaled). */
+  /** Answers people gave (the texts are journaled, and kept with the questions). */
   answers: number;
+  /** The stopping condition that ended the run, when one did: `--resume` continues from it once its limit is relaxed. */
+  stop: StopRecord | null;
+  /** A question a person is asked now. */
+  asking: Asking | null;
+  /** A person chose to go on although the forecast passes the budget: not asked again under the same limits. */
+  budgetAccepted: boolean;
+  /**
+   * Per actor (`techlead-2`), the tasks merged when it last had a task skipped for stagnation:
+   * the same actor stalling again before the next merge means the run is stuck. Per actor, so
+   * one TechLead's stalls do not stop the others.
+   */
+  stagnationSkip: Record<string, number>;
 }
 
 type OrchestratorEvent =
   | ScopeClarified | PlanReady | PrSubmitted | PrApproved | ChangesRequested | PrRejected | PrMerged | MergeBlocked | ReviewHeld
   | ImprovementsProposed | ImprovementsExhausted | AgentFailed | AgentStalled | LimitReached | HealthAlert | HumanApproved | HumanRejected
-  | HumanAnswered | RunAbort | RunPause | RunResume | TaskSkip;
+  | HumanAnswered | RunAbort | RunPause | RunResume | TaskSkip | ForecastOverBudget | QuestionTimeout | AlertAcknowledged;
 
 const stallKey = (event: AgentStalled) => `${event.actor}:${event.taskId ?? '-'}`;
 
@@ -147,6 +182,40 @@ export function afterBlockedMerge(task: TaskRef, maxConflictRounds: number): 're
   return task.conflictRounds < maxConflictRounds ? 'revise' : 'reimplement';
 }
 
+const setting = <K extends keyof typeof inputDefaults>(input: OrchestratorInput, key: K): NonNullable<OrchestratorInput[K]> | (typeof inputDefaults)[K] =>
+  input[key] ?? inputDefaults[key];
+
+/** The top-level state a snapshot value is in: `implementing` for `{ implementing: 'working' }`. */
+function phaseOf(value: unknown): string {
+  if (typeof value === 'string') return value;
+  return value !== null && typeof value === 'object' ? (Object.keys(value)[0] ?? 'unknown') : 'unknown';
+}
+
+/**
+ * The stopping condition with the phase it caught the run in. An action runs while the actor's
+ * snapshot is still the one before the transition, so `self` says where the run was.
+ */
+const stopIn = (self: { getSnapshot(): { value: unknown } }, condition: StopCondition, limit: number | null): StopRecord => ({
+  condition,
+  limit,
+  phase: phaseOf(self.getSnapshot().value),
+});
+
+const inFlight = (task: TaskRef): boolean => task.status === 'in_progress' || task.status === 'in_review';
+
+/**
+ * Times a task was handed out in its current allowance: its review rounds since the allowance
+ * started, plus the restarts after stagnation granted for it.
+ */
+export function triesOf(task: TaskRef, stallRetries: Record<string, number>): number {
+  const restarts = Object.entries(stallRetries).filter(([key]) => key.endsWith(`:${task.id}`)).reduce((sum, [, count]) => sum + count, 0);
+  return task.attempt - task.roundStart + 1 + restarts;
+}
+
+const mergedCount = (tasks: TaskRef[]): number => tasks.filter((task) => task.status === 'merged').length;
+
+const skipPending = (tasks: TaskRef[]): TaskRef[] => tasks.map((task) => (task.status === 'pending' ? { ...task, status: 'skipped' as const } : task));
+
 /** The outcome when the work ran out: done if everything merged, otherwise a person must look. */
 export function concludedOutcome(tasks: TaskRef[]): { outcome: Outcome; reason: string | null } {
   const unfinished = tasks.filter((task) => task.status !== 'merged');
@@ -166,6 +235,34 @@ function dropTask(context: OrchestratorContext, taskId: string): Partial<Orchest
     reviewQueue: without(context.reviewQueue, taskId),
     mergeQueue: without(context.mergeQueue, taskId),
   };
+}
+
+/**
+ * What skipping a task changes: it is skipped and out of every slot and queue, and the actors
+ * with its step in hand are reset. A TechLead holds its task through review, so only one whose
+ * step is under way (not still queued) is reset; a task in the merge queue holds no TechLead.
+ */
+function skipping(context: OrchestratorContext, taskId: string): { patch: Partial<OrchestratorContext>; resets: string[] } {
+  const techlead = holding(context.techleads, taskId);
+  const reviewer = holding(context.reviewers, taskId);
+  const task = taskIn(context, taskId);
+  const resets = [
+    ...(techlead && task?.status === 'in_progress' && !context.workQueue.includes(taskId) ? [techlead.id] : []),
+    ...(reviewer ? [reviewer.id] : []),
+  ];
+  return { patch: { tasks: patchTask(context.tasks, taskId, { status: 'skipped' }), ...dropTask(context, taskId) }, resets };
+}
+
+function withoutType(event: ForecastOverBudget): Omit<ForecastOverBudget, 'type'> {
+  const { type: _type, ...forecast } = event;
+  return forecast;
+}
+
+/** The forecast the budget question was asked about; set by `askBudget` before any answer can arrive. */
+function budgetForecast(context: OrchestratorContext): Omit<ForecastOverBudget, 'type'> {
+  const forecast = context.asking?.forecast;
+  if (!forecast) throw new Error('the orchestrator chart answers a budget question it did not ask');
+  return forecast;
 }
 
 /**
@@ -306,10 +403,16 @@ export const orchestratorMachine = setup({
       enqueue.assign({ improvementCycle: cycle });
       enqueue.sendTo('everThinker', { type: 'improve.requested', cycle });
     }),
-    conclude: assign(({ context }) => {
+    conclude: assign(({ context, self }) => {
       // Tasks still pending here wait on a dependency that will never merge.
-      const tasks = context.tasks.map((task) => (task.status === 'pending' ? { ...task, status: 'skipped' as const } : task));
-      return context.outcome !== null ? { tasks } : { tasks, ...concludedOutcome(tasks) };
+      const tasks = skipPending(context.tasks);
+      if (context.outcome !== null) return { tasks };
+      const concluded = concludedOutcome(tasks);
+      if (concluded.outcome !== 'done') return { tasks, ...concluded };
+      // Everything merged and no improvement cycle may start: the cycles' limit ended the run.
+      const max = context.settings.maxImprovementCycles;
+      const reason = max === 0 ? 'every task merged (improvement cycles are off: limits.max_improvement_cycles 0)' : `every task merged; limits.max_improvement_cycles (${max}) reached`;
+      return { tasks, outcome: 'done' as const, reason, stop: stopIn(self, 'improvement_cycles', max) };
     }),
     concludeAfterImproverFailure: assign(({ context }, failure: AgentFailed) => {
       const tasks = context.tasks.map((task) => (task.status === 'pending' ? { ...task, status: 'skipped' as const } : task));
@@ -320,32 +423,121 @@ export const orchestratorMachine = setup({
         : { tasks, outcome: concluded.outcome, reason: `${concluded.reason ?? ''}; the Ever-Thinker's improvement cycle failed: ${failure.message}` };
     }),
     stopWith: assign((_, params: { outcome: Outcome; reason: string | null }) => params),
-    stopForLimit: assign((_, limit: LimitReached) => ({ outcome: limit.outcome, reason: limit.reason })),
-    stopForFailure: assign((_, failure: AgentFailed) => {
+    stopForLimit: assign(({ self }, limit: LimitReached) => ({
+      outcome: limit.outcome,
+      reason: limit.reason,
+      stop: limit.condition ? stopIn(self, limit.condition, limit.limit ?? null) : null,
+    })),
+    stopForFailure: assign(({ self }, failure: AgentFailed) => {
       // The project's tests cannot run at all: a person must fix the environment or the setting.
       const outcome: Outcome = failure.code === 'budget_exhausted' ? 'budget_exhausted' : failure.code === 'test_environment' ? 'needs_human' : 'failed';
-      return { outcome, reason: `${failure.agent}: ${failure.message}` };
+      // A call the gateway would not send: --resume continues once the budget is raised.
+      return { outcome, reason: `${failure.agent}: ${failure.message}`, stop: failure.code === 'budget_exhausted' ? stopIn(self, 'budget', null) : null };
+    }),
+    stopForLoop: assign(({ context, self }) => {
+      const max = setting(context.settings, 'maxTaskAttempts');
+      const looping = context.tasks.filter((task) => inFlight(task) && triesOf(task, context.stallRetries) > max);
+      const which = looping.map((task) => `${task.id} (${triesOf(task, context.stallRetries)} tries)`).join(', ');
+      return {
+        outcome: 'stuck' as const,
+        reason: `${which} handed to the TechLead more than limits.max_task_attempts (${max}) times: a loop; a person should look (\`moderator retry\` re-queues it)`,
+        stop: stopIn(self, 'task_loop', max),
+      };
+    }),
+    stopStuck: assign(({ context, self }, stall: AgentStalled) => {
+      const since = context.stagnationSkip[stall.actor] !== undefined && stall.taskId !== null ? `, and ${stall.taskId} stalled too with nothing merged since its last task was skipped` : '';
+      return { outcome: 'stuck' as const, reason: `${stall.actor} made no progress, even after a retry with a different approach${since}`, stop: stopIn(self, 'stagnation', null) };
     }),
     retryStalled: enqueueActions(({ context, enqueue }, stall: AgentStalled) => {
       const key = stallKey(stall);
-      enqueue.assign({ stallRetries: { ...context.stallRetries, [key]: (context.stallRetries[key] ?? 0) + 1 } });
-      enqueue.sendTo(stall.actor, { type: 'agent.retry' });
+      const approach = (context.stallRetries[key] ?? 0) + 1;
+      enqueue.assign({ stallRetries: { ...context.stallRetries, [key]: approach } });
+      enqueue.sendTo(stall.actor, { type: 'agent.retry', approach });
+    }),
+    askQuestions: enqueueActions(({ context, enqueue }, scope: ScopeClarified) => {
+      enqueue.assign({ asking: { kind: 'questions', ids: scope.questionIds ?? [], answered: [] } });
+      enqueue.sendTo('monitor', { type: 'deadline.set', id: 'questions', ms: setting(context.settings, 'interventionTimeoutMs') });
+    }),
+    recordAnswer: assign(({ context }, answer: HumanAnswered) => ({
+      answers: context.answers + 1,
+      asking: context.asking ? { ...context.asking, answered: [...new Set([...context.asking.answered, answer.questionId ?? ''])] } : null,
+    })),
+    endQuestions: enqueueActions(({ enqueue }) => {
+      enqueue.assign({ asking: null });
+      enqueue.sendTo('monitor', { type: 'deadline.clear', id: 'questions' });
+    }),
+    armApprovalDeadline: enqueueActions(({ context, enqueue }) => {
+      if (!context.settings.autoApprove) enqueue.sendTo('monitor', { type: 'deadline.set', id: 'approval', ms: setting(context.settings, 'interventionTimeoutMs') });
+    }),
+    clearApprovalDeadline: enqueueActions(({ context, enqueue }) => {
+      if (!context.settings.autoApprove) enqueue.sendTo('monitor', { type: 'deadline.clear', id: 'approval' });
+    }),
+    askBudget: enqueueActions(({ context, enqueue }, over: ForecastOverBudget) => {
+      const { type: _type, ...forecast } = over;
+      enqueue.assign({ asking: { kind: 'budget', ids: ['budget'], answered: [], forecast } });
+      enqueue.sendTo('monitor', { type: 'deadline.set', id: 'budget', ms: setting(context.settings, 'interventionTimeoutMs') });
+    }),
+    acceptBudget: enqueueActions(({ context, enqueue }) => {
+      enqueue.assign({ asking: null, budgetAccepted: true, answers: context.answers + 1 });
+      enqueue.sendTo('monitor', { type: 'deadline.clear', id: 'budget' });
+    }),
+    stopForForecast: assign(({ self }, params: { forecast: Omit<ForecastOverBudget, 'type'>; why: 'unattended' | 'declined' | 'unanswered'; timeoutMs: number }) => {
+      const { forecast, why } = params;
+      const over = forecast.budget === 'tokens'
+        ? `~${forecast.tokensAtFinish.toLocaleString('en-US')} tokens, past limits.max_tokens_total ${forecast.maxTokensTotal.toLocaleString('en-US')}`
+        : `~$${forecast.costAtFinish.toFixed(2)}, past limits.max_cost_usd $${String(forecast.maxCostUsd)}`;
+      const said = why === 'unattended' ? 'the run is unattended' : why === 'declined' ? 'a person chose to stop' : `nobody answered in ${Math.round(params.timeoutMs / 60_000)} min`;
+      return {
+        outcome: 'needs_human' as const,
+        asking: null,
+        reason: `the forecast to finish ${forecast.tasksLeft} task(s) is ${over}, and ${said}: raise the budget, then --resume`,
+        stop: stopIn(self, why === 'unanswered' ? 'question_timeout' : 'forecast', forecast.budget === 'tokens' ? forecast.maxTokensTotal : forecast.maxCostUsd),
+      };
+    }),
+    stopUnapproved: assign(({ context, self }) => ({
+      outcome: 'needs_human' as const,
+      reason: `nobody approved or rejected the plan in ${Math.round(setting(context.settings, 'interventionTimeoutMs') / 60_000)} min (limits.intervention_timeout_minutes)`,
+      stop: stopIn(self, 'question_timeout', setting(context.settings, 'interventionTimeoutMs') / 60_000),
+    })),
+    concludeImprovements: assign(({ context, self }, exhausted: ImprovementsExhausted) => {
+      const tasks = skipPending(context.tasks);
+      const concluded = concludedOutcome(tasks);
+      if (concluded.outcome !== 'done') return { tasks, ...concluded };
+      if (exhausted.why === 'diminishing_returns') {
+        const min = setting(context.settings, 'minImprovement');
+        return {
+          tasks,
+          outcome: 'done' as const,
+          reason: `every task merged; diminishing returns: improvement cycle ${exhausted.cycle - 1} measured ${(exhausted.magnitude ?? 0).toFixed(3)}, below limits.min_improvement ${min}`,
+          stop: stopIn(self, 'diminishing_returns', min),
+        };
+      }
+      const best = exhausted.bestPriority === null ? 'no proposal' : `best priority ${exhausted.bestPriority}`;
+      return {
+        tasks,
+        outcome: 'done' as const,
+        reason: `every task merged; improvement cycle ${exhausted.cycle} found nothing worth a task (${best}, below agents.ever_thinker.min_priority ${context.settings.minPriority})`,
+      };
     }),
     /**
-     * A task ended by a person (or a stall): out of every slot and queue; the TechLead or
-     * reviewer working on it drops it, its step stopped. Its merge, if under way, finishes.
+     * A task ended by a person: out of every slot and queue; the TechLead or reviewer working on
+     * it drops it, its step stopped. Its merge, if under way, finishes.
      */
     skipTask: enqueueActions(({ context, enqueue }, params: { taskId: string }) => {
-      const techlead = holding(context.techleads, params.taskId);
-      const reviewer = holding(context.reviewers, params.taskId);
-      const task = taskIn(context, params.taskId);
-      enqueue.assign({ tasks: patchTask(context.tasks, params.taskId, { status: 'skipped' }), ...dropTask(context, params.taskId) });
-      // A TechLead holds its task through review: only one with the task's step in hand is reset.
-      // (A step still queued was never sent; a task in the merge queue holds no TechLead.)
-      if (techlead && task?.status === 'in_progress' && !context.workQueue.includes(params.taskId)) enqueue.sendTo(techlead.id, { type: 'agent.reset' });
-      if (reviewer) enqueue.sendTo(reviewer.id, { type: 'agent.reset' });
+      const skip = skipping(context, params.taskId);
+      enqueue.assign(skip.patch);
+      for (const actor of skip.resets) enqueue.sendTo(actor, { type: 'agent.reset' });
     }),
-    resetActor: enqueueActions(({ enqueue }, params: { actor: string }) => enqueue.sendTo(params.actor, { type: 'agent.reset' })),
+    /**
+     * A task whose actor stalled again after a retry: skipped as a person would, the stalled
+     * actor reset, and the merged count kept per actor, so that the same actor stalling again
+     * with nothing merged since stops the run (stalledAgainAfterSkip) while other TechLeads go on.
+     */
+    skipStalledTask: enqueueActions(({ context, enqueue }, stall: AgentStalled) => {
+      const skip = stall.taskId === null ? { patch: {}, resets: [] } : skipping(context, stall.taskId);
+      enqueue.assign({ ...skip.patch, stagnationSkip: { ...context.stagnationSkip, [stall.actor]: mergedCount(context.tasks) } });
+      for (const actor of new Set([...skip.resets, stall.actor])) enqueue.sendTo(actor, { type: 'agent.reset' });
+    }),
   },
   guards: {
     planHasTasks: (_, plan: PlanReady) => plan.tasks.length > 0,
@@ -361,7 +553,9 @@ export const orchestratorMachine = setup({
     mayRetryStall: ({ context }, stall: AgentStalled) => (context.stallRetries[stallKey(stall)] ?? 0) < 1,
     stallHasTask: (_, stall: AgentStalled) => stall.taskId !== null,
     paused: ({ context }) => context.paused,
-    canStartTask: ({ context }) => freeSlot(context.techleads) !== undefined && !waitsForTechLead(context) && nextReadyTask(context.tasks) !== undefined,
+    // An open budget question holds new tasks until it is answered; the tasks in flight go on to their merge.
+    canStartTask: ({ context }) =>
+      context.asking?.kind !== 'budget' && freeSlot(context.techleads) !== undefined && !waitsForTechLead(context) && nextReadyTask(context.tasks) !== undefined,
     hasWork: ({ context }) => sendableWork(context) !== undefined,
     canStartReview: ({ context }) => context.reviewQueue.length > 0 && freeSlot(context.reviewers) !== undefined,
     canStartMerge: ({ context }) => context.mergeQueue.length > 0 && context.merging === null,
@@ -378,6 +572,25 @@ export const orchestratorMachine = setup({
       const status = taskIn(context, skip.taskId)?.status;
       return status === 'pending' || status === 'in_progress' || status === 'in_review';
     },
+    asksAPerson: ({ context }, scope: ScopeClarified) => setting(context.settings, 'attended') && (scope.questionIds?.length ?? 0) > 0,
+    answersAQuestion: ({ context }, answer: HumanAnswered) => context.asking?.kind === 'questions' && context.asking.ids.includes(answer.questionId ?? ''),
+    answersTheLastQuestion: ({ context }, answer: HumanAnswered) => {
+      const asking = context.asking;
+      if (asking?.kind !== 'questions' || !asking.ids.includes(answer.questionId ?? '')) return false;
+      const answered = new Set([...asking.answered, answer.questionId]);
+      return asking.ids.every((id) => answered.has(id));
+    },
+    deadlineIs: (_, params: { event: QuestionTimeout; id: string }) => params.event.id === params.id,
+    budgetAccepted: ({ context }) => context.budgetAccepted,
+    attended: ({ context }) => setting(context.settings, 'attended'),
+    continuesPastBudget: ({ context }, answer: HumanAnswered) => context.asking?.kind === 'budget' && answer.questionId === 'budget' && /^\s*(continue|go on|yes|y)\s*$/i.test(answer.answer),
+    stopsAtBudget: ({ context }, answer: HumanAnswered) => context.asking?.kind === 'budget' && answer.questionId === 'budget',
+    askingBudget: ({ context }, timeout: QuestionTimeout) => context.asking?.kind === 'budget' && timeout.id === 'budget',
+    taskLooping: ({ context }) => {
+      const max = setting(context.settings, 'maxTaskAttempts');
+      return context.tasks.some((task) => inFlight(task) && triesOf(task, context.stallRetries) > max);
+    },
+    stalledAgainAfterSkip: ({ context }, stall: AgentStalled) => stall.taskId !== null && context.stagnationSkip[stall.actor] === mergedCount(context.tasks),
   },
 }).createMachine({
   id: 'orchestrator',
@@ -397,20 +610,56 @@ export const orchestratorMachine = setup({
     reason: null,
     paused: false,
     answers: 0,
+    stop: null,
+    asking: null,
+    budgetAccepted: false,
+    stagnationSkip: {},
   }),
   entry: 'spawnAgents',
   invoke: [
     { id: 'moderator', systemId: 'moderator', src: 'moderator' },
     { id: 'mergeQueue', systemId: 'mergeQueue', src: 'mergeQueue' },
     { id: 'monitor', systemId: 'monitor', src: 'monitor', input: ({ context }) => context.settings.monitor },
-    { id: 'everThinker', systemId: 'everThinker', src: 'everThinker', input: ({ context }) => ({ minPriority: context.settings.minPriority }) },
+    {
+      id: 'everThinker',
+      systemId: 'everThinker',
+      src: 'everThinker',
+      input: ({ context }) => ({ minPriority: context.settings.minPriority, minImprovement: setting(context.settings, 'minImprovement') }),
+    },
   ],
+  // A task handed out more often than its limit is a loop, whatever state the run is in.
+  always: { guard: 'taskLooping', target: '.stopped', actions: 'stopForLoop' },
   on: {
     'monitor.limit_reached': { target: '.stopped', actions: { type: 'stopForLimit', params: ({ event }) => event } },
     'run.abort': { target: '.stopped', actions: assign({ outcome: 'cancelled', reason: ({ event }) => event.reason }) },
     'run.pause': { actions: assign({ paused: true }) },
     'run.resume': { actions: assign({ paused: false }) },
-    'human.answered': { actions: assign({ answers: ({ context }) => context.answers + 1 }) },
+    'human.answered': [
+      { guard: { type: 'continuesPastBudget', params: ({ event }) => event }, actions: 'acceptBudget' },
+      {
+        guard: { type: 'stopsAtBudget', params: ({ event }) => event },
+        target: '.stopped',
+        actions: { type: 'stopForForecast', params: ({ context }) => ({ forecast: budgetForecast(context), why: 'declined' as const, timeoutMs: 0 }) },
+      },
+      // A late answer (the questions timed out) is kept with its question; the plan may already be made.
+      { actions: assign({ answers: ({ context }) => context.answers + 1 }) },
+    ],
+    'forecast.over_budget': [
+      { guard: 'budgetAccepted' },
+      { guard: 'attended', actions: { type: 'askBudget', params: ({ event }) => event } },
+      {
+        target: '.stopped',
+        actions: { type: 'stopForForecast', params: ({ event }) => ({ forecast: withoutType(event), why: 'unattended' as const, timeoutMs: 0 }) },
+      },
+    ],
+    'question.timeout': {
+      guard: { type: 'askingBudget', params: ({ event }) => event },
+      target: '.stopped',
+      actions: {
+        type: 'stopForForecast',
+        params: ({ context }) => ({ forecast: budgetForecast(context), why: 'unanswered' as const, timeoutMs: setting(context.settings, 'interventionTimeoutMs') }),
+      },
+    },
     'task.skip': { guard: { type: 'skippable', params: ({ event }) => event }, actions: { type: 'skipTask', params: ({ event }) => event } },
     'agent.failed': [
       { guard: { type: 'runFailure', params: ({ event }) => event }, target: '.stopped', actions: { type: 'stopForFailure', params: ({ event }) => event } },
@@ -421,13 +670,12 @@ export const orchestratorMachine = setup({
       },
       { target: '.stopped', actions: { type: 'stopForFailure', params: ({ event }) => event } },
     ],
+    // Stagnation: a retry with a different approach, then the task skipped for a person, then stuck.
     'agent.stalled': [
+      { guard: { type: 'stalledAgainAfterSkip', params: ({ event }) => event }, target: '.stopped', actions: { type: 'stopStuck', params: ({ event }) => event } },
       { guard: { type: 'mayRetryStall', params: ({ event }) => event }, actions: { type: 'retryStalled', params: ({ event }) => event } },
-      {
-        guard: { type: 'stallHasTask', params: ({ event }) => event },
-        actions: [{ type: 'skipTask', params: ({ event }) => ({ taskId: event.taskId ?? '' }) }, { type: 'resetActor', params: ({ event }) => ({ actor: event.actor }) }],
-      },
-      { target: '.stopped', actions: assign({ outcome: 'stuck', reason: ({ event }) => `${event.actor} made no progress, even after a retry` }) },
+      { guard: { type: 'stallHasTask', params: ({ event }) => event }, actions: { type: 'skipStalledTask', params: ({ event }) => event } },
+      { target: '.stopped', actions: { type: 'stopStuck', params: ({ event }) => event } },
     ],
   },
   initial: 'starting',
@@ -439,7 +687,23 @@ export const orchestratorMachine = setup({
     clarifying: {
       description: 'The Moderator turns the requirements into a scope.',
       entry: 'requestScope',
-      on: { 'scope.clarified': 'planning' },
+      on: {
+        'scope.clarified': [
+          { guard: { type: 'asksAPerson', params: ({ event }) => event }, target: 'awaitingAnswers', actions: { type: 'askQuestions', params: ({ event }) => event } },
+          { target: 'planning' },
+        ],
+      },
+    },
+    awaitingAnswers: {
+      description: 'A person answers the clarify questions (terminal, dashboard, API); when the time is up, the assumptions stand.',
+      exit: 'endQuestions',
+      on: {
+        'human.answered': [
+          { guard: { type: 'answersTheLastQuestion', params: ({ event }) => event }, target: 'planning', actions: { type: 'recordAnswer', params: ({ event }) => event } },
+          { guard: { type: 'answersAQuestion', params: ({ event }) => event }, actions: { type: 'recordAnswer', params: ({ event }) => event } },
+        ],
+        'question.timeout': { guard: { type: 'deadlineIs', params: ({ event }) => ({ event, id: 'questions' }) }, target: 'planning' },
+      },
     },
     planning: {
       description: 'The Moderator splits the scope into PR-sized tasks.',
@@ -456,7 +720,9 @@ export const orchestratorMachine = setup({
       },
     },
     awaitingApproval: {
-      description: 'A person approves the plan, unless the run was started with -y.',
+      description: 'A person approves the plan, unless the run was started with -y; unanswered in time, the run ends needs_human.',
+      entry: 'armApprovalDeadline',
+      exit: 'clearApprovalDeadline',
       always: { guard: 'autoApprove', target: 'implementing' },
       invoke: {
         id: 'askApproval',
@@ -470,6 +736,7 @@ export const orchestratorMachine = setup({
       on: {
         'human.approved': 'implementing',
         'human.rejected': { target: 'stopped', actions: assign({ outcome: 'cancelled', reason: ({ event }) => event.reason }) },
+        'question.timeout': { guard: { type: 'deadlineIs', params: ({ event }) => ({ event, id: 'approval' }) }, target: 'stopped', actions: 'stopUnapproved' },
       },
     },
     implementing: {
@@ -508,7 +775,7 @@ export const orchestratorMachine = setup({
       entry: 'startImprovementCycle',
       on: {
         'improvements.proposed': { target: 'implementing', actions: { type: 'addTasks', params: ({ event }) => ({ tasks: event.tasks, origin: 'improvement' as const }) } },
-        'improvements.exhausted': { target: 'stopped', actions: 'conclude' },
+        'improvements.exhausted': { target: 'stopped', actions: { type: 'concludeImprovements', params: ({ event }) => event } },
       },
     },
     stopped: {

@@ -11,6 +11,8 @@ export interface TaskStepInput {
   attempt: number;
   /** The task's branch: 1, 2 once re-implemented on a fresh branch (TaskRef.generation). */
   generation: number;
+  /** 0 (or absent) for the first approach; n after the n-th restart for stagnation, which must try something else. */
+  approach?: number;
 }
 
 export interface TestOutput {
@@ -84,6 +86,9 @@ export const techleadMachine = setup({
       };
     }),
     markStalled: assign((_, state: WorkState) => ({ stalledIn: state })),
+    takeApproach: assign(({ context }, approach: number | undefined) => ({
+      task: context.task && approach !== undefined ? { ...context.task, approach } : context.task,
+    })),
     reportStall: sendParent(({ context, self }) => ({ type: 'agent.stalled', agent: 'techlead', actor: self.id, taskId: context.task?.taskId ?? null })),
   },
   guards: {
@@ -170,12 +175,13 @@ export const techleadMachine = setup({
     stagnant: {
       description: 'Made no progress for too long; the orchestrator decides: retry or reset.',
       on: {
+        // The step runs again with the approach number: its model calls are new ones, told what the last approach did.
         'agent.retry': [
-          { guard: { type: 'stalledIn', params: 'planning' }, target: 'planning' },
-          { guard: { type: 'stalledIn', params: 'implementing' }, target: 'implementing' },
-          { guard: { type: 'stalledIn', params: 'addressing_feedback' }, target: 'addressing_feedback' },
-          { guard: { type: 'stalledIn', params: 'testing' }, target: 'testing' },
-          { guard: { type: 'stalledIn', params: 'submitting' }, target: 'submitting' },
+          { guard: { type: 'stalledIn', params: 'planning' }, target: 'planning', actions: { type: 'takeApproach', params: ({ event }) => event.approach } },
+          { guard: { type: 'stalledIn', params: 'implementing' }, target: 'implementing', actions: { type: 'takeApproach', params: ({ event }) => event.approach } },
+          { guard: { type: 'stalledIn', params: 'addressing_feedback' }, target: 'addressing_feedback', actions: { type: 'takeApproach', params: ({ event }) => event.approach } },
+          { guard: { type: 'stalledIn', params: 'testing' }, target: 'testing', actions: { type: 'takeApproach', params: ({ event }) => event.approach } },
+          { guard: { type: 'stalledIn', params: 'submitting' }, target: 'submitting', actions: { type: 'takeApproach', params: ({ event }) => event.approach } },
           { target: 'idle' },
         ],
       },

@@ -34,6 +34,8 @@ export const callKeys = {
   turn: (key: CallKey, turn: number): CallKey => (turn === 1 ? key : call(`${key}:turn${turn}`)),
   /** A change asked for again because the previous one changed nothing. */
   noChange: (key: CallKey, round: number): CallKey => (round === 0 ? key : call(`${key}:nochange${round}`)),
+  /** A step restarted after stagnation with a different approach (n >= 1): new calls, never the journaled ones. */
+  approach: (key: CallKey, approach: number): CallKey => (approach === 0 ? key : call(`${key}:approach${approach}`)),
 };
 
 export const stepKeys = {
@@ -45,6 +47,8 @@ export const stepKeys = {
   prompt: (call: CallKey): StepKey => step(`prompt:${call}`),
   /** What the context manager did to a conversation before a turn (summarised, pruned, stopped). */
   context: (turn: CallKey): StepKey => step(`context:${turn}`),
+  /** The measurement at the start of an improvement cycle: its signals, and the magnitude of the cycle before. */
+  measure: (cycle: number): StepKey => step(`ever-thinker:measure:${cycle}`),
   /** One tool call's result, in the turn that made it. */
   tool: (turn: CallKey, callId: string): StepKey => step(`tool:${turn}:${callId}`),
   /** The commit of a task round (a git trailer). */

@@ -30,6 +30,8 @@ export interface MonitoringOptions {
   /** `<target>/.duo-agent/logs`, the pino files `<agent>.jsonl`. */
   logsDir: string;
   limits: Limits;
+  /** Push the Monitor's alerts on the live feed (`live` in `agents.monitor.alert_channels`); default true. They are stored and served at /api/alerts either way. */
+  liveAlerts?: boolean;
   now?: () => number;
 }
 
@@ -62,8 +64,12 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
   const now = options.now ?? Date.now;
   const token = options.token ?? generateToken();
   const hub = new Hub(maxBufferedBytes);
+  const liveAlerts = options.liveAlerts ?? true;
   const live = new LiveState(
-    (message) => hub.publish(message),
+    (message) => {
+      if (message.type === 'alert' && message.source === 'monitor' && !liveAlerts) return;
+      hub.publish(message);
+    },
     () => hub.size > 0,
   );
   // Seeded now (a resumed run has history), then kept current by the store's change reports.

@@ -10,8 +10,15 @@ export const interventionSchema = z.discriminatedUnion('action', [
   simple('abort'),
   simple('approve'),
   simple('reject'),
-  z.object({ action: z.literal('answer'), reason, answer: z.string({ error: 'required for answer' }).min(1, 'must not be empty').max(20_000) }),
+  z.object({
+    action: z.literal('answer'),
+    reason,
+    answer: z.string({ error: 'required for answer' }).min(1, 'must not be empty').max(20_000),
+    /** The question answered (`Q1`, `budget`); may be left out when only one question is open. */
+    question_id: z.string().min(1).max(64).optional(),
+  }),
   z.object({ action: z.literal('skip'), reason, task_id: z.string({ error: 'required for skip' }).min(1, 'must not be empty') }),
+  z.object({ action: z.literal('acknowledge'), reason, alert_id: z.int({ error: 'required for acknowledge: the id of an alert (GET /api/alerts)' }).positive() }),
 ]);
 
 export type Intervention = z.infer<typeof interventionSchema>;
@@ -23,8 +30,9 @@ export type InterventionEvent =
   | { type: 'run.abort'; reason: string }
   | { type: 'human.approved' }
   | { type: 'human.rejected'; reason: string }
-  | { type: 'human.answered'; answer: string }
-  | { type: 'task.skip'; taskId: string; reason?: string };
+  | { type: 'human.answered'; answer: string; questionId?: string }
+  | { type: 'task.skip'; taskId: string; reason?: string }
+  | { type: 'alert.acknowledged'; alertId: number };
 
 /** Parses a request body into an intervention, or a one-line reason why not. */
 export function parseIntervention(body: Buffer): { ok: true; value: Intervention } | { ok: false; reason: string } {
@@ -56,15 +64,21 @@ export function interventionEvent(intervention: Intervention): InterventionEvent
     case 'reject':
       return { type: 'human.rejected', reason: intervention.reason ?? `rejected ${by}` };
     case 'answer':
-      return { type: 'human.answered', answer: intervention.answer };
+      return { type: 'human.answered', answer: intervention.answer, ...(intervention.question_id ? { questionId: intervention.question_id } : {}) };
     case 'skip':
       return { type: 'task.skip', taskId: intervention.task_id, ...(intervention.reason ? { reason: intervention.reason } : {}) };
+    case 'acknowledge':
+      return { type: 'alert.acknowledged', alertId: intervention.alert_id };
   }
 }
 
 /** The alert row that records an intervention; the answer's text stays in the event journal. */
 export function interventionNote(intervention: Intervention): string {
-  const task = intervention.action === 'skip' ? ` ${intervention.task_id}` : '';
+  const task =
+    intervention.action === 'skip' ? ` ${intervention.task_id}`
+      : intervention.action === 'answer' && intervention.question_id ? ` ${intervention.question_id}`
+        : intervention.action === 'acknowledge' ? ` alert #${intervention.alert_id}`
+          : '';
   const why = intervention.reason ? `: ${intervention.reason}` : '';
   return `${intervention.action}${task} ${by}${why}`;
 }

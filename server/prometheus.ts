@@ -2,7 +2,8 @@ import type { Gauge, Registry } from 'prom-client';
 import { isContextZone, zoneRank } from '../services/context/window.ts';
 import type { MetricsBody } from './views.ts';
 
-type Measure = Exclude<keyof MetricsBody, 'limits' | 'context_by_agent'>;
+/** The numeric fields of the metrics (a null one, such as a forecast not known yet, is left out of the scrape). */
+type Measure = { [K in keyof MetricsBody]: MetricsBody[K] extends number | null ? K : never }[keyof MetricsBody];
 
 const help: Record<Measure, string> = {
   tokens_used: 'Tokens used by every model call of the run (input, output and cache).',
@@ -18,6 +19,14 @@ const help: Record<Measure, string> = {
   tasks_in_flight: 'Tasks started and not ended: being implemented, in review, waiting to merge or merging.',
   review_queue_length: 'Pull requests waiting for a reviewer.',
   merge_queue_length: 'Approved pull requests waiting to merge, and the one merging.',
+  health_score: 'Health of the run, 0-100 (healthy from 80, degraded from 50, critical below).',
+  alerts_open: 'Warnings and critical alerts nobody acknowledged.',
+  consecutive_errors: 'Model calls of this session that failed one after another.',
+  forecast_tokens_at_finish: 'Forecast: tokens the run will have used when the tasks left are done.',
+  forecast_cost_at_finish_usd: 'Forecast: cost in US dollars when the tasks left are done.',
+  forecast_tokens_to_finish: 'Forecast: tokens still needed for the tasks left.',
+  forecast_cost_to_finish_usd: 'Forecast: cost in US dollars still needed for the tasks left.',
+  improvement_magnitude: 'Measured magnitude of the latest improvement cycle.',
 };
 
 interface Gauges {
@@ -46,7 +55,11 @@ export class PrometheusMetrics {
 
   async render(runId: string, metrics: MetricsBody): Promise<string> {
     const { registry, measures, limit, contextTokens, contextZone } = await (this.gauges ??= createGauges());
-    for (const [measure, gauge] of measures) gauge.set({ run_id: runId }, metrics[measure]);
+    for (const [measure, gauge] of measures) {
+      const value = metrics[measure];
+      if (value === null) gauge.remove({ run_id: runId });
+      else gauge.set({ run_id: runId }, value);
+    }
     for (const [agent, context] of Object.entries(metrics.context_by_agent)) {
       contextTokens.set({ run_id: runId, agent }, context.tokens);
       contextZone.set({ run_id: runId, agent }, isContextZone(context.zone) ? zoneRank(context.zone) : 0);

@@ -4,10 +4,10 @@ import { isLoopbackPeer, type AccessPolicy, type AccessRequest } from './access.
 import { bearerMatches } from './auth.ts';
 import { errorReply, jsonReply, readBody, reply, replyLater, type Reply } from './http.ts';
 import type { ClientData, Hub } from './hub.ts';
-import { interventionEvent, interventionNote, parseIntervention } from './intervention.ts';
+import { interventionEvent, interventionNote, parseIntervention, type Intervention } from './intervention.ts';
 import { LogQueryError, parseLimit, readLogs, type LogQuery } from './logs.ts';
 import type { PrometheusMetrics } from './prometheus.ts';
-import { healthView, metricsView, runsView, stateView, tasksView, type ViewContext } from './views.ts';
+import { alertsView, healthView, metricsHistoryView, metricsView, runsView, stateView, tasksView, type ViewContext } from './views.ts';
 
 export interface AppOptions {
   context: ViewContext;
@@ -61,6 +61,11 @@ export function createApp(options: AppOptions): uWS.TemplatedApp {
     else reply(res, () => jsonReply(200, metricsView(context)));
   });
   app.get('/metrics', (res) => replyLater(res, prometheusText));
+  app.get('/api/metrics/history', (res, req) => {
+    const limit = Number.parseInt(query(req).get('limit') ?? '', 10);
+    reply(res, () => jsonReply(200, metricsHistoryView(context, Number.isInteger(limit) && limit > 0 ? limit : 10_080)));
+  });
+  app.get('/api/alerts', (res) => reply(res, () => jsonReply(200, alertsView(context))));
   app.get('/api/state', (res, req) => {
     const withDefinitions = query(req).get('definitions') !== '0';
     reply(res, () => jsonReply(200, stateView(context, withDefinitions)));
@@ -132,6 +137,28 @@ function logs(options: AppOptions, params: URLSearchParams): Reply {
   }
 }
 
+/**
+ * An answer names an open question (or the only one open), and is kept with it before the
+ * orchestrator hears it, so the plan that follows sees it. A budget question takes `continue` or
+ * `stop`. Returns the intervention to send, or why not.
+ */
+function resolveAnswer(options: AppOptions, answer: Extract<Intervention, { action: 'answer' }>): { ok: true; value: Intervention } | { ok: false; reply: Reply } {
+  const { live, store, runId } = options.context;
+  const context = live.rootContext() as { asking?: { kind?: string; ids?: string[]; answered?: string[] } | null } | undefined;
+  const asking = context?.asking;
+  const open = (asking?.ids ?? []).filter((id) => !(asking?.answered ?? []).includes(id));
+  if (open.length === 0) return { ok: false, reply: errorReply(409, `run ${runId} asks no question now: nothing to answer`) };
+  const questionId = answer.question_id ?? (open.length === 1 ? open[0] : undefined);
+  if (questionId === undefined) return { ok: false, reply: errorReply(400, `question_id: required while ${open.length} questions are open (${open.join(', ')})`) };
+  if (!open.includes(questionId)) return { ok: false, reply: errorReply(409, `question ${questionId} is not open (open: ${open.join(', ')})`) };
+  if (asking?.kind === 'budget') {
+    if (!['continue', 'stop'].includes(answer.answer.trim().toLowerCase())) return { ok: false, reply: errorReply(400, 'answer: the budget question takes "continue" or "stop"') };
+    return { ok: true, value: { ...answer, question_id: questionId, answer: answer.answer.trim().toLowerCase() } };
+  }
+  if (!store.answerQuestion(runId, questionId, answer.answer, 'api')) return { ok: false, reply: errorReply(409, `question ${questionId} was answered already`) };
+  return { ok: true, value: { ...answer, question_id: questionId } };
+}
+
 function intervene(options: AppOptions, body: Buffer | null): Reply {
   if (body === null) return errorReply(413, `the body is larger than ${maxBodyBytes} bytes`);
   const parsed = parseIntervention(body);
@@ -139,8 +166,17 @@ function intervene(options: AppOptions, body: Buffer | null): Reply {
   const { live, store, runId } = options.context;
   const root = live.attached;
   if (!root || !live.isLive()) return errorReply(409, `run ${runId} is not live (${live.rootStatus()}): nothing to intervene in`);
-  const event = interventionEvent(parsed.value);
-  const message = interventionNote(parsed.value);
+  let intervention = parsed.value;
+  if (intervention.action === 'answer') {
+    const resolved = resolveAnswer(options, intervention);
+    if (!resolved.ok) return resolved.reply;
+    intervention = resolved.value;
+  }
+  if (intervention.action === 'acknowledge' && !store.acknowledgeAlert(runId, intervention.alert_id)) {
+    return errorReply(404, `run ${runId} has no alert #${intervention.alert_id} (see GET /api/alerts)`);
+  }
+  const event = interventionEvent(intervention);
+  const message = interventionNote(intervention);
   store.addAlert({ runId, level: 'info', kind: 'intervention', message });
   options.hub.publish({ type: 'alert', level: 'info', kind: 'intervention', message, source: 'human' });
   root.send(event);

@@ -1,6 +1,8 @@
 import type { RunView } from '../services/store/run-view.ts';
 import type { Store } from '../services/store/store.ts';
 import { AGENTS, agentOfActor, agentOfCaller, apiName, callerNames, type CallerName } from '../protocol/agents.ts';
+import { forecastRun, type Forecast } from '../protocol/forecast.ts';
+import { bandOf, budgetShare, healthScore, type Health } from '../protocol/health.ts';
 import type { AgentName, AgentView, LiveState } from './live-state.ts';
 
 export interface Limits {
@@ -8,8 +10,11 @@ export interface Limits {
   maxCostUsd: number | null;
   maxRuntimeMs: number;
   maxErrorRate: number;
-  /** Per conversation (limits.max_context_tokens); the zones are shares of it. */
+  /** Per conversation (limits.max_context_tokens): the zones are shares of it, and the health score before the Monitor's first tick counts it. */
   maxContextTokens?: number | undefined;
+  /** For the health score before the Monitor's first tick; unset: errors in a row do not count there. */
+  maxConsecutiveErrors?: number;
+  stagnationMs?: number;
 }
 
 /**
@@ -47,6 +52,19 @@ export interface MetricsBody {
   merge_queue_length: number;
   /** Per agent: the prompt tokens of its latest call, counted before sending, and its conversation's context zone. */
   context_by_agent: Record<string, { tokens: number; zone: string }>;
+  /** 0-100, the Monitor's own once it has ticked (see protocol/health.ts). */
+  health_score: number;
+  /** Warnings and critical alerts nobody acknowledged. */
+  alerts_open: number;
+  consecutive_errors: number;
+  /** What the run will have used when the tasks left are done; null before anything can be said. */
+  forecast_tokens_at_finish: number | null;
+  forecast_cost_at_finish_usd: number | null;
+  forecast_tokens_to_finish: number | null;
+  forecast_cost_to_finish_usd: number | null;
+  forecast: { tasks_left: number; based_on_tasks: number; tokens_per_task: number; cost_per_task_usd: number } | null;
+  /** The measured magnitude of the latest improvement cycle measured, when there is one. */
+  improvement_magnitude: number | null;
   limits: { max_tokens_total: number; max_cost_usd: number | null; max_runtime_seconds: number; max_error_rate: number; max_context_tokens: number | null };
 }
 
@@ -107,6 +125,46 @@ function outcomeOf(context: ViewContext): string | null {
   return context.view.outcome();
 }
 
+/** The Monitor's latest reading, once it has ticked. */
+function monitorReading(context: ViewContext): { health?: Health; consecutiveErrors?: number; runtimeMs?: number; contextTokens?: number } | undefined {
+  const last = get(context.live.agentContext('monitor'), 'last');
+  return last !== null && typeof last === 'object' ? (last as ReturnType<typeof monitorReading>) : undefined;
+}
+
+/**
+ * The health score: the Monitor's from its latest tick (what the floor is checked against), or,
+ * before its first tick, the same function over what the view holds (no stagnation measured yet).
+ */
+export function healthOf(context: ViewContext): Health {
+  const { view, limits } = context;
+  const measured = monitorReading(context)?.health;
+  const open = view.openAlerts();
+  if (measured) {
+    // Alerts acknowledged since the tick count at once: acknowledging is how a person clears them.
+    const alerts = Math.min(10, 2 * open.warning + 5 * open.critical);
+    const score = Math.max(0, Math.min(100, Math.round(measured.score + measured.lost.alerts - alerts)));
+    return { score, band: bandOf(score), lost: { ...measured.lost, alerts } };
+  }
+  const totals = view.totals();
+  return healthScore({
+    callsSent: totals.callsSent,
+    callErrors: totals.callErrors,
+    maxErrorRate: limits.maxErrorRate,
+    consecutiveErrors: 0,
+    maxConsecutiveErrors: limits.maxConsecutiveErrors ?? 0,
+    budgetShare: budgetShare({ tokens: totals.tokensUsed, costUsd: totals.costUsd, runtimeMs: view.activeMs() }, limits),
+    contextShare: limits.maxContextTokens ? view.largestPrompt() / limits.maxContextTokens : 0,
+    stagnationShare: 0,
+    openAlerts: open,
+  });
+}
+
+/** The forecast from the view's tasks and what each has spent. */
+export function forecastOfView(view: RunView): Forecast | null {
+  const totals = view.totals();
+  return forecastRun({ tokens: totals.tokensUsed, costUsd: totals.costUsd }, view.tasks().map((task) => ({ status: task.status, ...view.taskSpend(task.id) })));
+}
+
 export function healthView(context: ViewContext) {
   const { live, view, runId } = context;
   const agents = Object.fromEntries(live.actorNames().filter((id) => id !== 'orchestrator').map((id) => [apiActorName(id), live.agent(id).state]));
@@ -114,16 +172,20 @@ export function healthView(context: ViewContext) {
   const alerting = live.agent('monitor').state.split('.').includes('alerting');
   const raised = view.raisedAlerts();
   const errors = view.totals().callErrors;
+  const health = healthOf(context);
   const status =
-    live.rootStatus() === 'error' || (outcome !== null && failingOutcomes.has(outcome))
+    live.rootStatus() === 'error' || (outcome !== null && failingOutcomes.has(outcome)) || health.band === 'critical'
       ? 'unhealthy'
-      : alerting || raised > 0 || live.alertsSeen > 0 || errors > 0
+      : alerting || raised > 0 || live.alertsSeen > 0 || errors > 0 || health.band === 'degraded'
         ? 'degraded'
         : 'healthy';
   return {
     status,
     uptime_seconds: Math.floor((context.now() - context.startedAt) / 1000),
     agents,
+    health_score: health.score,
+    health_band: health.band,
+    health_lost: health.lost,
     run_id: runId,
     phase: live.currentPhase(),
     outcome,
@@ -139,6 +201,9 @@ export function metricsView(context: ViewContext): MetricsBody {
   const lastSample = get(live.agentContext('monitor'), 'last');
   const queues = queuesOf(live);
   const activeMs = view.activeMs();
+  const forecast = forecastOfView(view);
+  const open = view.openAlerts();
+  const cycles = view.improvementCycles().filter((cycle) => cycle.magnitude !== null);
   return {
     tokens_used: totals.tokensUsed,
     // The monitor's own measure once it has ticked; before that, the largest prompt sent.
@@ -157,6 +222,17 @@ export function metricsView(context: ViewContext): MetricsBody {
     context_by_agent: Object.fromEntries(
       [...view.contextByAgent()].map(([caller, context]) => [callerNames.includes(caller as CallerName) ? apiName(agentOfCaller(caller as CallerName)) : caller, { tokens: context.tokens, zone: context.zone }]),
     ),
+    health_score: healthOf(context).score,
+    alerts_open: open.warning + open.critical,
+    consecutive_errors: numberOr(get(lastSample, 'consecutiveErrors'), 0),
+    forecast_tokens_at_finish: forecast?.tokensAtFinish ?? null,
+    forecast_cost_at_finish_usd: forecast?.costAtFinish ?? null,
+    forecast_tokens_to_finish: forecast?.tokensToFinish ?? null,
+    forecast_cost_to_finish_usd: forecast?.costToFinish ?? null,
+    forecast: forecast
+      ? { tasks_left: forecast.tasksLeft, based_on_tasks: forecast.basedOn, tokens_per_task: forecast.tokensPerTask, cost_per_task_usd: forecast.costPerTask }
+      : null,
+    improvement_magnitude: cycles.at(-1)?.magnitude ?? null,
     limits: {
       max_tokens_total: limits.maxTokensTotal,
       max_cost_usd: limits.maxCostUsd,
@@ -194,16 +270,91 @@ export function stateView(context: ViewContext, withDefinitions: boolean) {
       improvement_cycle: numberOr(get(root, 'improvementCycle'), 0),
       paused: get(root, 'paused') === true,
     },
-    pending_question:
-      phase === 'awaitingApproval' && live.isLive()
-        ? {
-            kind: 'approve_plan',
-            question: `Implement the plan of ${Array.isArray(tasks) ? tasks.length : 0} task(s)?`,
-            actions: ['approve', 'reject'],
-          }
-        : null,
-    alerts: view.alerts().slice(-20),
+    pending_question: live.isLive() ? pendingQuestion(context, phase, root) : null,
+    alerts: view.alerts().slice(-20).map((alert) => ({ ...alert, acknowledged_at: alert.acknowledgedAt })),
     ...(withDefinitions ? { definitions: live.definitions } : {}),
+  };
+}
+
+/** When the Monitor will stop waiting for an answer (it keeps every deadline), once it has set it. */
+function deadlineOf(context: ViewContext, id: string): string | null {
+  const deadlines = get(context.live.agentContext('monitor'), 'deadlines');
+  const found = Array.isArray(deadlines) ? (deadlines as { id?: unknown; due?: unknown }[]).find((deadline) => deadline.id === id) : undefined;
+  return typeof found?.due === 'string' ? found.due : null;
+}
+
+/** What the run asks a person now: to approve the plan, to answer the clarify questions, or whether to go on past the budget. */
+function pendingQuestion(context: ViewContext, phase: string, root: unknown) {
+  const { view } = context;
+  const tasks = get(root, 'tasks');
+  if (phase === 'awaitingApproval') {
+    const forecast = forecastOfView(view);
+    return {
+      kind: 'approve_plan',
+      question: `Implement the plan of ${Array.isArray(tasks) ? tasks.length : 0} task(s)?`,
+      actions: ['approve', 'reject'],
+      tasks: view.tasks().map((task) => ({ id: task.id, title: task.title, type: task.type, depends_on: task.dependsOn, acceptance_criteria: task.acceptanceCriteria })),
+      forecast: forecast ? { tokens_at_finish: forecast.tokensAtFinish, cost_at_finish_usd: forecast.costAtFinish, rough: forecast.rough } : null,
+      deadline: deadlineOf(context, 'approval'),
+    };
+  }
+  const asking = get(root, 'asking') as { kind?: unknown; ids?: unknown; answered?: unknown; forecast?: Record<string, unknown> } | null | undefined;
+  if (asking?.kind === 'questions' && Array.isArray(asking.ids)) {
+    const ids = asking.ids as string[];
+    const answered = new Set(Array.isArray(asking.answered) ? (asking.answered as string[]) : []);
+    return {
+      kind: 'clarify',
+      question: `The Moderator asks ${ids.length} question(s) before it plans; unanswered, its assumptions stand.`,
+      actions: ['answer'],
+      questions: view.questions().filter((question) => ids.includes(question.id)).map((question) => ({ id: question.id, text: question.text, answer: question.answer, open: !answered.has(question.id) })),
+      deadline: deadlineOf(context, 'questions'),
+    };
+  }
+  if (asking?.kind === 'budget' && asking.forecast) {
+    const forecast = asking.forecast;
+    return {
+      kind: 'budget',
+      question_id: 'budget',
+      question: `The forecast to finish ${String(forecast.tasksLeft)} task(s) is ~${Number(forecast.tokensAtFinish).toLocaleString('en-US')} tokens ($${Number(forecast.costAtFinish).toFixed(2)}), past the budget. Go on (the run still stops at the budget), or stop now?`,
+      actions: ['answer'],
+      answers: ['continue', 'stop'],
+      forecast,
+      deadline: deadlineOf(context, 'budget'),
+    };
+  }
+  return null;
+}
+
+/** Every alert of the run, newest first. */
+export function alertsView(context: ViewContext) {
+  return {
+    alerts: [...context.view.alerts()].reverse().map((alert) => ({
+      id: alert.id,
+      at: alert.at,
+      level: alert.level,
+      kind: alert.kind,
+      message: alert.message,
+      source: alert.source,
+      acknowledged_at: alert.acknowledgedAt,
+    })),
+  };
+}
+
+/** The Monitor's ticks, oldest first: the dashboard's trends. `limit` keeps the newest ones. */
+export function metricsHistoryView(context: ViewContext, limit: number) {
+  return {
+    series: context.view.metricsSeries().slice(-limit).map((row) => ({
+      at: row.at,
+      tokens_used: row.tokensUsed,
+      cost_usd: row.costUsd,
+      health_score: row.healthScore,
+      tasks_completed: row.tasksMerged,
+      tasks_total: row.tasksTotal,
+      context_size: row.contextTokens,
+      error_rate: row.callsSent === 0 ? 0 : row.callErrors / row.callsSent,
+      forecast_tokens_at_finish: row.forecastTokens,
+      forecast_cost_at_finish_usd: row.forecastCostUsd,
+    })),
   };
 }
 
@@ -221,6 +372,7 @@ export function tasksView(context: ViewContext) {
       branch: task.branch,
       pr_number: task.prNumber,
       pr_url: task.prUrl,
+      acceptance_criteria: task.acceptanceCriteria,
     })),
     pull_requests: view.pullRequests().map((pr) => ({
       number: pr.number,

@@ -13,6 +13,8 @@ export interface IdeaOutcome {
   priority: number | null;
   /** `merged`, or why not: `rejected`, `failed`, `skipped`. */
   outcome: string;
+  /** The measured magnitude of the improvement cycle the idea was part of, when it was measured. */
+  impact?: number | null;
   at: string;
 }
 

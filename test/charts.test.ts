@@ -203,14 +203,14 @@ function everThinker(...outputs: (AnalyzeOutput | Error)[]) {
   });
 }
 
-test('ever-thinker: proposals at or above min_priority become tasks; a cycle below it reports diminishing returns', async (t) => {
+test('ever-thinker: proposals at or above min_priority become tasks; a cycle below it ends the cycles on min_priority', async (t) => {
   const run = underParent(everThinker({ accepted: [{ id: 'T5', type: 'perf' }], considered: 2, bestPriority: 5 }, { accepted: [], considered: 1, bestPriority: 1 }), { minPriority: 3 });
   run.send({ type: 'improve.requested', cycle: 1 });
   await settled(() => run.sent.length > 0);
   t.deepEqual(run.sent[0], { type: 'improvements.proposed', cycle: 1, tasks: [{ id: 'T5', type: 'perf' }] });
   run.send({ type: 'improve.requested', cycle: 2 });
   await settled(() => run.sent.length > 1);
-  t.deepEqual(run.sent[1], { type: 'improvements.exhausted', cycle: 2, bestPriority: 1 });
+  t.deepEqual(run.sent[1], { type: 'improvements.exhausted', cycle: 2, bestPriority: 1, why: 'min_priority' });
   run.stop();
 });
 

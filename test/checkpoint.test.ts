@@ -95,7 +95,7 @@ test('the whole tree is checkpointed with its journal and resumes in a new actor
   second.attach(resumed);
   const output = new Promise((resolve) => resumed.subscribe({ complete: () => resolve(resumed.getSnapshot().output) }));
   resumed.start();
-  t.deepEqual(await output, { outcome: 'done', reason: null });
+  t.deepEqual(await output, { outcome: 'done', reason: 'every task merged (improvement cycles are off: limits.max_improvement_cycles 0)' });
   t.deepEqual(resumedCalls, [
     'implement T1#1', 'submit {"taskId":"T1","taskType":"feature","attempt":1,"generation":1,"testsPassed":true}', 'review T1',
     'update {"taskId":"T1","prNumber":7,"attempt":1}', 'merge {"taskId":"T1","prNumber":7,"attempt":1}',

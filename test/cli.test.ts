@@ -99,17 +99,53 @@ test('without -y and without a terminal to ask on, the run refuses to start', (t
 });
 
 test('the token budget is never overrun: the run stops with budget_exhausted and exit 3', (t) => {
+  // 10,000 tokens run out inside the first task, before any task has finished: no forecast can stop the run first.
   const target = path.join(tempDir('budget'), 'todo');
-  const { code, stdout, stderr } = cli(['demo', '--target', target, '--max-tokens', '30000', '--json']);
+  const { code, stdout, stderr } = cli(['demo', '--target', target, '--max-tokens', '10000', '--json']);
   t.is(code, 3);
   const summary = JSON.parse(stdout) as { outcome: string; tokensUsed: number; reason: string };
   t.is(summary.outcome, 'budget_exhausted');
-  t.true(summary.tokensUsed <= 30_000, `used ${summary.tokensUsed}`);
+  t.true(summary.tokensUsed <= 10_000, `used ${summary.tokensUsed}`);
   t.regex(summary.reason, /token budget/);
   t.false(stderr.includes('token budget:'), 'the stop reason is printed once, by the summary, not also as a progress error');
-  const text = cli(['demo', '--target', path.join(tempDir('budget'), 'todo'), '--max-tokens', '30000']);
+  const text = cli(['demo', '--target', path.join(tempDir('budget'), 'todo'), '--max-tokens', '10000']);
   t.is(text.code, 3);
   t.is(`${text.stderr}${text.stdout}`.split('token budget:').length - 1, 1, `${text.stderr}${text.stdout}`);
+});
+
+test('unattended, a forecast past the budget ends the run needs_human (exit 5) before it runs dry; raised with --limit, --resume finishes it', (t) => {
+  const target = path.join(tempDir('forecast'), 'todo');
+  const first = cli(['demo', '--target', target, '--max-tokens', '30000', '--json']);
+  t.is(first.code, 5, first.stderr);
+  const stopped = JSON.parse(first.stdout) as { runId: string; outcome: string; tokensUsed: number; reason: string; tasksCompleted: number };
+  t.is(stopped.outcome, 'needs_human');
+  t.regex(stopped.reason, /^the forecast to finish \d+ task\(s\) is ~[\d,]+ tokens, past limits\.max_tokens_total 30,000, and the run is unattended: raise the budget, then --resume$/);
+  t.true(stopped.tokensUsed < 30_000, `stopped at ${stopped.tokensUsed}, before the budget ran out`);
+  t.true(stopped.tasksCompleted >= 1, 'the forecast comes from a finished task');
+  t.regex(first.stderr, /forecast: ~[\d,]+ tokens to finish \d+ task\(s\) left/, 'the progress output shows the forecast');
+  // The default alert channels: the console and the monitor's log (the live feed is the server's).
+  t.regex(first.stderr, /alert \(warning\): the forecast passes the budget: ~[\d,]+ tokens/);
+  t.regex(fs.readFileSync(path.join(target, '.duo-agent', 'logs', 'monitor.jsonl'), 'utf8'), /"kind":"forecast".*the forecast passes the budget/);
+  const db = new Database(path.join(target, '.duo-agent', 'moderator.db'), { readonly: true });
+  t.deepEqual(db.prepare("SELECT level, kind, source FROM alerts WHERE source = 'monitor'").all(), [{ level: 'warning', kind: 'forecast', source: 'monitor' }], 'the Monitor\'s alert is in the alerts table');
+  const ticks = db.prepare('SELECT tokens_used, health_score, forecast_tokens FROM metrics ORDER BY id').all() as { tokens_used: number; health_score: number; forecast_tokens: number | null }[];
+  t.true(ticks.length >= 1, 'the tick that stopped the run is in the metrics series');
+  t.is(ticks.at(-1)?.tokens_used, stopped.tokensUsed);
+  t.true((ticks.at(-1)?.forecast_tokens ?? 0) > 30_000);
+  db.close();
+  // A finished run shows its final states: every agent stopped, in `status` and in the checkpoint export.
+  const status = cli(['status', '--target', target]);
+  t.regex(status.stdout, /finished, phase stopped, outcome needs_human/);
+  t.regex(status.stdout, /agents {2}moderator stopped, techlead stopped, monitor stopped, everThinker stopped/);
+  const exported = JSON.parse(fs.readFileSync(path.join(target, '.duo-agent', 'checkpoints', `${stopped.runId}.json`), 'utf8')) as { run: Record<string, unknown>; states: Record<string, string> };
+  t.like(exported.run, { status: 'finished', outcome: 'needs_human', reason: stopped.reason });
+  t.deepEqual(exported.states, { orchestrator: 'stopped', moderator: 'stopped', techlead: 'stopped', monitor: 'stopped', everThinker: 'stopped' });
+
+  const again = cli(['--resume', stopped.runId, '--target', target, '--json']);
+  t.is(again.code, 5, 'the same limit stops it again at once');
+  const resumed = cli(['--resume', stopped.runId, '--target', target, '--limit', 'max_tokens_total=500000', '--json']);
+  t.is(resumed.code, 0, resumed.stderr);
+  t.like(JSON.parse(resumed.stdout), { runId: stopped.runId, outcome: 'done' });
 });
 
 test('runs that cannot be resumed are refused with exit 2: unknown id, other chart version', (t) => {
@@ -143,6 +179,20 @@ test('--parallel on --resume is refused with exit 2: the TechLeads are part of t
   assertOneLine(t, refused.stderr, /--parallel: a resumed run keeps the 3 TechLeads it started with .*resume without --parallel/);
   const resumed = cli(['--resume', id, '--target', target, '--json', '--port', '0']);
   t.is(resumed.code, 0, resumed.stderr);
+});
+
+test('a run whose process died shows interrupted in runs and status, not running', (t) => {
+  const target = path.join(tempDir('dead'), 'todo');
+  const demo = cli(['demo', '--target', target, '--max-tokens', '10000', '--json']);
+  const { runId } = JSON.parse(demo.stdout) as { runId: string };
+  // What kill -9 leaves: the row still says running, for a process that is gone.
+  const gone = execFileSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).trim();
+  const db = new Database(path.join(target, '.duo-agent', 'moderator.db'));
+  db.prepare("UPDATE runs SET status = 'running', outcome = NULL, pid = ?, host = ? WHERE id = ?").run(Number(gone), os.hostname(), runId);
+  db.close();
+  t.regex(cli(['runs', '--target', target]).stdout, new RegExp(`${runId} .* interrupted `));
+  t.like(JSON.parse(cli(['runs', '--target', target, '--json']).stdout), { runId, status: 'interrupted' });
+  t.regex(cli(['status', '--target', target]).stdout, new RegExp(`run ${runId} \\(last stored state\\): interrupted`));
 });
 
 test('runs lists nothing for a fresh target and --help prints usage', (t) => {

@@ -68,7 +68,7 @@ function defaultsFor(name: string): Config {
         min_priority: 3,
         max_proposals_per_cycle: 3,
       },
-      monitor: { check_interval_seconds: 60, alert_channels: ['console', 'log'] },
+      monitor: { check_interval_seconds: 60, alert_channels: ['console', 'log', 'live'], alert_window_minutes: 10 },
     },
     limits: {
       max_tokens_total: 1_000_000,
@@ -80,6 +80,11 @@ function defaultsFor(name: string): Config {
       max_review_attempts: 3,
       max_parallel_tasks: 3,
       max_conflict_rounds: 2,
+      max_consecutive_errors: 3,
+      max_task_attempts: 3,
+      min_health_score: 20,
+      min_improvement: 0.05,
+      intervention_timeout_minutes: 15,
     },
     context: { prompt_tokens: 8000, map_tokens: 1000, keep_turns: 3 },
     git: {
@@ -117,7 +122,7 @@ test('the seed sample files load unchanged from the target and give the seed val
   });
   t.deepEqual(config.agents.moderator, { model: 'claude-3-opus', temperature: 0.3, max_tokens: 8000, parallel_reviews: 1 });
   t.like(config.agents.techlead, { model: 'claude-3-opus', temperature: 0.5, max_tokens: 8000 });
-  t.deepEqual(config.agents.monitor, { check_interval_seconds: 60, alert_channels: ['console', 'log'] });
+  t.deepEqual(config.agents.monitor, { check_interval_seconds: 60, alert_channels: ['console', 'log'], alert_window_minutes: 10 });
   t.like(config.limits, {
     max_tokens_total: 1_000_000,
     max_runtime_hours: 24,
@@ -307,7 +312,7 @@ test('enums, lists and branch prefixes say what they accept', (t) => {
   );
   t.is(
     messageFor('agents:\n  monitor:\n    alert_channels: [console, slack]\n'),
-    'duo-agent.config.yaml: agents.monitor.alert_channels[1]: expected one of "console", "log", found "slack"',
+    'duo-agent.config.yaml: agents.monitor.alert_channels[1]: expected one of "console", "log", "live", found "slack"',
   );
   t.regex(messageFor('git:\n  branch_prefix: "my bots"\n'), /^duo-agent\.config\.yaml: git\.branch_prefix: expected a git branch name prefix .*found "my bots"$/);
   t.regex(messageFor('git:\n  branch_prefix: "-x"\n'), /found "-x"$/);

@@ -91,6 +91,45 @@ browserTest('text from the run is shown as text, never as markup', async (t) => 
   t.is(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
 });
 
+browserTest('the dashboard shows the health score, the trends of the metrics series, the forecast, acknowledges alerts and answers questions', async (t) => {
+  const fixture = await startFixture();
+  t.teardown(() => fixture.close());
+  const alert = fixture.store.addAlert({ runId: 'r1', level: 'critical', kind: 'context', message: 'context at 96% of its limit', source: 'monitor' });
+  for (const minute of [1, 2, 3]) {
+    fixture.store.recordMetrics('r1', {
+      at: `2026-01-01T00:0${minute}:00.000Z`, runtimeMs: minute * 60_000, tokensUsed: minute * 1000, costUsd: minute / 100, callsSent: minute, callErrors: 0,
+      contextTokens: 100, healthScore: 100 - 10 * minute, tasksMerged: minute - 1, tasksTotal: 3, forecastTokens: null, forecastCostUsd: null,
+    });
+  }
+  fixture.store.addQuestions('r1', [{ id: 'Q1', text: 'Which storage?' }, { id: 'Q2', text: 'Which port?' }]);
+  fixture.actor.send({ type: 'test.ask' });
+  const page = await open(t, fixture);
+
+  // One critical alert open takes 5 points.
+  await page.waitForFunction(() => document.getElementById('health')?.textContent === 'degraded · health 95 (healthy)');
+  await page.waitForSelector('[data-trend="health_score"][data-points="3"]');
+  t.regex((await page.textContent('[data-trend="health_score"]')) ?? '', /health.*70$/);
+  t.regex((await page.textContent('[data-trend="tokens_used"]')) ?? '', /3000$/);
+  t.is(await page.locator('#trends polyline').count(), 4, 'tokens, cost, health and tasks');
+  await page.waitForFunction(() => document.getElementById('forecast')?.textContent?.startsWith('forecast: none yet'));
+
+  await page.fill('#token', fixture.monitoring.token);
+  await page.click(`[data-alert="${alert}"] button`);
+  await page.waitForFunction(() => document.getElementById('health')?.textContent?.endsWith('health 100 (healthy)'));
+  t.not(fixture.store.listAlerts('r1').find((row) => row.id === alert)?.acknowledgedAt, null);
+  await page.waitForSelector(`[data-alert="${alert}"].acked`);
+
+  await page.waitForSelector('#asked [data-question="Q2"]');
+  t.regex((await page.textContent('#question')) ?? '', /The Moderator asks 2 question\(s\)/);
+  t.is(await page.inputValue('#question-id'), 'Q1', 'the first open question is the one answered');
+  await page.fill('#answer', 'a JSON file');
+  await page.click('button[value="answer"]');
+  await page.waitForFunction(() => document.getElementById('said')?.textContent === 'sent human.answered');
+  t.like(fixture.store.listQuestions('r1')[0], { id: 'Q1', answer: 'a JSON file' });
+  await page.waitForFunction(() => document.querySelector('#asked [data-question="Q1"]') === null);
+  t.deepEqual(fixture.actor.getSnapshot().context.lastEvent, { type: 'human.answered', answer: 'a JSON file', questionId: 'Q1' });
+});
+
 /** This machine's own non-loopback address: the page is then opened as from another machine, where every request needs the token. */
 const ownAddress = Object.values(os.networkInterfaces())
   .flat()
@@ -115,7 +154,7 @@ fromElsewhere('on a non-loopback address, the dashboard opened with the printed 
   await page.waitForFunction(() => document.getElementById('link')?.textContent === 'live');
   await page.waitForSelector('[data-agent="moderator"] [data-state="idle"].active');
   await page.waitForSelector('#board [data-task="T1"]');
-  await page.waitForFunction(() => document.getElementById('health')?.textContent === 'healthy');
+  await page.waitForFunction(() => document.getElementById('health')?.textContent === 'healthy · health 100 (healthy)');
   t.false(page.url().includes('token='), 'the token is not left in the address bar');
   t.is(await page.inputValue('#token'), fixture.monitoring.token, 'the intervention form has it');
   fixture.actor.send({ type: 'test.advance' });

@@ -235,16 +235,17 @@ if (!tmpfs.ok) console.log(`skipped: the full-disk tests: ${tmpfs.why}`);
 
 /**
  * Sizes measured on the demo (scripts to find them: run it in `bwrap --size N --tmpfs` for N in
- * steps of 1 kB): 375 kB fills at the first database writes after the run is made, 533-540 kB at
- * the first merge's checkout, 529-532 kB (one 4 KiB page) at that merge's ref update, where git
- * says only "couldn't write". Which write meets the full page moves a little with timing (how far
- * the database's WAL got), so each place has a few sizes, tried in turn until one stops there; the
- * test fails unless one does. They move when the database or the first task's files grow.
+ * steps of 1 kB): 360 kB fills at the first database writes after the run is made, 608-616 kB at
+ * the first merge's checkout, 600-604 kB at a ref update (a commit's branch, or a merge's
+ * ORIG_HEAD), where git says only "couldn't write". Which write meets the full page moves a little
+ * with timing (how far the database's WAL got, which of the tasks in flight commits first), so each
+ * place has a few sizes, tried in turn until one stops there; the test fails unless one does.
+ * They move when the database or the first tasks' files grow.
  */
 const fullDisks: [sizes: number[], what: string, failure: RegExp][] = [
-  [[375_000, 371_000, 379_000], 'a database write', /database or disk is full/],
-  [[538_000, 536_000, 540_000], 'a git write (checkout of a merge)', /git merge failed .*No space left on device/i],
-  [[531_000, 530_000, 532_000], 'a git ref update that does not say why', /couldn't write .*\.lock'; \d+ (bytes|KiB) left on that disk/],
+  [[360_000, 356_000, 364_000], 'a database write', /database or disk is full/],
+  [[612_000, 608_000, 616_000], 'a git write (checkout of a merge)', /git merge failed .*No space left on device/i],
+  [[602_000, 600_000, 604_000], 'a git ref update that does not say why', /couldn't write .*\.lock'; \d+ (bytes|KiB) left on that disk/],
 ];
 
 /** The demo run inside bwrap on a tmpfs of `bytes`, its target copied out to `out/todo`. */

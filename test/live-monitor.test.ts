@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
+import Database from 'better-sqlite3';
 import { bin, cleanEnv, root } from './helpers/cli.ts';
 import { openSocket } from './helpers/ws.ts';
 
@@ -12,6 +13,7 @@ interface LiveRun {
   url: string;
   token: string;
   stderr: () => string;
+  target: string;
   done: Promise<{ code: number | null; stdout: string }>;
 }
 
@@ -34,7 +36,7 @@ async function startDemo(delayMs: number): Promise<LiveRun> {
     });
     child.on('close', () => reject(new Error(`the demo ended before its server was up:\n${stderr}`)));
   });
-  return { child, ...address, stderr: () => stderr, done };
+  return { child, ...address, stderr: () => stderr, done, target };
 }
 
 const get = async (run: LiveRun, route: string) => (await fetch(new URL(route, run.url))).json() as Promise<Record<string, unknown>>;
@@ -78,6 +80,10 @@ test('during a live run: health, metrics, tasks over HTTP; phases over WebSocket
   t.is(code, 5, run.stderr());
   t.is(summary.outcome, 'needs_human', 'a skipped task needs a person to look at it');
   t.is(summary.tasksCompleted, 2);
+  t.regex(run.stderr(), /intervention received: skip T3: docs later/, 'the console says what a person did');
+  const db = new Database(path.join(run.target, '.duo-agent', 'moderator.db'), { readonly: true });
+  t.teardown(() => db.close());
+  t.like(db.prepare("SELECT from_actor, to_actor FROM messages WHERE type = 'task.skip'").get(), { from_actor: 'human', to_actor: 'orchestrator' }, 'journaled');
   t.true(messages.some((message) => message.type === 'hello'));
   t.true(messages.some((message) => message.type === 'phase'));
   t.true(messages.some((message) => message.type === 'message'));

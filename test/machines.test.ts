@@ -101,7 +101,7 @@ async function run(script: Script) {
 
 test('a run goes from scope to plan to merged tasks and ends done when improvements run dry', async (t) => {
   const { output, log } = await run({});
-  t.deepEqual(output, { outcome: 'done', reason: null });
+  t.deepEqual(output, { outcome: 'done', reason: 'every task merged; improvement cycle 1 found nothing worth a task (no proposal, below agents.ever_thinker.min_priority 3)' });
   t.deepEqual(log, [
     'clarify', 'plan',
     'prepare T1#1', 'implement T1#1', 'test T1#1', 'submit T1#1', 'review T1#1', 'merge T1#1',
@@ -158,7 +158,11 @@ const sample = (overrides: Partial<MetricsSample>): MetricsSample => ({
   costUsd: 0,
   callsSent: 0,
   callErrors: 0,
+  consecutiveErrors: 0,
   contextTokens: 0,
+  openAlerts: { warning: 0, critical: 0 },
+  tasks: { total: 0, merged: 0 },
+  forecast: null,
   agents: {},
   ...overrides,
 });
@@ -203,7 +207,7 @@ test('monitor: the runtime limit stops the run', (t) => {
   t.like(heard.at(-1), { type: 'monitor.limit_reached', outcome: 'budget_exhausted' });
 });
 
-test('monitor: a working agent idle past stagnation_minutes goes stagnant; the orchestrator retries once, then skips the task', async (t) => {
+test('monitor: a working agent without progress for stagnation_minutes goes stagnant; the orchestrator retries once, then skips the task', async (t) => {
   let implementCalls = 0;
   const { machine } = scripted({});
   const hanging = machine.provide({
@@ -227,12 +231,14 @@ test('monitor: a working agent idle past stagnation_minutes goes stagnant; the o
   const actor = createActor(hanging, { input, id: 'orchestrator', systemId: 'orchestrator' }).start();
   await until(() => actor.system.get('techlead-1').getSnapshot().value === 'implementing');
   const monitor = actor.system.get('monitor');
-  const stalled = sample({ agents: { 'techlead-1': { working: true, idleMs: 120_000 } } });
-  monitor.send({ type: 'monitor.tick', sample: stalled });
+  // Busy or not, the same mark tick after tick is no progress; run time tells how long.
+  const stuckAt = (runtimeMs: number) => sample({ runtimeMs, agents: { 'techlead-1': { working: true, progress: 'T1#1 work 0' } } });
+  monitor.send({ type: 'monitor.tick', sample: stuckAt(0) });
+  monitor.send({ type: 'monitor.tick', sample: stuckAt(120_000) });
   await until(() => implementCalls === 2);
   t.is(actor.system.get('techlead-1').getSnapshot().value, 'implementing', 'retried once');
-  monitor.send({ type: 'monitor.tick', sample: sample({}) });
-  monitor.send({ type: 'monitor.tick', sample: stalled });
+  monitor.send({ type: 'monitor.tick', sample: stuckAt(150_000) });
+  monitor.send({ type: 'monitor.tick', sample: stuckAt(240_000) });
   const done = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 5000 });
   t.is(done.output?.outcome, 'needs_human');
   t.regex(done.output?.reason ?? '', /T1 skipped/);

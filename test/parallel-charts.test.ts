@@ -143,7 +143,7 @@ test('ready tasks start at once up to max_parallel_tasks, each on its own TechLe
   t.is(actor.getSnapshot().context.techleads.find((slot) => slot.taskId === 'T4')?.id, 'techlead-2', 'T4 took the TechLead T2 left');
   for (const id of ['T1', 'T3', 'T4']) gate.release(`implement ${id}#1`);
   const done = await finished();
-  t.deepEqual(done.output, { outcome: 'done', reason: null });
+  t.deepEqual(done.output, { outcome: 'done', reason: 'every task merged (improvement cycles are off: limits.max_improvement_cycles 0)' });
 });
 
 test('an approved PR lets go of its TechLead: the next task starts while the merge queue works; with one TechLead it waits for the merge', async (t) => {
@@ -339,4 +339,23 @@ test('a failed task frees its TechLead; the others finish', async (t) => {
   const done = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 5000 });
   t.is(done.output?.outcome, 'needs_human');
   t.deepEqual(done.context.tasks.map((task) => `${task.id} ${task.status}`), ['T1 merged', 'T2 failed', 'T3 merged']);
+});
+
+test('stagnation counts per TechLead: one skipped for stalling does not make another one\'s first stall stop the run', async (t) => {
+  const { actor, gate } = start({ tasks: independent(3), gated: (name) => name.startsWith('implement') }, { maxParallelTasks: 2 });
+  await gate.until(() => implementing(gate).length === 2);
+  const stall = (who: string, taskId: string) => actor.send({ type: 'agent.stalled', agent: 'techlead', actor: who, taskId });
+  stall('techlead-1', 'T1');
+  t.like(actor.getSnapshot().context.stallRetries, { 'techlead-1:T1': 1 }, 'retried once with another approach');
+  stall('techlead-1', 'T1');
+  t.is(actor.getSnapshot().context.tasks.find((task) => task.id === 'T1')?.status, 'skipped');
+  await gate.until(() => gate.waiting('implement T3#1'));
+  stall('techlead-2', 'T2');
+  t.is(actor.getSnapshot().status, 'active', 'another TechLead stalling is retried, not the end of the run');
+  t.like(actor.getSnapshot().context.stallRetries, { 'techlead-2:T2': 1 });
+  // The TechLead that had a task skipped stalls again with nothing merged since: stuck.
+  stall('techlead-1', 'T3');
+  const done = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 5000 });
+  t.is(done.output?.outcome, 'stuck');
+  t.regex(done.output?.reason ?? '', /techlead-1 made no progress/);
 });

@@ -81,6 +81,17 @@ test('metrics come from the store and the root context, as JSON and as Prometheu
     review_queue_length: 0,
     merge_queue_length: 0,
     context_by_agent: { moderator: { tokens: 950, zone: 'ok' }, techlead: { tokens: 2950, zone: 'summarise' } },
+    // Three calls are too few for an error rate to count; every budget is under half used.
+    health_score: 100,
+    alerts_open: 0,
+    consecutive_errors: 0,
+    // No finished task has spent anything yet: nothing to forecast from.
+    forecast_tokens_at_finish: null,
+    forecast_cost_at_finish_usd: null,
+    forecast_tokens_to_finish: null,
+    forecast_cost_to_finish_usd: null,
+    forecast: null,
+    improvement_magnitude: null,
     limits: { max_tokens_total: 100_000, max_cost_usd: 5, max_runtime_seconds: 3600, max_error_rate: 0.5, max_context_tokens: 10_000 },
   });
 
@@ -98,6 +109,8 @@ test('metrics come from the store and the root context, as JSON and as Prometheu
     t.regex(text, /^moderator_context_tokens\{run_id="r1",agent="techlead"\} 2950$/m);
     t.regex(text, /^moderator_context_zone\{run_id="r1",agent="techlead"\} 1$/m);
     t.regex(text, /^moderator_context_zone\{run_id="r1",agent="moderator"\} 0$/m);
+    t.regex(text, /^moderator_health_score\{run_id="r1"\} 100$/m);
+    t.notRegex(text, /^moderator_forecast_tokens_at_finish\{/m, 'a forecast not known yet is left out of the scrape');
   }
 });
 
@@ -125,8 +138,10 @@ test('state holds the phase, each agent, the small context, the definitions and 
   fixture.actor.send({ type: 'test.plan' });
   t.like((await getJson(fixture, '/api/state?definitions=0')).body, {
     phase: 'awaitingApproval',
-    pending_question: { kind: 'approve_plan', actions: ['approve', 'reject'] },
+    pending_question: { kind: 'approve_plan', actions: ['approve', 'reject'], deadline: null },
   });
+  const approval = (await getJson(fixture, '/api/state?definitions=0')).body.pending_question as { tasks: { id: string; acceptance_criteria: string[] }[] };
+  t.deepEqual(approval.tasks.map((task) => [task.id, task.acceptance_criteria]), [['T1', ['works']], ['T2', ['works']], ['T3', ['works']]], 'every task with its acceptance criteria');
   t.false('definitions' in (await getJson(fixture, '/api/state?definitions=0')).body);
 });
 
@@ -228,14 +243,25 @@ test('interventions need the token, a valid body, and reach the root actor', asy
 
   t.is((await intervene(fixture, '{"action":"pause"}')).status, 202);
   t.true(fixture.actor.getSnapshot().context.paused);
-  t.is((await intervene(fixture, '{"action":"answer","answer":"use sqlite"}')).status, 202);
-  t.deepEqual(fixture.actor.getSnapshot().context.lastEvent, { type: 'human.answered', answer: 'use sqlite' });
+  const unasked = await intervene(fixture, '{"action":"answer","answer":"use sqlite"}');
+  t.is(unasked.status, 409);
+  t.is(unasked.body.error, 'run r1 asks no question now: nothing to answer');
+  fixture.store.addQuestions('r1', [{ id: 'Q1', text: 'Which database?' }, { id: 'Q2', text: 'Which port?' }]);
+  fixture.actor.send({ type: 'test.ask' });
+  t.is((await intervene(fixture, '{"action":"answer","answer":"use sqlite"}')).body.error, 'question_id: required while 2 questions are open (Q1, Q2)');
+  t.is((await intervene(fixture, '{"action":"answer","answer":"use sqlite","question_id":"Q9"}')).status, 409);
+  t.is((await intervene(fixture, '{"action":"answer","answer":"use sqlite","question_id":"Q1"}')).status, 202);
+  t.deepEqual(fixture.actor.getSnapshot().context.lastEvent, { type: 'human.answered', answer: 'use sqlite', questionId: 'Q1' });
+  t.like(fixture.store.listQuestions('r1')[0], { id: 'Q1', answer: 'use sqlite', answeredBy: 'api' }, 'kept with its question before the run hears it');
+  // One question left open: the answer is taken as its.
+  t.deepEqual((await intervene(fixture, '{"action":"answer","answer":"8080"}')).body, { accepted: true, event: { type: 'human.answered', answer: '8080', questionId: 'Q2' } });
 
   const alerts = fixture.store.listAlerts('r1').filter((alert) => alert.kind === 'intervention');
   t.deepEqual(alerts.map((alert) => [alert.level, alert.message]), [
     ['info', 'skip T2 through the monitoring server: blocked upstream'],
     ['info', 'pause through the monitoring server'],
-    ['info', 'answer through the monitoring server'],
+    ['info', 'answer Q1 through the monitoring server'],
+    ['info', 'answer Q2 through the monitoring server'],
   ]);
 
   const abort = await intervene(fixture, '{"action":"abort","reason":"enough"}');
@@ -243,7 +269,7 @@ test('interventions need the token, a valid body, and reach the root actor', asy
   t.is(fixture.actor.getSnapshot().status, 'done');
   const late = await intervene(fixture, '{"action":"resume"}');
   t.is(late.status, 409, 'a finished run takes no more interventions');
-  t.deepEqual(fixture.actor.getSnapshot().context.received, ['task.skip', 'run.pause', 'human.answered', 'run.abort']);
+  t.deepEqual(fixture.actor.getSnapshot().context.received, ['task.skip', 'run.pause', 'human.answered', 'human.answered', 'run.abort']);
 });
 
 test('approve and reject map to the human events while a plan waits', async (t) => {
@@ -380,4 +406,63 @@ test('on a loopback address, a request naming a foreign host (DNS rebinding) is 
   t.is(await status('evil.example:8080'), 403);
   t.is(await status('localhost:9000'), 200, 'any port: an SSH tunnel keeps working');
   t.is(await status('127.0.0.1'), 200);
+});
+
+test('alerts are served newest first at /api/alerts, count against the health score until a person acknowledges them', async (t) => {
+  const fixture = await startFixture();
+  t.teardown(() => fixture.close());
+  const first = fixture.store.addAlert({ runId: 'r1', level: 'warning', kind: 'tokens', message: '80% of the tokens used', source: 'monitor' });
+  const second = fixture.store.addAlert({ runId: 'r1', level: 'critical', kind: 'context', message: 'context at 96% of its limit', source: 'monitor' });
+  fixture.store.addAlert({ runId: 'r0', level: 'critical', kind: 'tokens', message: 'another run' });
+
+  const { body } = await getJson(fixture, '/api/alerts');
+  const alerts = body.alerts as { id: number; level: string; kind: string; acknowledged_at: string | null }[];
+  t.deepEqual(alerts.map((alert) => [alert.id, alert.level, alert.kind, alert.acknowledged_at]), [[second, 'critical', 'context', null], [first, 'warning', 'tokens', null]]);
+  const health = (await getJson(fixture, '/api/health')).body;
+  t.like(health, { health_score: 93, health_band: 'healthy', health_lost: { alerts: 7 }, status: 'degraded' });
+
+  t.is((await intervene(fixture, '{"action":"acknowledge","alert_id":999}')).status, 404);
+  t.is((await intervene(fixture, '{"action":"acknowledge"}')).status, 400);
+  t.deepEqual((await intervene(fixture, JSON.stringify({ action: 'acknowledge', alert_id: second }))).body, { accepted: true, event: { type: 'alert.acknowledged', alertId: second } });
+  const after = (await getJson(fixture, '/api/alerts')).body.alerts as { id: number; acknowledged_at: string | null }[];
+  t.regex(after.find((alert) => alert.id === second)?.acknowledged_at ?? '', /^\d{4}-\d\d-\d\dT/);
+  t.is(after.find((alert) => alert.id === first)?.acknowledged_at, null);
+  t.like((await getJson(fixture, '/api/health')).body, { health_score: 98, health_lost: { alerts: 2 } });
+  t.like((await getJson(fixture, '/api/metrics')).body, { alerts_open: 1, health_score: 98 });
+  t.like(fixture.actor.getSnapshot().context.lastEvent, { type: 'alert.acknowledged', alertId: second });
+});
+
+test('the metrics series is served oldest first at /api/metrics/history, the newest `limit` ticks', async (t) => {
+  const fixture = await startFixture();
+  t.teardown(() => fixture.close());
+  for (const minute of [1, 2, 3]) {
+    fixture.store.recordMetrics('r1', {
+      at: `2026-01-01T00:0${minute}:00.000Z`, runtimeMs: minute * 60_000, tokensUsed: minute * 1000, costUsd: minute / 100, callsSent: minute * 2, callErrors: minute === 3 ? 1 : 0,
+      contextTokens: 500 * minute, healthScore: 100 - minute, tasksMerged: minute - 1, tasksTotal: 3, forecastTokens: minute === 1 ? null : 9000, forecastCostUsd: minute === 1 ? null : 0.09,
+    });
+  }
+  const series = (await getJson(fixture, '/api/metrics/history')).body.series as Record<string, unknown>[];
+  t.deepEqual(series.map((row) => [row.at, row.tokens_used, row.health_score, row.tasks_completed, row.forecast_tokens_at_finish]), [
+    ['2026-01-01T00:01:00.000Z', 1000, 99, 0, null],
+    ['2026-01-01T00:02:00.000Z', 2000, 98, 1, 9000],
+    ['2026-01-01T00:03:00.000Z', 3000, 97, 2, 9000],
+  ]);
+  t.like(series[2], { cost_usd: 0.03, tasks_total: 3, context_size: 1500, error_rate: 1 / 6, forecast_cost_at_finish_usd: 0.09 });
+  const newest = (await getJson(fixture, '/api/metrics/history?limit=1')).body.series as { at: string }[];
+  t.deepEqual(newest.map((row) => row.at), ['2026-01-01T00:03:00.000Z']);
+});
+
+test('the clarify questions are the pending question of /api/state, with what is answered', async (t) => {
+  const fixture = await startFixture();
+  t.teardown(() => fixture.close());
+  fixture.store.addQuestions('r1', [{ id: 'Q1', text: 'Which database?' }, { id: 'Q2', text: 'Which port?' }]);
+  fixture.actor.send({ type: 'test.ask' });
+  t.is((await intervene(fixture, '{"action":"answer","answer":"sqlite","question_id":"Q1"}')).status, 202);
+  t.like((await getJson(fixture, '/api/state?definitions=0')).body, {
+    pending_question: {
+      kind: 'clarify',
+      actions: ['answer'],
+      questions: [{ id: 'Q1', text: 'Which database?', answer: 'sqlite', open: false }, { id: 'Q2', text: 'Which port?', answer: null, open: true }],
+    },
+  });
 });

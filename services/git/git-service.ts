@@ -149,6 +149,11 @@ export class GitService {
     return this.repo.diff(branch, maxBytes);
   }
 
+  /** How far a task worktree is from the base branch, uncommitted work included (the Monitor's measure of progress). */
+  workSize(worktreePath: string): Promise<{ lines: number; untrackedFiles: number; untrackedBytes: number }> {
+    return this.repo.workSize(worktreePath);
+  }
+
   /** Paths the branch changed since it left the base branch. */
   changedFiles(branch: string): Promise<string[]> {
     return this.repo.changedFiles(branch);

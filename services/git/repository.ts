@@ -400,6 +400,27 @@ export class Repository {
   }
 
 
+  /**
+   * How far a task's worktree is from the base branch, uncommitted work included: lines changed in
+   * tracked files, and the untracked files with their bytes. What the Monitor compares between ticks
+   * to tell progress from an agent busy without effect.
+   */
+  async workSize(worktreePath: string): Promise<{ lines: number; untrackedFiles: number; untrackedBytes: number }> {
+    const cwd = await this.worktreeRoot(worktreePath);
+    const numstat = await this.git(cwd, ['diff', '--numstat', '--no-ext-diff', '--no-textconv', `refs/heads/${this.baseBranch}`, '--']);
+    let lines = 0;
+    for (const row of numstat.split('\n')) {
+      const [added, deleted] = row.split('\t');
+      // Binary files count "-": a change all the same.
+      lines += (Number.parseInt(added ?? '', 10) || (added === '-' ? 1 : 0)) + (Number.parseInt(deleted ?? '', 10) || 0);
+    }
+    const untracked = (await this.git(cwd, ['ls-files', '--others', '--exclude-standard', '-z'])).split('\0').filter((name) => name !== '');
+    let untrackedBytes = 0;
+    for (const name of untracked) untrackedBytes += (await fs.stat(path.join(cwd, name)).catch(() => undefined))?.size ?? 0;
+    return { lines, untrackedFiles: untracked.length, untrackedBytes };
+  }
+
+
   /** Paths the branch changed since it left the base branch. */
   async changedFiles(branch: string): Promise<string[]> {
     const out = await this.git(this.root, ['diff', '--name-only', '-z', '--no-ext-diff', '--no-textconv', `refs/heads/${this.baseBranch}...${this.qualify(branch)}`, '--']);

@@ -26,10 +26,11 @@ export interface CheckpointerOptions {
   /** Called synchronously when the root enters another top-level state. */
   onPhase?: (phase: string) => void;
   /**
-   * Store writes that project the snapshot (the tasks table from the chart's task list), made in
-   * the checkpoint's own transaction: what the store says never runs ahead of or behind the chart.
+   * Store writes that project the snapshot and the messages it journals (the tasks table from the
+   * chart's task list, the Monitor's alerts and metrics), made in the checkpoint's own transaction:
+   * what the store says never runs ahead of or behind the chart.
    */
-  project?: () => void;
+  project?: (messages: JournalMessage[]) => void;
 }
 
 /**
@@ -102,7 +103,8 @@ export class Checkpointer {
       const messages = this.pending;
       if (json === this.lastJson && messages.length === 0) return;
       this.pending = [];
-      this.options.store.saveCheckpoint(this.options.runId, json, snapshot.status, messages, phase === this.lastPhase ? null : phase, this.options.project);
+      const project = this.options.project;
+      this.options.store.saveCheckpoint(this.options.runId, json, snapshot.status, messages, phase === this.lastPhase ? null : phase, project ? () => project(messages) : undefined);
       this.lastJson = json;
       this.lastPhase = phase;
       this.stats.writes += 1;

@@ -184,4 +184,47 @@ export const migrations: readonly string[] = [
   `ALTER TABLE model_calls ADD COLUMN prompt_tokens INTEGER;
    ALTER TABLE model_calls ADD COLUMN prompt_source TEXT;
    ALTER TABLE model_calls ADD COLUMN context_zone TEXT;`,
+  // 7: the Monitor's series (one row per tick), alerts people acknowledge, questions to people and
+  // their answers, each improvement cycle's measured signals, and lint findings per test run.
+  `CREATE TABLE metrics (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     run_id TEXT NOT NULL REFERENCES runs(id),
+     at TEXT NOT NULL,
+     runtime_ms INTEGER NOT NULL,
+     tokens_used INTEGER NOT NULL,
+     cost_usd REAL NOT NULL,
+     calls_sent INTEGER NOT NULL,
+     call_errors INTEGER NOT NULL,
+     context_tokens INTEGER NOT NULL,
+     health_score INTEGER NOT NULL,
+     tasks_merged INTEGER NOT NULL,
+     tasks_total INTEGER NOT NULL,
+     forecast_tokens INTEGER,
+     forecast_cost_usd REAL,
+     UNIQUE (run_id, at)
+   );
+   CREATE INDEX metrics_run ON metrics(run_id, id);
+   ALTER TABLE alerts ADD COLUMN source TEXT NOT NULL DEFAULT 'human';
+   ALTER TABLE alerts ADD COLUMN acknowledged_at TEXT;
+   CREATE TABLE questions (
+     run_id TEXT NOT NULL REFERENCES runs(id),
+     id TEXT NOT NULL,
+     text TEXT NOT NULL,
+     asked_at TEXT NOT NULL,
+     answer TEXT,
+     answered_by TEXT,
+     answered_at TEXT,
+     PRIMARY KEY (run_id, id)
+   );
+   CREATE TABLE improvement_cycles (
+     run_id TEXT NOT NULL REFERENCES runs(id),
+     cycle INTEGER NOT NULL,
+     before_json TEXT NOT NULL,
+     after_json TEXT,
+     magnitude REAL,
+     tasks_json TEXT NOT NULL DEFAULT '[]',
+     at TEXT NOT NULL,
+     PRIMARY KEY (run_id, cycle)
+   );
+   ALTER TABLE test_runs ADD COLUMN lint_findings INTEGER;`,
 ];

@@ -1,11 +1,12 @@
 import type Database from 'better-sqlite3';
-import { toAlert, toPullRequest, toReview, toTask, type Store, type StoreChange } from './store.ts';
-import type { AlertRecord, PullRequestRecord, ReviewRecord, RunTotals, TaskRecord } from './types.ts';
+import { toAlert, toMetricsRow, toPullRequest, toQuestion, toReview, toTask, type Store, type StoreChange } from './store.ts';
+import type { ImprovementCycleRecord, MetricsRow, PullRequestRecord, QuestionRecord, ReviewRecord, RunTotals, StoredAlert, TaskRecord } from './types.ts';
 
 type Row = Record<string, unknown>;
 
 /** One call's share of the totals, as its row says now. */
 interface CallShare {
+  taskId: string | null;
   error: boolean;
   tokens: number;
   input: number;
@@ -29,8 +30,14 @@ export class RunView {
   /** Keyed by task and attempt; a review written again (INSERT OR REPLACE) moves to the end, as its new id does. */
   private readonly reviewsByKey = new Map<string, ReviewRecord>();
   private orderedReviews: ReviewRecord[] | undefined = [];
-  private readonly alertList: AlertRecord[] = [];
+  private readonly alertsById = new Map<number, StoredAlert>();
+  private orderedAlerts: StoredAlert[] | undefined = [];
   private raised = 0;
+  /** The Monitor's ticks, oldest first; the dashboard's trends. Capped: a week at one tick a minute. */
+  private readonly series: MetricsRow[] = [];
+  private questionList: QuestionRecord[] = [];
+  private cycleList: ImprovementCycleRecord[] = [];
+  private readonly spendByTask = new Map<string, { tokens: number; costUsd: number }>();
   private readonly calls = new Map<number, CallShare>();
   private sums = { sent: 0, errors: 0, tokens: 0, input: 0, output: 0 };
   /**
@@ -43,7 +50,8 @@ export class RunView {
   /** Each agent's latest counted prompt and its conversation's context zone (services/context/window.ts). */
   private readonly contexts = new Map<string, { id: number; tokens: number; zone: string }>();
   private run: { outcome: string | null; activeMs: number } | undefined;
-  private readonly statements: Record<'task' | 'pr' | 'review' | 'call' | 'alert' | 'run', Database.Statement>;
+  private readonly statements: Record<'task' | 'pr' | 'review' | 'call' | 'alert' | 'run' | 'metrics' | 'questions', Database.Statement>;
+  private readonly store: Store;
   private readonly stop: () => void;
 
   constructor(
@@ -51,7 +59,7 @@ export class RunView {
     readonly runId: string,
   ) {
     const db = store.db;
-    const callColumns = 'id, run_id, agent, status, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, prompt_tokens, context_zone';
+    const callColumns = 'id, run_id, agent, task_id, status, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, prompt_tokens, context_zone';
     this.statements = {
       task: db.prepare('SELECT rowid AS seq, * FROM tasks WHERE run_id = ? AND id = ?'),
       pr: db.prepare('SELECT * FROM pull_requests WHERE number = ?'),
@@ -59,12 +67,18 @@ export class RunView {
       call: db.prepare(`SELECT ${callColumns} FROM model_calls WHERE id = ?`),
       alert: db.prepare('SELECT * FROM alerts WHERE id = ?'),
       run: db.prepare('SELECT outcome, active_ms FROM runs WHERE id = ?'),
+      metrics: db.prepare('SELECT * FROM metrics WHERE id = ?'),
+      questions: db.prepare('SELECT * FROM questions WHERE run_id = ? ORDER BY rowid'),
     };
+    this.store = store;
     for (const row of db.prepare('SELECT rowid AS seq, * FROM tasks WHERE run_id = ? ORDER BY created_at, rowid').all(runId) as Row[]) this.putTask(row);
     for (const row of db.prepare('SELECT * FROM pull_requests WHERE run_id = ? ORDER BY number').all(runId) as Row[]) this.putPr(row);
     for (const row of db.prepare('SELECT * FROM reviews WHERE run_id = ? ORDER BY id').all(runId) as Row[]) this.putReview(row);
     for (const row of db.prepare('SELECT * FROM alerts WHERE run_id = ? ORDER BY id').all(runId) as Row[]) this.putAlert(toAlert(row));
     for (const row of db.prepare(`SELECT ${callColumns} FROM model_calls WHERE run_id = ? ORDER BY id`).all(runId) as Row[]) this.putCall(row);
+    for (const row of store.listMetrics(runId, MAX_SERIES)) this.series.push(row);
+    this.readQuestions();
+    this.cycleList = store.listImprovementCycles(runId);
     this.readRun();
     this.stop = store.onChange((change) => this.apply(change));
   }
@@ -106,8 +120,40 @@ export class RunView {
     return this.orderedReviews;
   }
 
-  alerts(): readonly AlertRecord[] {
-    return this.alertList;
+  /** Every alert of the run, oldest first. */
+  alerts(): readonly StoredAlert[] {
+    this.orderedAlerts ??= [...this.alertsById.values()].sort((a, b) => a.id - b.id);
+    return this.orderedAlerts;
+  }
+
+  /** Warnings and critical alerts nobody acknowledged. */
+  openAlerts(): { warning: number; critical: number } {
+    let warning = 0;
+    let critical = 0;
+    for (const alert of this.alertsById.values()) {
+      if (alert.acknowledgedAt !== null) continue;
+      if (alert.level === 'warning') warning += 1;
+      if (alert.level === 'critical') critical += 1;
+    }
+    return { warning, critical };
+  }
+
+  /** The Monitor's ticks, oldest first. */
+  metricsSeries(): readonly MetricsRow[] {
+    return this.series;
+  }
+
+  questions(): readonly QuestionRecord[] {
+    return this.questionList;
+  }
+
+  improvementCycles(): readonly ImprovementCycleRecord[] {
+    return this.cycleList;
+  }
+
+  /** Tokens and cost of the model calls made for a task so far. */
+  taskSpend(taskId: string): { tokens: number; costUsd: number } {
+    return this.spendByTask.get(taskId) ?? { tokens: 0, costUsd: 0 };
   }
 
   /** Alerts that are warnings or critical (not the info notes of interventions). */
@@ -158,6 +204,20 @@ export class RunView {
         if (row && row.run_id === this.runId) this.putAlert(toAlert(row));
         return;
       }
+      case 'metrics': {
+        const row = this.statements.metrics.get(change.id) as Row | undefined;
+        if (!row || row.run_id !== this.runId) return;
+        this.series.push(toMetricsRow(row));
+        if (this.series.length > MAX_SERIES) this.series.splice(0, this.series.length - MAX_SERIES);
+        return;
+      }
+      case 'questions':
+        if (change.runId === this.runId) this.readQuestions();
+        return;
+      case 'improvement_cycles':
+        // A few rows per run, written once per cycle: read whole.
+        if (change.runId === this.runId) this.cycleList = this.store.listImprovementCycles(this.runId);
+        return;
     }
   }
 
@@ -178,9 +238,15 @@ export class RunView {
     this.orderedReviews = undefined;
   }
 
-  private putAlert(alert: AlertRecord): void {
-    this.alertList.push(alert);
-    if (alert.level !== 'info') this.raised += 1;
+  /** A new alert, or an acknowledgement of one already kept. */
+  private putAlert(alert: StoredAlert): void {
+    if (!this.alertsById.has(alert.id) && alert.level !== 'info') this.raised += 1;
+    this.alertsById.set(alert.id, alert);
+    this.orderedAlerts = undefined;
+  }
+
+  private readQuestions(): void {
+    this.questionList = (this.statements.questions.all(this.runId) as Row[]).map(toQuestion);
   }
 
   /** Replaces a call's share of the totals with what its row says now (sent, then finished). */
@@ -189,6 +255,7 @@ export class RunView {
     const input = Number(row.input_tokens);
     const output = Number(row.output_tokens);
     const share: CallShare = {
+      taskId: row.task_id === null || row.task_id === undefined ? null : String(row.task_id),
       error: row.status === 'error',
       tokens: input + output + Number(row.cache_read_tokens) + Number(row.cache_write_tokens),
       input,
@@ -208,6 +275,10 @@ export class RunView {
     if (row.prompt_tokens !== null && row.prompt_tokens !== undefined && id >= (this.contexts.get(agent)?.id ?? 0)) {
       this.contexts.set(agent, { id, tokens: Number(row.prompt_tokens), zone: row.context_zone === null ? 'ok' : String(row.context_zone) });
     }
+    if (share.taskId !== null) {
+      const spend = this.spendByTask.get(share.taskId) ?? { tokens: 0, costUsd: 0 };
+      this.spendByTask.set(share.taskId, { tokens: spend.tokens + share.tokens - (before?.tokens ?? 0), costUsd: spend.costUsd + share.cost - (before?.cost ?? 0) });
+    }
     if (input >= this.maxInput) this.maxInput = input;
     else if (before && before.input === this.maxInput) this.maxInput = Math.max(0, ...[...this.calls.values()].map((call) => call.input));
   }
@@ -224,6 +295,9 @@ export class RunView {
     this.run = row ? { outcome: row.outcome === null ? null : String(row.outcome), activeMs: Number(row.active_ms) } : undefined;
   }
 }
+
+/** Ticks kept in memory for the trends: a week at the default one a minute. */
+const MAX_SERIES = 10_080;
 
 const reviewKey = (taskId: string, attempt: number): string => `${taskId}\u0000${attempt}`;
 

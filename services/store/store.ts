@@ -6,8 +6,8 @@ import { migrations } from './migrations.ts';
 import { StoreError } from './store-error.ts';
 import { messageOf } from '../../errors.ts';
 import type {
-  AlertRecord, JournalMessage, ModelCallFinish, ModelCallRecord, ModelCallStart, NewRun, NewTask,
-  PullRequestRecord, ReviewRecord, RunRecord, RunStatus, RunTotals, TaskProjection, TaskRecord, TaskStatus, TestRunRecord,
+  AlertRecord, ImprovementCycleRecord, JournalMessage, MetricsRow, ModelCallFinish, ModelCallRecord, ModelCallStart, NewRun, NewTask,
+  PullRequestRecord, QuestionRecord, ReviewRecord, RunRecord, RunStatus, RunTotals, StoredAlert, TaskProjection, TaskRecord, TaskStatus, TestRunRecord,
 } from './types.ts';
 
 export * from './types.ts';
@@ -40,7 +40,10 @@ export type StoreChange =
   | { table: 'pull_requests'; number: number }
   | { table: 'reviews'; runId: string; taskId: string; attempt: number }
   | { table: 'model_calls'; id: number }
-  | { table: 'alerts'; id: number };
+  | { table: 'alerts'; id: number }
+  | { table: 'metrics'; id: number }
+  | { table: 'questions'; runId: string }
+  | { table: 'improvement_cycles'; runId: string };
 
 const now = (): string => new Date().toISOString();
 
@@ -286,6 +289,27 @@ export class Store {
     });
   }
 
+  /**
+   * Opens again a run that a limit stopped, for `--resume` once the limit is relaxed, in one
+   * transaction: its outcome cleared, its settings carrying the plan to continue from (none: it
+   * starts over, its calls read back from the journal), its final snapshot dropped (the checkpoint
+   * of a finished tree cannot continue; a crash before the next one resumes from the plan again),
+   * and the reopening journaled as a person's message with a note among the alerts.
+   */
+  reopenAfterStop(id: string, settings: unknown, phase: string, message: JournalMessage, note: string): void {
+    this.transaction(() => {
+      this.db
+        .prepare(`UPDATE runs SET status = 'interrupted', phase = ?, outcome = NULL, reason = NULL, finished_at = NULL, settings_json = ?, updated_at = ? WHERE id = ?`)
+        .run(phase, JSON.stringify(settings), now(), id);
+      this.db.prepare('DELETE FROM snapshots WHERE run_id = ?').run(id);
+      this.changed({ table: 'runs', runId: id });
+      this.db
+        .prepare(`INSERT INTO messages (id, run_id, from_actor, to_actor, type, payload_json, correlation_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(message.id, id, message.from, message.to, message.type, JSON.stringify(message.payload ?? null), message.correlationId, message.at);
+      this.addAlert({ runId: id, level: 'info', kind: 'intervention', message: note });
+    });
+  }
+
   setMonitorUrl(id: string, url: string | null): void {
     this.db.prepare('UPDATE runs SET monitor_url = ? WHERE id = ?').run(url, id);
     this.changed({ table: 'runs', runId: id });
@@ -527,10 +551,10 @@ export class Store {
   recordTestRun(run: TestRunRecord): void {
     this.db
       .prepare(
-        `INSERT OR REPLACE INTO test_runs (run_id, task_id, attempt, command, passed, exit_code, timed_out, duration_ms, output, at)
-         VALUES (@runId, @taskId, @attempt, @command, @passed, @exitCode, @timedOut, @durationMs, @output, @at)`,
+        `INSERT OR REPLACE INTO test_runs (run_id, task_id, attempt, command, passed, exit_code, timed_out, duration_ms, output, lint_findings, at)
+         VALUES (@runId, @taskId, @attempt, @command, @passed, @exitCode, @timedOut, @durationMs, @output, @lintFindings, @at)`,
       )
-      .run({ ...run, passed: run.passed ? 1 : 0, timedOut: run.timedOut ? 1 : 0, at: now() });
+      .run({ ...run, passed: run.passed ? 1 : 0, timedOut: run.timedOut ? 1 : 0, lintFindings: run.lintFindings ?? null, at: now() });
   }
 
   getTestRun(runId: string, taskId: string, attempt: number): TestRunRecord | undefined {
@@ -545,6 +569,18 @@ export class Store {
     const row = this.db
       .prepare('SELECT * FROM test_runs WHERE run_id = ? AND task_id = ? AND attempt <= ? ORDER BY attempt DESC LIMIT 1')
       .get(runId, taskId, attempt) as Row | undefined;
+    return row ? toTestRun(row) : undefined;
+  }
+
+  /**
+   * The newest test run of a task whose PR is merged: how the tests of the latest merged work went.
+   * By the PR's record, which the merge step writes before it reports the merge; the tasks table
+   * follows at the next checkpoint.
+   */
+  latestMergedTestRun(runId: string): TestRunRecord | undefined {
+    const row = this.db
+      .prepare(`SELECT r.* FROM test_runs r JOIN pull_requests p ON p.run_id = r.run_id AND p.task_id = r.task_id WHERE r.run_id = ? AND p.status = 'merged' ORDER BY r.id DESC LIMIT 1`)
+      .get(runId) as Row | undefined;
     return row ? toTestRun(row) : undefined;
   }
 
@@ -614,6 +650,12 @@ export class Store {
     return (this.db.prepare('SELECT * FROM model_calls WHERE run_id = ? ORDER BY id').all(runId) as Row[]).map(toModelCall);
   }
 
+  /** Input tokens of the largest prompt the run sent (the Monitor's measure of context use). */
+  largestPrompt(runId: string): number {
+    const row = this.db.prepare('SELECT MAX(input_tokens) AS largest FROM model_calls WHERE run_id = ?').get(runId) as Row;
+    return Number(row.largest ?? 0);
+  }
+
   /** Tokens and cost of every call that got a reply, plus how many were sent and failed. */
   totals(runId: string): RunTotals {
     const row = this.db
@@ -681,15 +723,114 @@ export class Store {
 
   // ---- alerts ----------------------------------------------------------------------------
 
-  addAlert(alert: AlertRecord): void {
+  addAlert(alert: AlertRecord): number {
     const result = this.db
-      .prepare('INSERT INTO alerts (run_id, level, kind, message, at) VALUES (@runId, @level, @kind, @message, @at)')
-      .run({ ...alert, at: now() });
-    this.changed({ table: 'alerts', id: Number(result.lastInsertRowid) });
+      .prepare('INSERT INTO alerts (run_id, level, kind, message, source, at) VALUES (@runId, @level, @kind, @message, @source, @at)')
+      .run({ ...alert, source: alert.source ?? 'human', at: now() });
+    const id = Number(result.lastInsertRowid);
+    this.changed({ table: 'alerts', id });
+    return id;
   }
 
-  listAlerts(runId: string): AlertRecord[] {
+  listAlerts(runId: string): StoredAlert[] {
     return (this.db.prepare('SELECT * FROM alerts WHERE run_id = ? ORDER BY id').all(runId) as Row[]).map(toAlert);
+  }
+
+  /** Marks an alert of the run as seen by a person; false when the run has no such alert. Acknowledged twice: the first time stays. */
+  acknowledgeAlert(runId: string, id: number): boolean {
+    const result = this.db.prepare('UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, ?) WHERE run_id = ? AND id = ?').run(now(), runId, id);
+    if (result.changes === 0) return false;
+    this.changed({ table: 'alerts', id });
+    return true;
+  }
+
+  /** Warnings and critical alerts nobody acknowledged: they lower the health score until someone does. */
+  openAlerts(runId: string): { warning: number; critical: number } {
+    const row = this.db
+      .prepare(`SELECT SUM(level = 'warning') AS warning, SUM(level = 'critical') AS critical FROM alerts WHERE run_id = ? AND acknowledged_at IS NULL`)
+      .get(runId) as Row;
+    return { warning: Number(row.warning ?? 0), critical: Number(row.critical ?? 0) };
+  }
+
+  // ---- the Monitor's metrics series --------------------------------------------------------
+
+  /** One row per Monitor tick; a tick recorded twice (a checkpoint written again) is kept once. */
+  recordMetrics(runId: string, row: MetricsRow): void {
+    const result = this.db
+      .prepare(
+        `INSERT OR IGNORE INTO metrics (run_id, at, runtime_ms, tokens_used, cost_usd, calls_sent, call_errors, context_tokens, health_score,
+           tasks_merged, tasks_total, forecast_tokens, forecast_cost_usd)
+         VALUES (@runId, @at, @runtimeMs, @tokensUsed, @costUsd, @callsSent, @callErrors, @contextTokens, @healthScore, @tasksMerged, @tasksTotal,
+           @forecastTokens, @forecastCostUsd)`,
+      )
+      .run({ runId, ...row });
+    if (result.changes > 0) this.changed({ table: 'metrics', id: Number(result.lastInsertRowid) });
+  }
+
+  /** The newest `limit` ticks, oldest first. */
+  listMetrics(runId: string, limit = 10_000): MetricsRow[] {
+    const rows = this.db.prepare('SELECT * FROM (SELECT * FROM metrics WHERE run_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id').all(runId, limit) as Row[];
+    return rows.map(toMetricsRow);
+  }
+
+  // ---- questions to people -----------------------------------------------------------------
+
+  /** Records the questions of the clarify step; asked again (a re-run step), nothing changes. */
+  addQuestions(runId: string, questions: readonly { id: string; text: string }[]): void {
+    if (questions.length === 0) return;
+    const insert = this.db.prepare('INSERT OR IGNORE INTO questions (run_id, id, text, asked_at) VALUES (?, ?, ?, ?)');
+    const at = now();
+    this.transaction(() => {
+      for (const question of questions) insert.run(runId, question.id, question.text, at);
+      this.changed({ table: 'questions', runId });
+    });
+  }
+
+  /** Keeps a person's answer; false when the question is unknown or already answered (the first answer stands). */
+  answerQuestion(runId: string, id: string, answer: string, by: string): boolean {
+    const result = this.db
+      .prepare('UPDATE questions SET answer = ?, answered_by = ?, answered_at = ? WHERE run_id = ? AND id = ? AND answer IS NULL')
+      .run(answer, by, now(), runId, id);
+    if (result.changes > 0) this.changed({ table: 'questions', runId });
+    return result.changes > 0;
+  }
+
+  listQuestions(runId: string): QuestionRecord[] {
+    return (this.db.prepare('SELECT * FROM questions WHERE run_id = ? ORDER BY rowid').all(runId) as Row[]).map(toQuestion);
+  }
+
+  // ---- improvement cycles -------------------------------------------------------------------
+
+  /** What one cycle's measurement found: the signals it starts from, and for the cycle before, where that one ended and its magnitude. */
+  saveImprovementCycle(runId: string, cycle: { cycle: number; before: unknown; tasks?: string[] }, previous?: { cycle: number; after: unknown; magnitude: number | null; tasks: string[] }): void {
+    const at = now();
+    this.transaction(() => {
+      if (previous) {
+        this.db
+          .prepare(
+            `INSERT INTO improvement_cycles (run_id, cycle, before_json, after_json, magnitude, tasks_json, at) VALUES (?, ?, 'null', ?, ?, ?, ?)
+             ON CONFLICT (run_id, cycle) DO UPDATE SET after_json = excluded.after_json, magnitude = excluded.magnitude, tasks_json = excluded.tasks_json`,
+          )
+          .run(runId, previous.cycle, JSON.stringify(previous.after), previous.magnitude, JSON.stringify(previous.tasks), at);
+      }
+      this.db
+        .prepare('INSERT OR IGNORE INTO improvement_cycles (run_id, cycle, before_json, tasks_json, at) VALUES (?, ?, ?, ?, ?)')
+        .run(runId, cycle.cycle, JSON.stringify(cycle.before), JSON.stringify(cycle.tasks ?? []), at);
+      this.changed({ table: 'improvement_cycles', runId });
+    });
+  }
+
+  listImprovementCycles(runId: string): ImprovementCycleRecord[] {
+    return (this.db.prepare('SELECT * FROM improvement_cycles WHERE run_id = ? ORDER BY cycle').all(runId) as Row[]).map(toImprovementCycle);
+  }
+
+  /** Trailing model calls of the run that failed, among those sent since `since` (one session's). */
+  consecutiveCallErrors(runId: string, since: string, limit = 50): number {
+    const rows = this.db
+      .prepare(`SELECT status FROM model_calls WHERE run_id = ? AND started_at >= ? AND status != 'sent' ORDER BY id DESC LIMIT ?`)
+      .all(runId, since, limit) as Row[];
+    const firstOk = rows.findIndex((row) => row.status !== 'error');
+    return firstOk === -1 ? rows.length : firstOk;
   }
 }
 
@@ -744,6 +885,7 @@ function toTestRun(row: Row): TestRunRecord {
     timedOut: row.timed_out === 1,
     durationMs: Number(row.duration_ms),
     output: String(row.output),
+    lintFindings: row.lint_findings === null || row.lint_findings === undefined ? null : Number(row.lint_findings),
   };
 }
 
@@ -802,12 +944,51 @@ export function toReview(row: Row): ReviewRecord {
   };
 }
 
-export function toAlert(row: Row): AlertRecord {
+export function toAlert(row: Row): StoredAlert {
   return {
+    id: Number(row.id),
     runId: String(row.run_id),
     level: row.level === 'critical' ? 'critical' : row.level === 'warning' ? 'warning' : 'info',
     kind: String(row.kind),
     message: String(row.message),
+    source: row.source === null || row.source === undefined ? 'human' : String(row.source),
+    at: String(row.at),
+    acknowledgedAt: row.acknowledged_at === null || row.acknowledged_at === undefined ? null : String(row.acknowledged_at),
+  };
+}
+
+export function toMetricsRow(row: Row): MetricsRow {
+  const nullable = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
+  return {
+    at: String(row.at),
+    runtimeMs: Number(row.runtime_ms),
+    tokensUsed: Number(row.tokens_used),
+    costUsd: Number(row.cost_usd),
+    callsSent: Number(row.calls_sent),
+    callErrors: Number(row.call_errors),
+    contextTokens: Number(row.context_tokens),
+    healthScore: Number(row.health_score),
+    tasksMerged: Number(row.tasks_merged),
+    tasksTotal: Number(row.tasks_total),
+    forecastTokens: nullable(row.forecast_tokens),
+    forecastCostUsd: nullable(row.forecast_cost_usd),
+  };
+}
+
+export function toQuestion(row: Row): QuestionRecord {
+  const text = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
+  return { id: String(row.id), text: String(row.text), askedAt: String(row.asked_at), answer: text(row.answer), answeredBy: text(row.answered_by), answeredAt: text(row.answered_at) };
+}
+
+function toImprovementCycle(row: Row): ImprovementCycleRecord {
+  const json = (value: unknown): unknown => (value === null || value === undefined ? null : (JSON.parse(String(value)) as unknown));
+  return {
+    cycle: Number(row.cycle),
+    before: json(row.before_json),
+    after: json(row.after_json),
+    magnitude: row.magnitude === null ? null : Number(row.magnitude),
+    tasks: (json(row.tasks_json) as string[] | null) ?? [],
+    at: String(row.at),
   };
 }
 

@@ -128,6 +128,8 @@ export interface TestRunRecord {
   timedOut: boolean;
   durationMs: number;
   output: string;
+  /** What the project's `lint_command` found after the tests, when one is set and its output could be counted. */
+  lintFindings?: number | null;
 }
 
 export interface TokenUsage {
@@ -200,4 +202,50 @@ export interface AlertRecord {
   level: 'info' | 'warning' | 'critical';
   kind: string;
   message: string;
+  /** Who raised it: `monitor`, or `human` for the notes of interventions. */
+  source?: string;
+}
+
+/** An alert as stored: with its id (what an acknowledgement names), time and acknowledgement. */
+export interface StoredAlert extends Required<AlertRecord> {
+  id: number;
+  at: string;
+  acknowledgedAt: string | null;
+}
+
+/** One Monitor tick, as the metrics series keeps it. */
+export interface MetricsRow {
+  at: string;
+  runtimeMs: number;
+  tokensUsed: number;
+  costUsd: number;
+  callsSent: number;
+  callErrors: number;
+  contextTokens: number;
+  healthScore: number;
+  tasksMerged: number;
+  tasksTotal: number;
+  forecastTokens: number | null;
+  forecastCostUsd: number | null;
+}
+
+/** A question the Moderator's clarify step left for a person, and its answer once given. */
+export interface QuestionRecord {
+  id: string;
+  text: string;
+  askedAt: string;
+  answer: string | null;
+  /** `terminal` or `api`. */
+  answeredBy: string | null;
+  answeredAt: string | null;
+}
+
+/** What an improvement cycle's measurement found; `after` and `magnitude` once the next cycle measured it. */
+export interface ImprovementCycleRecord {
+  cycle: number;
+  before: unknown;
+  after: unknown;
+  magnitude: number | null;
+  tasks: string[];
+  at: string;
 }

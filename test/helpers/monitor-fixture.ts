@@ -56,6 +56,8 @@ interface RootContext {
   outcome: string | null;
   reason: string | null;
   paused: boolean;
+  /** As the orchestrator's: the questions a person is asked now. */
+  asking: { kind: 'questions' | 'budget'; ids: string[]; answered: string[] } | null;
 }
 
 export const tinyTree = setup({
@@ -75,6 +77,7 @@ export const tinyTree = setup({
     outcome: null,
     reason: null,
     paused: false,
+    asking: null,
   },
   invoke: [
     { id: 'moderator', systemId: 'moderator', src: 'moderator' },
@@ -89,6 +92,14 @@ export const tinyTree = setup({
     'run.abort': { target: '.stopped', actions: ['record', assign({ outcome: 'cancelled' })] },
     'test.fail': { target: '.stopped', actions: assign({ outcome: 'failed', reason: 'a test said so' }) },
     'test.warn': { actions: sendTo('monitor', { type: 'monitor.warn' }) },
+    // The Moderator's clarify questions Q1 and Q2 (stored by the test) wait for a person.
+    'test.ask': { actions: assign({ asking: { kind: 'questions', ids: ['Q1', 'Q2'], answered: [] } }) },
+    'human.answered': {
+      actions: [
+        'record',
+        assign({ asking: ({ context, event }) => (context.asking ? { ...context.asking, answered: [...context.asking.answered, String(event.questionId)] } : null) }),
+      ],
+    },
     // A burst of large events for the slow-client test: handled, recorded nowhere.
     flood: {},
     '*': { actions: 'record' },
