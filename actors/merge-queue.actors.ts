@@ -1,5 +1,6 @@
-import { fromPromise } from 'xstate';
+import { fromCallback, fromPromise } from 'xstate';
 import type { MergeStepInput, RetestOutput, UpdateOutput } from '../machines/merge-queue.machine.ts';
+import type { MergeQueued, QueuedMerge } from '../machines/events.ts';
 import { ModeratorError } from '../errors.ts';
 import { once } from '../services/effects.ts';
 import type { PostedReview } from '../services/pr/pr-provider.ts';
@@ -8,7 +9,8 @@ import type { PullRequestRecord, TaskRecord } from '../services/store/types.ts';
 import { lastLines } from '../services/text.ts';
 import { stepKeys } from '../protocol/keys.ts';
 import { taskOf } from './moderator.actors.ts';
-import { reportTests, runProjectTests } from './project-tests.ts';
+import { reportTests, runProjectTests, type ProjectTestResult } from './project-tests.ts';
+import { TrialTests, type QueuedPr } from './trial-tests.ts';
 import { worktreePath, type RunServices } from './run-services.ts';
 
 /** Lines of a failing re-test's output the TechLead's revision is shown in the review. */
@@ -18,10 +20,23 @@ const FAILURE_LINES = 40;
  * The merge queue's effects: bring an approved PR's branch up to date with the base (a merge
  * commit on the branch, at most once per round), test the result again, merge it. Every one may
  * run again after a kill: the update is found by its step trailer, the re-test in the effects
- * journal, the merge by the provider (a merged PR answers with its merge commit).
+ * journal, the merge by the provider (a merged PR answers with its merge commit). The PRs queued
+ * behind are tested ahead of their turn (see TrialTests), as many at once as tasks may run.
  */
 export function mergeQueueActors(services: RunServices) {
   const base = services.git.baseBranch;
+  const trials = new TrialTests(services, services.config.limits.max_parallel_tasks);
+
+  const queuedPrs = (queue: readonly QueuedMerge[] | undefined): QueuedPr[] =>
+    (queue ?? []).flatMap((queued) => {
+      const pr = services.prs.get(queued.prNumber);
+      return pr && pr.status === 'open' ? [{ taskId: queued.taskId, branch: pr.branch }] : [];
+    });
+
+  /** Starts the trials of the PRs behind this one, whose branch head after its update is `head`. */
+  function testAhead(input: MergeStepInput, head: string): void {
+    void trials.prefetch(head, queuedPrs(input.behind));
+  }
 
   function prOf(input: MergeStepInput): PullRequestRecord {
     const pr = services.prs.get(input.prNumber);
@@ -56,10 +71,14 @@ export function mergeQueueActors(services: RunServices) {
     const done = await services.git.committedStep(worktree, stepKey);
     if (done !== null) {
       await services.prs.refresh(pr.number, done, input.attempt, signal);
+      testAhead(input, done);
       return { updated: true, conflicts: [] };
     }
     const merge = await services.prs.mergeBaseInto(task.id, worktree, signal);
-    if (!merge.merging) return { updated: false, conflicts: [] };
+    if (!merge.merging) {
+      testAhead(input, await services.git.headSha(pr.branch));
+      return { updated: false, conflicts: [] };
+    }
     if (merge.conflicts.length > 0) {
       // The branch stays as the review saw it; the revision merges the base again and resolves.
       await services.git.abortBaseMerge(worktree);
@@ -71,6 +90,7 @@ export function mergeQueueActors(services: RunServices) {
       return { updated: false, conflicts: merge.conflicts };
     }
     const sha = await services.git.commitAll(worktree, `Merge ${base} into ${pr.branch}\n\nThe merge queue brought the branch up to date before merging PR #${pr.number}.`, stepKey);
+    testAhead(input, sha);
     await services.prs.refresh(pr.number, sha, input.attempt, signal);
     services.progress(`merge queue: ${task.id}: PR #${pr.number} brought up to date with ${base} at ${sha.slice(0, 8)}; testing it again`);
     return { updated: true, conflicts: [] };
@@ -81,10 +101,14 @@ export function mergeQueueActors(services: RunServices) {
     const pr = prOf(input);
     const worktree = worktreePath(services, task.id);
     await services.git.ensureWorktree(pr.branch, worktree);
-    // The round's test run becomes this one: it tested the head the PR now has.
-    const result = await once(services.store, services.runId, stepKeys.retest(task.id, input.attempt), () => runProjectTests(services, task.id, worktree, signal), (tests) =>
-      services.store.recordTestRun({ runId: services.runId, taskId: task.id, attempt: input.attempt, ...tests }));
-    reportTests(services, task.id, result, `tests on the updated branch`);
+    // The round's test run becomes this one: it tested the head the PR now has, or its very tree.
+    let ahead = false;
+    const result = await once(services.store, services.runId, stepKeys.retest(task.id, input.attempt), async (): Promise<ProjectTestResult> => {
+      const tested = await trials.passedOn(await services.git.treeOf(worktree, 'HEAD'));
+      ahead = tested !== null;
+      return tested ?? runProjectTests(services, task.id, worktree, signal);
+    }, (tests) => services.store.recordTestRun({ runId: services.runId, taskId: task.id, attempt: input.attempt, ...tests }));
+    reportTests(services, task.id, result, ahead ? 'tests on the updated branch (run ahead of its turn, on the same tree)' : 'tests on the updated branch');
     if (!result.passed) {
       await sendBack(task, pr, input, {
         kind: 'tests',
@@ -113,5 +137,12 @@ export function mergeQueueActors(services: RunServices) {
     return { mergeSha: sha };
   });
 
-  return { updateBranch, retest, merge };
+  // Lives as long as the merge queue: PRs queued meanwhile join the trials; when the run stops,
+  // the trials still running stop with it.
+  const trialTests = fromCallback<MergeQueued>(({ receive }) => {
+    receive((event) => void trials.extend(queuedPrs(event.behind)));
+    return () => trials.stop();
+  });
+
+  return { updateBranch, retest, merge, trials: trialTests };
 }

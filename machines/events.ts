@@ -63,7 +63,14 @@ export type ReviewRequested = {
   correlationId: string;
 };
 /** To the merge queue: bring the approved PR up to date with the base, test it again if it moved, merge it. */
-export type MergeRequested = { type: 'merge.requested'; taskId: string; prNumber: number; attempt: number; correlationId: string };
+/** `behind`: the approved PRs queued after this one, in order, so their merges can be tested ahead of their turn. */
+export type MergeRequested = { type: 'merge.requested'; taskId: string; prNumber: number; attempt: number; behind?: QueuedMerge[]; correlationId: string };
+export type QueuedMerge = { taskId: string; prNumber: number };
+/**
+ * A PR joined the merge queue while it was busy: the whole queue behind the PR merging, so the
+ * newcomer's merge can be tested ahead of its turn too. A hint that changes no state: not journaled.
+ */
+export type MergeQueued = { type: 'merge.queued'; behind: QueuedMerge[] };
 export type ImproveRequested = { type: 'improve.requested'; cycle: number };
 /** Go back to the step that stalled; `approach` > 0 asks for a different approach than the ones before (the TechLead's prompt says what they did). */
 export type AgentRetry = { type: 'agent.retry'; approach?: number };

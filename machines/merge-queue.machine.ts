@@ -1,12 +1,14 @@
-import { assign, fromPromise, sendParent, setup } from 'xstate';
+import { assign, fromCallback, fromPromise, sendParent, sendTo, setup } from 'xstate';
 import { correlationId } from '../protocol/keys.ts';
-import { errorCode, errorMessage, type MergeBlocked, type MergeRequested } from './events.ts';
+import { errorCode, errorMessage, type MergeBlocked, type MergeQueued, type MergeRequested, type QueuedMerge } from './events.ts';
 
 /** The approved PR the queue is merging. */
 export interface MergeStepInput {
   taskId: string;
   prNumber: number;
   attempt: number;
+  /** The approved PRs queued after it, whose merges may be tested ahead of their turn. */
+  behind?: QueuedMerge[];
 }
 
 export interface UpdateOutput {
@@ -25,7 +27,7 @@ interface MergeQueueContext {
   item: MergeStepInput | null;
 }
 
-type MergeQueueEvent = MergeRequested;
+type MergeQueueEvent = MergeRequested | MergeQueued;
 
 const notProvided = (name: string) => () => Promise.reject(new Error(`actor ${name} is not provided`));
 
@@ -52,6 +54,9 @@ export const mergeQueueMachine = setup({
     updateBranch: fromPromise<UpdateOutput, MergeStepInput>(notProvided('updateBranch')),
     retest: fromPromise<RetestOutput, MergeStepInput>(notProvided('retest')),
     merge: fromPromise<{ mergeSha: string }, MergeStepInput>(notProvided('merge')),
+    // Test runs ahead of their turn live as long as the queue: this actor's stop ends them. A
+    // speed-up only, never needed for a correct merge, so nothing by default.
+    trials: fromCallback<MergeQueued>(() => () => {}),
   },
   actions: {
     block: sendParent(({ context }, params: { reason: MergeBlocked['reason']; detail: string }): MergeBlocked => {
@@ -82,6 +87,8 @@ export const mergeQueueMachine = setup({
   id: 'mergeQueue',
   description: 'Merges approved PRs one at a time, each brought up to date with the base and tested again.',
   context: { item: null },
+  invoke: { id: 'trials', src: 'trials' },
+  on: { 'merge.queued': { actions: sendTo('trials', ({ event }) => event) } },
   initial: 'idle',
   states: {
     idle: {
@@ -89,7 +96,7 @@ export const mergeQueueMachine = setup({
       on: {
         'merge.requested': {
           target: 'updating',
-          actions: assign({ item: ({ event }) => ({ taskId: event.taskId, prNumber: event.prNumber, attempt: event.attempt }) }),
+          actions: assign({ item: ({ event }) => ({ taskId: event.taskId, prNumber: event.prNumber, attempt: event.attempt, behind: event.behind ?? [] }) }),
         },
       },
     },

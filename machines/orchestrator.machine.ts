@@ -3,7 +3,7 @@ import { everThinkerMachine } from './ever-thinker.machine.ts';
 import type {
   AgentFailed, AgentStalled, AlertAcknowledged, ChangesRequested, ForecastOverBudget, HealthAlert, HumanApproved, HumanRejected, ImprovementsExhausted,
   HumanAnswered, ImprovementsProposed, LimitReached, MergeBlocked, NewTaskRef, Outcome, PlanReady, PrApproved, PrMerged, PrRejected, PrSubmitted,
-  QuestionTimeout, ReviewHeld, RunAbort, RunPause, RunResume, ScopeClarified, StopCondition, StopRecord, TaskRef, TaskSkip,
+  QuestionTimeout, QueuedMerge, ReviewHeld, RunAbort, RunPause, RunResume, ScopeClarified, StopCondition, StopRecord, TaskRef, TaskSkip,
 } from './events.ts';
 import { mergeQueueMachine } from './merge-queue.machine.ts';
 import { moderatorMachine } from './moderator.machine.ts';
@@ -237,6 +237,14 @@ function dropTask(context: OrchestratorContext, taskId: string): Partial<Orchest
   };
 }
 
+/** The PRs of the tasks in a merge queue, in order. */
+function queuedMerges(context: OrchestratorContext, queue: string[]): QueuedMerge[] {
+  return queue.flatMap((id) => {
+    const queued = taskIn(context, id);
+    return queued && queued.prNumber !== null ? [{ taskId: queued.id, prNumber: queued.prNumber }] : [];
+  });
+}
+
 /**
  * What skipping a task changes: it is skipped and out of every slot and queue, and the actors
  * with its step in hand are reset. A TechLead holds its task through review, so only one whose
@@ -342,7 +350,8 @@ export const orchestratorMachine = setup({
       const task = taskIn(context, taskId);
       enqueue.assign({ mergeQueue: rest, merging: task && task.prNumber !== null ? task.id : null });
       if (!task || task.prNumber === null) return;
-      enqueue.sendTo('mergeQueue', { type: 'merge.requested', taskId: task.id, prNumber: task.prNumber, attempt: task.attempt, correlationId: correlationId(task.id, task.attempt) });
+      const behind = queuedMerges(context, rest);
+      enqueue.sendTo('mergeQueue', { type: 'merge.requested', taskId: task.id, prNumber: task.prNumber, attempt: task.attempt, behind, correlationId: correlationId(task.id, task.attempt) });
     }),
     queueReview: assign(({ context }, submitted: PrSubmitted) => ({
       tasks: patchTask(context.tasks, submitted.taskId, { status: 'in_review', prNumber: submitted.prNumber }),
@@ -353,11 +362,16 @@ export const orchestratorMachine = setup({
      * TechLead it stays until the merge: one task at a time, each branch made from a base that
      * holds the one before (no update, no second test run), as runs were before parallel tasks.
      */
-    queueMerge: assign(({ context }, approved: PrApproved) => ({
-      reviewers: releaseTask(context.reviewers, approved.taskId),
-      ...(context.techleads.length > 1 ? { techleads: releaseTask(context.techleads, approved.taskId) } : {}),
-      mergeQueue: [...context.mergeQueue, approved.taskId],
-    })),
+    queueMerge: enqueueActions(({ context, enqueue }, approved: PrApproved) => {
+      const mergeQueue = [...context.mergeQueue, approved.taskId];
+      enqueue.assign({
+        reviewers: releaseTask(context.reviewers, approved.taskId),
+        ...(context.techleads.length > 1 ? { techleads: releaseTask(context.techleads, approved.taskId) } : {}),
+        mergeQueue,
+      });
+      // The queue is busy with another PR: this one's merge can be tested while it waits.
+      if (context.merging !== null) enqueue.sendTo('mergeQueue', { type: 'merge.queued', behind: queuedMerges(context, mergeQueue) });
+    }),
     /** Changes requested: the next round goes back to the task's own TechLead. */
     queueRevision: assign(({ context }, review: ChangesRequested) => ({
       tasks: patchTask(context.tasks, review.taskId, { status: 'in_progress', stage: 'revise', attempt: review.attempt + 1 }),

@@ -136,7 +136,7 @@ test('unattended, a forecast past the budget ends the run needs_human (exit 5) b
   // A finished run shows its final states: every agent stopped, in `status` and in the checkpoint export.
   const status = cli(['status', '--target', target]);
   t.regex(status.stdout, /finished, phase stopped, outcome needs_human/);
-  t.regex(status.stdout, /agents {2}moderator stopped, techlead stopped, monitor stopped, everThinker stopped/);
+  t.regex(status.stdout, /agents {2}techlead-1 stopped, techlead-2 stopped, techlead-3 stopped, moderator stopped, mergeQueue stopped, monitor stopped, everThinker stopped/);
   const exported = JSON.parse(fs.readFileSync(path.join(target, '.duo-agent', 'checkpoints', `${stopped.runId}.json`), 'utf8')) as { run: Record<string, unknown>; states: Record<string, string> };
   t.like(exported.run, { status: 'finished', outcome: 'needs_human', reason: stopped.reason });
   t.deepEqual(exported.states, { orchestrator: 'stopped', moderator: 'stopped', techlead: 'stopped', monitor: 'stopped', everThinker: 'stopped' });

@@ -306,6 +306,43 @@ test('mergeBaseInto: the base merged in without committing, nothing when either 
   t.is(box.sh(wt, 'status', '--porcelain').trim(), '');
 });
 
+test('a trial merge is the tree the real merge makes, built without moving a ref; a conflict is null; a killed trial worktree goes with crash recovery', async (t) => {
+  const box = await preparedRepo(t, { 'shared.txt': 'base\n' });
+  const refs = () => box.sh(box.root, 'for-each-ref', '--format=%(refname) %(objectname)');
+  for (const [id, file] of [['A1', 'a.txt'], ['B1', 'b.txt'], ['C1', 'shared.txt']] as const) {
+    const wt = worktreePath(box, id);
+    await box.git.ensureWorktree(`moderator/feature/${id}`, wt);
+    await box.git.writeFiles(wt, [{ path: file, content: `${id}\n` }]);
+    await box.git.commitAll(wt, id, `run1:${id}:commit`);
+  }
+  const before = refs();
+  const a = await box.git.trialMerge(box.sh(box.root, 'rev-parse', 'main').trim(), 'moderator/feature/A1');
+  const ab = a && (await box.git.trialMerge(a.commit, 'moderator/feature/B1'));
+  t.truthy(ab);
+  t.is(refs(), before, 'no branch or ref moved');
+  t.is(box.sh(box.root, 'status', '--porcelain').trim(), '');
+
+  // The same merges for real, as the merge queue makes them: A merged into main, main into B, B into main.
+  await box.git.mergeNoFf('moderator/feature/A1', 'Merge A1', 'run1:A1:merge');
+  const wtB = worktreePath(box, 'B1');
+  t.deepEqual(await box.git.mergeBaseInto(wtB), { merging: true, conflicts: [] });
+  await box.git.commitAll(wtB, 'Merge main into B1', 'run1:B1:update');
+  t.is(await box.git.treeOf(wtB, 'HEAD'), ab?.tree, 'the updated branch has the tree the trial tested');
+
+  t.truthy(await box.git.trialMerge(box.sh(box.root, 'rev-parse', 'main').trim(), 'moderator/feature/C1'), 'clean while main has not touched shared.txt');
+  fs.writeFileSync(path.join(box.root, 'shared.txt'), 'main\n');
+  box.sh(box.root, 'commit', '-q', '-am', 'main edits shared.txt');
+  t.is(await box.git.trialMerge(box.sh(box.root, 'rev-parse', 'main').trim(), 'moderator/feature/C1'), null, 'conflicts: no trial');
+
+  const trial = await box.git.checkoutTrial('B1-1', ab?.commit ?? '');
+  t.true(fs.existsSync(path.join(trial, 'b.txt')));
+  // Killed while a trial ran: the next session's crash recovery removes it.
+  const fixed = await box.git.recoverAfterCrash({ lockWaitMs: 0 });
+  t.true(fixed.some((line) => /removed the trial worktree \.duo-agent\/trials\/B1-1/.test(line)), fixed.join(' | '));
+  t.false(fs.existsSync(trial));
+  t.false(box.sh(box.root, 'worktree', 'list').includes('trials'));
+});
+
 test('a merge conflict is aborted and reported with the conflicting files', async (t) => {
   const box = await preparedRepo(t, { 'shared.txt': 'base\n', 'other.txt': 'o\n' });
   const wt = worktreePath(box, 'T4');

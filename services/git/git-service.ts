@@ -10,6 +10,7 @@ import { Repository, type CommitInfo, type GitServiceOptions, type RecoverOption
 import { StepCommits } from './step-commits.ts';
 import { TargetSetup } from './target-setup.ts';
 import { Trees, type TreeChange, type TreeEntry } from './trees.ts';
+import { TrialMerges } from './trial-merges.ts';
 import { Worktrees } from './worktrees.ts';
 
 export type { CommitInfo, GitIdentity, GitServiceOptions, RecoverOptions } from './repository.ts';
@@ -33,6 +34,7 @@ export class GitService {
   private readonly steps: StepCommits;
   private readonly merges: Merges;
   private readonly trees: Trees;
+  private readonly trials: TrialMerges;
 
   constructor(options: GitServiceOptions) {
     this.repo = new Repository(options);
@@ -44,6 +46,7 @@ export class GitService {
     this.steps = new StepCommits(this.repo);
     this.merges = new Merges(this.repo);
     this.trees = new Trees(this.repo);
+    this.trials = new TrialMerges(this.repo);
   }
 
   static branchName(prefix: string, type: string, taskId: string, generation = 1): string {
@@ -95,8 +98,10 @@ export class GitService {
   }
 
   /** See CrashRecovery: locks, interrupted merges, half-made worktrees; returns what it fixed. */
-  recoverAfterCrash(options: RecoverOptions = {}): Promise<string[]> {
-    return this.recovery.recoverAfterCrash(options);
+  async recoverAfterCrash(options: RecoverOptions = {}): Promise<string[]> {
+    const fixed = await this.recovery.recoverAfterCrash(options);
+    // Trial worktrees of a killed merge queue: their test results went with the process.
+    return [...fixed, ...(await this.trials.dropAll())];
   }
 
   /** A worktree at `worktreePath` with `branch` checked out, made or repaired as needed. */
@@ -193,6 +198,25 @@ export class GitService {
   /** Paths that differ between two commits. */
   treeChanges(cwd: string, from: string, to: string): Promise<TreeChange[]> {
     return this.trees.changes(cwd, from, to);
+  }
+
+  /** The merge of `branch` onto the commit `onto`, made from git's objects only (no ref moves); null when they conflict. See trial-merges.ts. */
+  trialMerge(onto: string, branch: string): Promise<{ commit: string; tree: string } | null> {
+    return this.trials.merge(onto, branch);
+  }
+
+  /** The tree of `rev` as seen from `cwd` (a worktree's `HEAD`, a commit). */
+  treeOf(cwd: string, rev: string): Promise<string> {
+    return this.trials.treeOf(cwd, rev);
+  }
+
+  /** A detached worktree of a trial merge, to test it; `dropTrial` removes it. */
+  checkoutTrial(name: string, commit: string): Promise<string> {
+    return this.trials.checkout(name, commit);
+  }
+
+  dropTrial(worktreePath: string): Promise<void> {
+    return this.trials.drop(worktreePath);
   }
 
   /** Paths of a work tree that differ from its HEAD (edited, added, deleted, untracked). */
