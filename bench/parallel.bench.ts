@@ -11,7 +11,8 @@
  * - maxConcurrentCalls: the most model requests the fake held at once in the parallel run.
  * - mergesPerRun, updatesPerRun: merges into main, and merge-queue updates of a branch whose base
  *   moved (each then re-tested), of the parallel run; every task's files are its own, so none
- *   conflicts.
+ *   conflicts. retestsTakenFromTrials: of those re-tests, how many a trial run ahead of the PR's
+ *   turn had already passed on the same tree.
  * The target's tests are `node --test` over eight tiny files: the orchestration, git and the
  * merge queue's re-tests are what the figure measures besides the latency.
  */
@@ -81,7 +82,7 @@ function target(parallel: number): string {
   return dir;
 }
 
-async function once(parallel: number): Promise<{ ms: number; maxConcurrentCalls: number; merges: number; updates: number }> {
+async function once(parallel: number): Promise<{ ms: number; maxConcurrentCalls: number; merges: number; updates: number; testedAhead: number }> {
   const fake = model();
   const server = await startFakeOpenAI(fake.script);
   const dir = target(parallel);
@@ -101,7 +102,8 @@ async function once(parallel: number): Promise<{ ms: number; maxConcurrentCalls:
     const merges = git(dir, 'log', '--first-parent', '--merges', '--format=%s', 'main').split('\n').filter((line) => line.startsWith('Merge PR')).length;
     if (merges !== TASKS) throw new Error(`the run with max_parallel_tasks ${parallel} merged ${merges} of ${TASKS} tasks`);
     const updates = (stderr.match(/brought up to date with main/g) ?? []).length;
-    return { ms, maxConcurrentCalls: fake.maxInFlight(), merges, updates };
+    const testedAhead = (stderr.match(/run ahead of its turn/g) ?? []).length;
+    return { ms, maxConcurrentCalls: fake.maxInFlight(), merges, updates, testedAhead };
   } finally {
     await server.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -111,7 +113,7 @@ async function once(parallel: number): Promise<{ ms: number; maxConcurrentCalls:
 assertBuilt();
 const sequential: number[] = [];
 const parallel: number[] = [];
-let last = { maxConcurrentCalls: 0, merges: 0, updates: 0 };
+let last = { maxConcurrentCalls: 0, merges: 0, updates: 0, testedAhead: 0 };
 for (let run = 0; run < runs; run += 1) {
   sequential.push((await once(1)).ms);
   const result = await once(4);
@@ -135,5 +137,6 @@ console.log(JSON.stringify({
   maxConcurrentCalls: last.maxConcurrentCalls,
   mergesPerRun: last.merges,
   updatesPerRun: last.updates,
+  retestsTakenFromTrials: last.testedAhead,
   load: os.loadavg().map((value) => Math.round(value * 100) / 100),
 }));
