@@ -98,7 +98,7 @@ test('the whole tree is checkpointed with its journal and resumes in a new actor
   t.deepEqual(await output, { outcome: 'done', reason: 'every task merged (improvement cycles are off: limits.max_improvement_cycles 0)' });
   t.deepEqual(resumedCalls, [
     'implement T1#1', 'submit {"taskId":"T1","taskType":"feature","attempt":1,"generation":1,"testsPassed":true}', 'review T1',
-    'update {"taskId":"T1","prNumber":7,"attempt":1}', 'merge {"taskId":"T1","prNumber":7,"attempt":1}',
+    'update {"taskId":"T1","prNumber":7,"attempt":1,"behind":[]}', 'merge {"taskId":"T1","prNumber":7,"attempt":1,"behind":[]}',
   ],
     'clarify, plan and prepare are not run again; the interrupted implement runs again with its input');
   t.is(store.loadSnapshot('r1')?.status, 'done');

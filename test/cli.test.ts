@@ -139,7 +139,9 @@ test('unattended, a forecast past the budget ends the run needs_human (exit 5) b
   t.regex(status.stdout, /agents {2}techlead-1 stopped, techlead-2 stopped, techlead-3 stopped, moderator stopped, mergeQueue stopped, monitor stopped, everThinker stopped/);
   const exported = JSON.parse(fs.readFileSync(path.join(target, '.duo-agent', 'checkpoints', `${stopped.runId}.json`), 'utf8')) as { run: Record<string, unknown>; states: Record<string, string> };
   t.like(exported.run, { status: 'finished', outcome: 'needs_human', reason: stopped.reason });
-  t.deepEqual(exported.states, { orchestrator: 'stopped', moderator: 'stopped', techlead: 'stopped', monitor: 'stopped', everThinker: 'stopped' });
+  t.deepEqual(exported.states, {
+    orchestrator: 'stopped', moderator: 'stopped', 'techlead-1': 'stopped', 'techlead-2': 'stopped', 'techlead-3': 'stopped', mergeQueue: 'stopped', monitor: 'stopped', everThinker: 'stopped',
+  });
 
   const again = cli(['--resume', stopped.runId, '--target', target, '--json']);
   t.is(again.code, 5, 'the same limit stops it again at once');
