@@ -77,10 +77,15 @@ export class TrialTests {
     }
   }
 
-  /** One chain operation at a time: each builds on where the one before left the chain. */
+  /**
+   * One chain operation at a time: each builds on where the one before left the chain. Never
+   * rejects: a trial that cannot be made only means the PR is tested in its own turn.
+   */
   private serially(work: () => Promise<void>): Promise<void> {
-    const next = this.queue.then(work, work);
-    this.queue = next.catch(() => {});
+    const next = this.queue.then(work).catch((error: unknown) => {
+      this.services.logs.for('mergeQueue').warn({ error: messageOf(error) }, 'trial merges stopped');
+    });
+    this.queue = next;
     return next;
   }
 
