@@ -23,9 +23,9 @@ function heldTask(ref: AnyActorRef | undefined): { taskId: string; attempt: numb
 }
 
 /** The actors that do work, by systemId: the reviewers (`moderator`, `moderator-2`, ...), the TechLeads (`techlead-1`, ...), the Ever-Thinker. */
-function workers(system: AnyActorSystem): string[] {
+function workers(system: AnyActorSystem): Slot[] {
   const context = ((system.get('orchestrator') as AnyActorRef | undefined)?.getSnapshot().context ?? {}) as { techleads?: Slot[]; reviewers?: Slot[] };
-  return [...(context.reviewers ?? [{ id: 'moderator', taskId: null }]), ...(context.techleads ?? [])].map((slot) => slot.id).concat('everThinker');
+  return [...(context.reviewers ?? [{ id: 'moderator', taskId: null }]), ...(context.techleads ?? []), { id: 'everThinker', taskId: null }];
 }
 
 /**
@@ -33,9 +33,9 @@ function workers(system: AnyActorSystem): string[] {
  * tasks merged, reviews written (findings raised or resolved), a worktree's diff changing, tests
  * newly passing, cycles analysed; model calls and messages are activity, not progress.
  */
-async function progressOf(services: RunServices, actorId: string, ref: AnyActorRef | undefined): Promise<string> {
+async function progressOf(services: RunServices, worker: Slot, ref: AnyActorRef | undefined): Promise<string> {
   const { store, runId } = services;
-  const agent = agentOfActor(actorId);
+  const agent = agentOfActor(worker.id);
   if (agent === 'techlead') {
     const task = heldTask(ref);
     if (task === null) return 'no task';
@@ -48,6 +48,11 @@ async function progressOf(services: RunServices, actorId: string, ref: AnyActorR
   }
   const tasks = store.listTasks(runId);
   const merged = tasks.filter((task) => task.status === 'merged').length;
+  // A reviewer with a PR in hand: its own review, so another reviewer's progress does not hide it.
+  if (agent === 'moderator' && worker.taskId !== null) {
+    const task = worker.taskId;
+    return `reviewing ${task}: reviews ${store.listReviews(runId).filter((review) => review.taskId === task).length}`;
+  }
   if (agent === 'moderator') {
     const scoped = store.getRun(runId)?.scope != null ? 1 : 0;
     return `scope ${scoped} tasks ${tasks.length} reviews ${store.listReviews(runId).length} merged ${merged}`;
@@ -67,10 +72,10 @@ export function runSampler(services: RunServices, clock: RunClock, now: () => nu
   const sessionStart = new Date(now()).toISOString();
   const sample = async (system: AnyActorSystem): Promise<MetricsSample> => {
     const agents: Record<string, AgentSample> = {};
-    for (const id of workers(system)) {
-      const ref = system.get(id) as AnyActorRef | undefined;
+    for (const worker of workers(system)) {
+      const ref = system.get(worker.id) as AnyActorRef | undefined;
       if (!ref) continue;
-      agents[id] = { working: !restingStates.has(stateOf(ref)), progress: await progressOf(services, id, ref) };
+      agents[worker.id] = { working: !restingStates.has(stateOf(ref)), progress: await progressOf(services, worker, ref) };
     }
     const totals = store.totals(runId);
     const tasks = store.listTasks(runId);

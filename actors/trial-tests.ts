@@ -102,7 +102,11 @@ export class TrialTests {
     this.controller = new AbortController();
     this.byTree.clear();
     this.chain = null;
-    for (const wake of this.waiting.splice(0)) wake();
+    // Each one waiting is handed a slot, sees the abort and gives it back.
+    for (const wake of this.waiting.splice(0)) {
+      this.running += 1;
+      wake();
+    }
   }
 
   private async test(taskId: string, commit: string, signal: AbortSignal): Promise<ProjectTestResult | null> {
@@ -119,13 +123,18 @@ export class TrialTests {
       return null;
     } finally {
       if (worktree !== undefined) await this.services.git.dropTrial(worktree).catch(() => {});
-      this.running -= 1;
-      this.waiting.shift()?.();
+      // The slot goes straight to the next in line, so nothing can start in between and pass the limit.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running -= 1;
     }
   }
 
   private async slot(signal: AbortSignal): Promise<void> {
-    if (this.running >= this.limit && !signal.aborted) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.running += 1;
+    if (this.running < this.limit || signal.aborted) {
+      this.running += 1;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
   }
 }

@@ -464,10 +464,11 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
       if (reopened) return await continueRun(context, args, store, target, store.getRun(runId) as RunRecord, undefined, `continuing run ${runId}`);
       return finish(context, args, store, runId, false);
     }
-    if (snapshot && args.parallel !== undefined) {
+    const parallelFlag = args.parallel !== undefined ? '--parallel' : args.limits?.some((limit) => /^\s*max_parallel_tasks\s*=/.test(limit)) ? '--limit max_parallel_tasks' : undefined;
+    if (snapshot && parallelFlag !== undefined) {
       // The TechLeads are actors in the checkpointed tree, each with its task and step: their number is the run's.
       const running = snapshot.context?.techleads?.length;
-      throw new UsageError(`--parallel: a resumed run keeps the ${running ?? 'number of'} TechLeads it started with (they are part of its checkpoint); resume without --parallel, or give it to \`moderator retry\` once the run has ended`);
+      throw new UsageError(`${parallelFlag}: a resumed run keeps the ${running ?? 'number of'} TechLeads it started with (they are part of its checkpoint); resume without it, or give it to \`moderator retry\` once the run has ended`);
     }
     return await continueRun(context, args, store, target, run, snapshot, `resuming run ${runId}`);
   } catch (error) {

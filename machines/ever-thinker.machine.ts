@@ -1,5 +1,5 @@
 import { assign, fromPromise, sendParent, setup } from 'xstate';
-import { errorCode, errorMessage, type AgentReset, type AgentRetry, type AgentStagnant, type ImproveRequested, type NewTaskRef } from './events.ts';
+import { errorCode, errorMessage, type AgentFailed, type AgentReset, type AgentRetry, type AgentStagnant, type AgentStalled, type ImproveRequested, type NewTaskRef } from './events.ts';
 
 export interface EverThinkerInput {
   /** Proposals scoring below this (impact*2 - effort - risk) are not worth a task. */
@@ -66,14 +66,16 @@ export const everThinkerMachine = setup({
       why: 'diminishing_returns' as const,
       magnitude: measured.magnitude,
     })),
-    reportFailure: sendParent((_, params: { error: unknown }) => ({
+    reportFailure: sendParent(({ self }, params: { error: unknown }) => ({
       type: 'agent.failed',
       agent: 'everThinker',
+      actor: self.id,
       taskId: null,
       code: errorCode(params.error),
       message: errorMessage(params.error),
-    })),
-    reportStall: sendParent({ type: 'agent.stalled', agent: 'everThinker', taskId: null }),
+    }) satisfies AgentFailed),
+    // Its actor id is where the orchestrator sends the retry (`agent.retry` → measuring again).
+    reportStall: sendParent(({ self }) => ({ type: 'agent.stalled', agent: 'everThinker', actor: self.id, taskId: null }) satisfies AgentStalled),
   },
   guards: {
     diminishing: ({ context }, measured: MeasureOutput) => measured.magnitude !== null && measured.magnitude < context.minImprovement,

@@ -2,7 +2,7 @@ import { assign, fromPromise, sendParent, setup } from 'xstate';
 import { correlationId } from '../protocol/keys.ts';
 import {
   errorCode, errorMessage,
-  type AgentRetry, type AgentReset, type AgentStagnant, type ClarifyRequested, type NewTaskRef, type PlanRequested, type ReviewRequested,
+  type AgentRetry, type AgentReset, type AgentStagnant, type AgentStalled, type ClarifyRequested, type NewTaskRef, type PlanRequested, type ReviewRequested,
 } from './events.ts';
 
 export interface ReviewInput {
@@ -83,7 +83,7 @@ export const moderatorMachine = setup({
       return { type: 'pr.approved', taskId, prNumber, attempt, correlationId: correlationId(taskId, attempt) };
     }),
     markStalled: assign((_, state: WorkState) => ({ stalledIn: state })),
-    reportStall: sendParent(({ context, self }) => ({ type: 'agent.stalled', agent: 'moderator', actor: self.id, taskId: context.review?.taskId ?? null })),
+    reportStall: sendParent(({ context, self }) => ({ type: 'agent.stalled', agent: 'moderator', actor: self.id, taskId: context.review?.taskId ?? null }) satisfies AgentStalled),
   },
   guards: {
     verdictIs: (_, params: { verdict: ReviewOutput['verdict']; wanted: ReviewOutput['verdict'] }) => params.verdict === params.wanted,

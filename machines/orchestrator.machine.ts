@@ -9,7 +9,7 @@ import { mergeQueueMachine } from './merge-queue.machine.ts';
 import { moderatorMachine } from './moderator.machine.ts';
 import { monitorMachine, type MonitorInput } from './monitor.machine.ts';
 import { techleadMachine } from './techlead.machine.ts';
-import { actorIds } from '../protocol/agents.ts';
+import { actorIds, agentOfActor } from '../protocol/agents.ts';
 import { correlationId } from '../protocol/keys.ts';
 import { FINISHED_STATUSES } from '../protocol/tasks.ts';
 
@@ -195,20 +195,24 @@ function phaseOf(value: unknown): string {
  * The stopping condition with the phase it caught the run in. An action runs while the actor's
  * snapshot is still the one before the transition, so `self` says where the run was.
  */
-const stopIn = (self: { getSnapshot(): { value: unknown } }, condition: StopCondition, limit: number | null): StopRecord => ({
+const stopIn = (self: { getSnapshot(): { value: unknown } | undefined }, condition: StopCondition, limit: number | null): StopRecord => ({
   condition,
   limit,
-  phase: phaseOf(self.getSnapshot().value),
+  // In the actor's first macrostep (a retry that concludes at once) it has no snapshot yet.
+  phase: phaseOf(self.getSnapshot()?.value ?? 'starting'),
 });
 
 const inFlight = (task: TaskRef): boolean => task.status === 'in_progress' || task.status === 'in_review';
 
 /**
- * Times a task was handed out in its current allowance: its review rounds since the allowance
- * started, plus the restarts after stagnation granted for it.
+ * Times a task was handed to a TechLead in its current allowance: its review rounds since the
+ * allowance started, plus the TechLead restarts after stagnation granted for it (a reviewer's
+ * restart re-reads the PR; it does not hand the task out again).
  */
 export function triesOf(task: TaskRef, stallRetries: Record<string, number>): number {
-  const restarts = Object.entries(stallRetries).filter(([key]) => key.endsWith(`:${task.id}`)).reduce((sum, [, count]) => sum + count, 0);
+  const restarts = Object.entries(stallRetries)
+    .filter(([key]) => key.endsWith(`:${task.id}`) && agentOfActor(key.slice(0, key.lastIndexOf(':'))) === 'techlead')
+    .reduce((sum, [, count]) => sum + count, 0);
   return task.attempt - task.roundStart + 1 + restarts;
 }
 

@@ -1,7 +1,7 @@
 import { assign, fromPromise, sendParent, setup } from 'xstate';
 import {
   errorCode, errorMessage,
-  type AgentReset, type AgentRetry, type AgentStagnant, type TaskAssigned, type TaskFeedback,
+  type AgentReset, type AgentRetry, type AgentStagnant, type AgentStalled, type TaskAssigned, type TaskFeedback,
 } from './events.ts';
 import { correlationId } from '../protocol/keys.ts';
 
@@ -89,7 +89,7 @@ export const techleadMachine = setup({
     takeApproach: assign(({ context }, approach: number | undefined) => ({
       task: context.task && approach !== undefined ? { ...context.task, approach } : context.task,
     })),
-    reportStall: sendParent(({ context, self }) => ({ type: 'agent.stalled', agent: 'techlead', actor: self.id, taskId: context.task?.taskId ?? null })),
+    reportStall: sendParent(({ context, self }) => ({ type: 'agent.stalled', agent: 'techlead', actor: self.id, taskId: context.task?.taskId ?? null }) satisfies AgentStalled),
   },
   guards: {
     stalledIn: ({ context }, state: WorkState) => context.stalledIn === state,

@@ -169,7 +169,7 @@ test('runs that cannot be resumed are refused with exit 2: unknown id, other cha
   assertOneLine(t, nowhere.stderr, /no Moderator runs in/);
 });
 
-test('--parallel on --resume is refused with exit 2: the TechLeads are part of the checkpoint; without it the run resumes', async (t) => {
+test('--parallel (or --limit max_parallel_tasks) on --resume is refused with exit 2: the TechLeads are part of the checkpoint; without it the run resumes', async (t) => {
   const target = path.join(tempDir('resume-parallel'), 'todo');
   const first = await cliAsync(['demo', '--target', target, '--json', '--port', '0'], { kill: { label: 'implementing', line: /\] phase: implementing/ }, timeoutMs: 120_000 });
   t.true(first.killed, first.stderr);
@@ -178,7 +178,10 @@ test('--parallel on --resume is refused with exit 2: the TechLeads are part of t
   db.close();
   const refused = cli(['--resume', id, '--target', target, '--parallel', '1']);
   t.is(refused.code, 2);
-  assertOneLine(t, refused.stderr, /--parallel: a resumed run keeps the 3 TechLeads it started with .*resume without --parallel/);
+  assertOneLine(t, refused.stderr, /--parallel: a resumed run keeps the 3 TechLeads it started with .*resume without it/);
+  const viaLimit = cli(['--resume', id, '--target', target, '--limit', 'max_parallel_tasks=2']);
+  t.is(viaLimit.code, 2);
+  assertOneLine(t, viaLimit.stderr, /--limit max_parallel_tasks: a resumed run keeps the 3 TechLeads/);
   const resumed = cli(['--resume', id, '--target', target, '--json', '--port', '0']);
   t.is(resumed.code, 0, resumed.stderr);
 });

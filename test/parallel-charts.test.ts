@@ -5,13 +5,13 @@
  */
 import test from 'ava';
 import { createActor, fromCallback, fromPromise, waitFor, type AnyActorRef } from 'xstate';
-import { orchestratorMachine, type OrchestratorInput } from '../machines/orchestrator.machine.ts';
+import { orchestratorMachine, triesOf, type OrchestratorInput } from '../machines/orchestrator.machine.ts';
 import { moderatorMachine, type ReviewInput, type ReviewOutput } from '../machines/moderator.machine.ts';
 import { techleadMachine, type SubmitInput, type TaskStepInput, type TestOutput } from '../machines/techlead.machine.ts';
-import { everThinkerMachine, type AnalyzeOutput } from '../machines/ever-thinker.machine.ts';
+import { everThinkerMachine, type AnalyzeInput, type AnalyzeOutput } from '../machines/ever-thinker.machine.ts';
 import { mergeQueueMachine, type MergeStepInput, type RetestOutput, type UpdateOutput } from '../machines/merge-queue.machine.ts';
 import { monitorMachine } from '../machines/monitor.machine.ts';
-import type { NewTaskRef } from '../machines/events.ts';
+import type { NewTaskRef, TaskRef } from '../machines/events.ts';
 
 const input = (overrides: Partial<OrchestratorInput> = {}): OrchestratorInput => ({
   autoApprove: true,
@@ -358,4 +358,48 @@ test('stagnation counts per TechLead: one skipped for stalling does not make ano
   const done = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 5000 });
   t.is(done.output?.outcome, 'stuck');
   t.regex(done.output?.reason ?? '', /techlead-1 made no progress/);
+});
+
+test('an Ever-Thinker that stalls is retried by its actor id and analyses again; the run still ends', async (t) => {
+  let analyses = 0;
+  const { machine } = tree({ tasks: independent(1) });
+  const hanging = machine.provide({
+    actors: {
+      everThinker: everThinkerMachine.provide({
+        actors: {
+          analyze: fromPromise<AnalyzeOutput, AnalyzeInput>(async ({ signal }) => {
+            analyses += 1;
+            // The first analysis hangs until its step is stopped, as a stalled model call would.
+            if (analyses === 1) await new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('stopped'))));
+            return { accepted: [], considered: 0, bestPriority: null };
+          }),
+        },
+      }),
+    },
+  });
+  const actor = createActor(hanging, { input: input({ maxImprovementCycles: 1 }), id: 'orchestrator', systemId: 'orchestrator' }).start();
+  const everThinker = () => actor.system.get('everThinker') as AnyActorRef;
+  await new Gate().until(() => everThinker()?.getSnapshot().value === 'analyzing');
+  everThinker().send({ type: 'agent.stagnant' });
+  const done = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 5000 });
+  t.is(analyses, 2, 'analysed again after the retry');
+  t.is(done.output?.outcome, 'done');
+  t.like(done.context.stallRetries, { 'everThinker:-': 1 });
+});
+
+test('a task loop counts the TechLeads\' restarts, not a reviewer\'s', (t) => {
+  const task: TaskRef = { id: 'T1', type: 'feature', origin: 'plan', status: 'in_review', attempt: 3, roundStart: 1, stage: 'review', prNumber: 10, dependsOn: [], conflictRounds: 0, generation: 1 };
+  t.is(triesOf(task, {}), 3);
+  t.is(triesOf(task, { 'moderator:T1': 1, 'moderator-2:T1': 1 }), 3, 'a reviewer restarted re-reads the PR: not a new try');
+  t.is(triesOf(task, { 'techlead-2:T1': 1, 'techlead-1:T2': 1 }), 4, 'its own TechLead restart counts; another task\'s does not');
+});
+
+test('a retry whose tasks are all merged concludes at once, in the first macrostep, without an error', async (t) => {
+  const merged: TaskRef = { id: 'T1', type: 'feature', origin: 'plan', status: 'merged', attempt: 1, roundStart: 1, stage: 'implement', prNumber: 10, dependsOn: [], conflictRounds: 0, generation: 1 };
+  const { machine } = tree({ tasks: [] });
+  const actor = createActor(machine, { input: input({ retry: { tasks: [merged], improvementCycle: 0 } }), id: 'orchestrator', systemId: 'orchestrator' }).start();
+  const done = await waitFor(actor, (snapshot) => snapshot.status !== 'active', { timeout: 5000 });
+  t.is(done.status, 'done');
+  t.like(done.output, { outcome: 'done' });
+  t.like(done.context.stop, { condition: 'improvement_cycles', phase: 'starting' });
 });
