@@ -122,7 +122,7 @@ export class TrialTests {
       if (!signal.aborted) this.services.logs.for('mergeQueue').warn({ taskId, error: messageOf(error) }, 'trial test run failed to run');
       return null;
     } finally {
-      if (worktree !== undefined) await this.services.git.dropTrial(worktree).catch(() => {});
+      if (worktree !== undefined) await this.services.git.removeWorktree(worktree).catch(() => {});
       // The slot goes straight to the next in line, so nothing can start in between and pass the limit.
       const next = this.waiting.shift();
       if (next) next();

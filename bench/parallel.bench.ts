@@ -16,34 +16,19 @@
  * The target's tests are `node --test` over eight tiny files: the orchestration, git and the
  * merge queue's re-tests are what the figure measures besides the latency.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { assertBuilt } from '../test/helpers/build.ts';
+import { cliAsync } from '../test/helpers/cli.ts';
+import { median } from './stats.ts';
 import { startFakeOpenAI } from '../test/fakes/openai-api.ts';
 import { taskModel, type TaskModel } from '../test/fakes/task-model.ts';
 
-const root = path.resolve(import.meta.dirname, '..');
-const bin = path.join(root, 'bin', 'moderator.js');
 const runs = Number(process.argv[2] ?? 3);
 const TASKS = 8;
 const LATENCY_MS = 500;
 const GOAL = 0.35;
-
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const key of Object.keys(env)) {
-    if (key.startsWith('DUO_AGENT_') || key.startsWith('OPENAI_') || key.startsWith('ANTHROPIC_') || key === 'NODE_OPTIONS' || key === 'NODE_TEST_CONTEXT') delete env[key];
-  }
-  return { ...env, ...extra };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return Math.round(sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2);
-}
 
 const git = (cwd: string, ...args: string[]) => execFileSync('git', ['-c', 'user.name=b', '-c', 'user.email=b@x', ...args], { cwd, encoding: 'utf8' });
 
@@ -88,14 +73,8 @@ async function once(parallel: number): Promise<{ ms: number; maxConcurrentCalls:
   const dir = target(parallel);
   try {
     const started = performance.now();
-    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [bin, 'Eight independent modules, each with a test.', '--target', dir, '-y', '--json', '--port', '0'], {
-        cwd: root, env: cleanEnv({ OPENAI_API_KEY: 'sk-bench', OPENAI_BASE_URL: `${server.url}/v1` }), stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let err = '';
-      child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString('utf8'); });
-      child.on('error', reject);
-      child.on('close', (exit) => resolve({ code: exit, stderr: err }));
+    const { code, stderr } = await cliAsync(['Eight independent modules, each with a test.', '--target', dir, '-y', '--json', '--port', '0'], {
+      env: { OPENAI_API_KEY: 'sk-bench', OPENAI_BASE_URL: `${server.url}/v1` }, timeoutMs: 300_000,
     });
     const ms = performance.now() - started;
     if (code !== 0) throw new Error(`the run with max_parallel_tasks ${parallel} exited ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
@@ -110,7 +89,6 @@ async function once(parallel: number): Promise<{ ms: number; maxConcurrentCalls:
   }
 }
 
-assertBuilt();
 const sequential: number[] = [];
 const parallel: number[] = [];
 let last = { maxConcurrentCalls: 0, merges: 0, updates: 0, testedAhead: 0 };

@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { assertBuilt } from '../test/helpers/build.ts';
+import { median } from './stats.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const bin = path.join(root, 'bin', 'moderator.js');
@@ -37,12 +38,6 @@ function cleanEnv(): NodeJS.ProcessEnv {
 
 const env = cleanEnv();
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  const value = sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-  return Math.round(value);
-}
 
 const tickMs = 10; // USER_HZ is 100 on Linux
 const quote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`;

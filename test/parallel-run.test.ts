@@ -6,10 +6,8 @@
  * shown) or, with `limits.max_conflict_rounds: 0`, for a re-implementation on a fresh branch from
  * the new base. Which of the two merges first is up to timing; the assertions hold either way.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import test from 'ava';
-import { cliAsync, git, newTarget, parseSummary, removeTargets, withDb } from './helpers/cli.ts';
+import { cliAsync, git, parseSummary, removeTargets, repositoryWith, withDb } from './helpers/cli.ts';
 import { startFakeOpenAI } from './fakes/openai-api.ts';
 import { taskModel, type Ask, type Change, type TaskModel } from './fakes/task-model.ts';
 
@@ -33,22 +31,15 @@ function change(ask: Ask, sawOther: (ask: Ask) => boolean): Change {
 }
 
 function repo(name: string, limits: Record<string, unknown>): string {
-  const target = newTarget(name);
-  fs.mkdirSync(target, { recursive: true });
-  const run = (...args: string[]) => git(target, '-c', 'user.name=u', '-c', 'user.email=u@x', ...args);
-  run('init', '-q', '-b', 'main');
-  fs.writeFileSync(path.join(target, 'package.json'), `${JSON.stringify({ name: 'greet', version: '1.0.0', type: 'module', scripts: { test: 'node --test' } }, null, 2)}\n`);
-  fs.writeFileSync(path.join(target, 'greet.js'), BASE);
-  run('add', '-A');
-  run('commit', '-q', '-m', 'init');
-  const config = {
+  return repositoryWith(name, {
+    'package.json': `${JSON.stringify({ name: 'greet', version: '1.0.0', type: 'module', scripts: { test: 'node --test' } }, null, 2)}\n`,
+    'greet.js': BASE,
+  }, {
     project: { name: 'greet', language: 'javascript', test_command: 'node --test' },
     model: { provider: 'openai', max_retries: 0 },
     agents: { moderator: { parallel_reviews: 2 } },
     limits: { max_parallel_tasks: 2, max_improvement_cycles: 0, ...limits },
-  };
-  fs.writeFileSync(path.join(target, 'duo-agent.config.yaml'), `${JSON.stringify(config, null, 2)}\n`);
-  return target;
+  });
 }
 
 async function runWith(t: { teardown(fn: () => Promise<void>): void }, target: string, model: TaskModel) {

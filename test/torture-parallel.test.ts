@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { cliAsync, dbPoll, git, listRunsAsync, newTarget, parseSummary, removeTargets, withDb, type KilledResult, type KillPoint, type RunSummaryJson } from './helpers/cli.ts';
+import { cliAsync, dbPoll, git, listRunsAsync, parseSummary, removeTargets, repositoryWith, withDb, type KilledResult, type KillPoint, type RunSummaryJson } from './helpers/cli.ts';
 import { startFakeOpenAI, type FakeServer, type FakeStep } from './fakes/openai-api.ts';
 import { taskModel, type TaskModel } from './fakes/task-model.ts';
 
@@ -54,21 +54,14 @@ function model(): TaskModel {
 }
 
 function newRepo(name: string): string {
-  const target = newTarget(name);
-  fs.mkdirSync(target, { recursive: true });
-  const run = (...args: string[]) => git(target, '-c', 'user.name=u', '-c', 'user.email=u@x', ...args);
-  run('init', '-q', '-b', 'main');
-  fs.writeFileSync(path.join(target, 'package.json'), `${JSON.stringify({ name: 'mods', version: '1.0.0', type: 'module', scripts: { test: 'node --test' } }, null, 2)}\n`);
-  run('add', 'package.json');
-  run('commit', '-q', '-m', 'init');
-  const config = {
+  return repositoryWith(name, {
+    'package.json': `${JSON.stringify({ name: 'mods', version: '1.0.0', type: 'module', scripts: { test: 'node --test' } }, null, 2)}\n`,
+  }, {
     project: { name: 'mods', language: 'javascript', test_command: 'node --test' },
     model: { provider: 'openai', max_retries: 0 },
     agents: { moderator: { parallel_reviews: 2 } },
     limits: { max_parallel_tasks: 3, max_improvement_cycles: 0 },
-  };
-  fs.writeFileSync(path.join(target, 'duo-agent.config.yaml'), `${JSON.stringify(config, null, 2)}\n`);
-  return target;
+  });
 }
 
 interface Server {

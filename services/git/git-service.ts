@@ -46,7 +46,7 @@ export class GitService {
     this.steps = new StepCommits(this.repo);
     this.merges = new Merges(this.repo);
     this.trees = new Trees(this.repo);
-    this.trials = new TrialMerges(this.repo);
+    this.trials = new TrialMerges(this.repo, this.worktrees);
   }
 
   static branchName(prefix: string, type: string, taskId: string, generation = 1): string {
@@ -210,13 +210,9 @@ export class GitService {
     return this.trials.treeOf(cwd, rev);
   }
 
-  /** A detached worktree of a trial merge, to test it; `dropTrial` removes it. */
+  /** A detached worktree of a trial merge, to test it; `removeWorktree` removes it. */
   checkoutTrial(name: string, commit: string): Promise<string> {
     return this.trials.checkout(name, commit);
-  }
-
-  dropTrial(worktreePath: string): Promise<void> {
-    return this.trials.drop(worktreePath);
   }
 
   /** Paths of a work tree that differ from its HEAD (edited, added, deleted, untracked). */

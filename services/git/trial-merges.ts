@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { GitError } from './git-error.ts';
 import { Repository, STATE_DIR, realOrResolved } from './repository.ts';
+import type { Worktrees } from './worktrees.ts';
 
 /** Where trial merges are checked out to be tested: throwaway, never a task's worktree. */
 export const TRIALS_DIR = path.join(STATE_DIR, 'trials');
@@ -11,11 +12,14 @@ export const TRIALS_DIR = path.join(STATE_DIR, 'trials');
  * Merges made only to be tested ahead of their turn, as a merge queue does: the commit a PR's
  * merge would make on top of another (possible) commit, built from git's objects alone
  * (`merge-tree --write-tree`, then `commit-tree`): no branch, no ref, no work tree touched. Each
- * is tested in a detached worktree under `.duo-agent/trials/`, removed afterwards; a kill's
- * leftovers go with crash recovery.
+ * is tested in a detached worktree under `.duo-agent/trials/`, removed afterwards like any
+ * worktree (Worktrees.removeWorktree); a kill's leftovers go with crash recovery.
  */
 export class TrialMerges {
-  constructor(private readonly repo: Repository) {}
+  constructor(
+    private readonly repo: Repository,
+    private readonly worktrees: Worktrees,
+  ) {}
 
   /**
    * The merge of `branch` into the commit `onto`, as a dangling commit, and its tree; null when
@@ -38,18 +42,10 @@ export class TrialMerges {
   /** A detached worktree of `commit` at `.duo-agent/trials/<name>`, made fresh. */
   async checkout(name: string, commit: string): Promise<string> {
     const target = path.join(this.repo.root, TRIALS_DIR, name);
-    await this.drop(target);
+    await this.worktrees.removeWorktree(target);
     await fs.mkdir(path.dirname(target), { recursive: true });
     await this.repo.git(this.repo.root, ['worktree', 'add', '--detach', target, commit]);
     return target;
-  }
-
-  /** Removes a trial worktree and its registration; nothing there: no-op. */
-  async drop(target: string): Promise<void> {
-    const real = await realOrResolved(target);
-    const registered = (await this.repo.listWorktrees()).some((entry) => entry.path === real);
-    if (registered) await this.repo.dropWorktree(target);
-    else await fs.rm(target, { recursive: true, force: true });
   }
 
   /** Every trial worktree a killed process left; returns what it removed, for the log. */

@@ -49,6 +49,23 @@ export function newTarget(name: string): string {
   return path.join(folder, 'todo');
 }
 
+/**
+ * A target repository on `main` whose first commit holds `files`, with an untracked
+ * `duo-agent.config.yaml` holding `config` (written as JSON, which YAML reads), as a user's own
+ * repository with its settings beside it.
+ */
+export function repositoryWith(name: string, files: Record<string, string>, config: Record<string, unknown>): string {
+  const target = newTarget(name);
+  fs.mkdirSync(target, { recursive: true });
+  const run = (...args: string[]) => git(target, '-c', 'user.name=u', '-c', 'user.email=u@x', ...args);
+  run('init', '-q', '-b', 'main');
+  for (const [file, content] of Object.entries(files)) fs.writeFileSync(path.join(target, file), content);
+  run('add', '-A');
+  run('commit', '-q', '-m', 'init');
+  fs.writeFileSync(path.join(target, 'duo-agent.config.yaml'), `${JSON.stringify(config, null, 2)}\n`);
+  return target;
+}
+
 /** Deletes the temp folders of `newTarget` (call from `test.after`: only when every test passed, so failures keep theirs). */
 export function removeTargets(): void {
   for (const folder of madeFolders.splice(0)) {
