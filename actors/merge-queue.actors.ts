@@ -76,7 +76,7 @@ export function mergeQueueActors(services: RunServices) {
     }
     const merge = await services.prs.mergeBaseInto(task.id, worktree, signal);
     if (!merge.merging) {
-      testAhead(input, await services.git.headSha(pr.branch));
+      testAhead(input, await services.git.branchHead(pr.branch));
       return { updated: false, conflicts: [] };
     }
     if (merge.conflicts.length > 0) {

@@ -128,7 +128,10 @@ export function techleadActors(services: RunServices) {
     const withTools = services.toolsFor !== undefined || services.config.model.provider === 'claude-cli';
     return once(services.store, services.runId, stepKeys.prompt(callKeys.change(purpose, task.id, step.attempt)), async () => {
       await services.git.ensureWorktree(branch, worktree);
-      const touched = [...new Set([...(await services.git.changedFiles(branch)), ...(await services.git.uncommittedPaths(worktree))])].sort();
+      // A first implementation has no earlier attempt: its branch is fresh from the base and
+      // nothing has written to its worktree before this prompt (which is journaled before any reply).
+      const first = purpose === 'implement' && step.attempt === 1;
+      const touched = first ? [] : [...new Set([...(await services.git.changedFiles(branch)), ...(await services.git.uncommittedPaths(worktree))])].sort();
       const context = await services.context.forTask({ cwd: worktree, query: { text: parts.query, touched }, withTools, testOutput: parts.testOutput, reserved: estimateTokens(parts.before) });
       return [parts.before, ...context.sections, parts.ending].join('\n\n');
     });
@@ -195,7 +198,7 @@ export function techleadActors(services: RunServices) {
   const submit = fromPromise<{ prNumber: number }, SubmitInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
     const branch = branchOf(task, input.generation);
-    const headSha = await services.git.headSha(branch);
+    const headSha = await services.git.branchHead(branch);
     const body = pullRequestBody(task, services.store.getTestRun(services.runId, task.id, input.attempt), input.attempt);
     const pr = await services.prs.open({
       taskId: task.id,

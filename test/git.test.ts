@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { GitError } from '../services/git/git-error.ts';
 import { GitRunner } from '../services/git/git-runner.ts';
 import { GitService, type GitServiceOptions } from '../services/git/git-service.ts';
+import { readCommitFromFiles } from '../services/git/ref-files.ts';
 
 /*
  * Real git in temp folders. The service runs with HOME pointing at a hostile global config
@@ -360,6 +361,74 @@ test('a merge conflict is aborted and reported with the conflicting files', asyn
   t.is(box.sh(box.root, 'rev-parse', 'HEAD').trim(), head);
   t.false(fs.existsSync(path.join(box.root, '.git', 'MERGE_HEAD')));
   t.is(box.sh(box.root, 'status', '--porcelain').trim(), '');
+});
+
+// ------------------------------------------------------------------ refs read from git's files
+
+test('ref files answer HEAD and branch tips exactly as rev-parse does, and say "ask git" for anything else', async (t) => {
+  const box = await preparedRepo(t);
+  const wt = worktreePath(box, 'T9');
+  await box.git.ensureWorktree('moderator/feature/T9', wt);
+  await box.git.writeFiles(wt, [{ path: 'task.txt', content: 't\n' }]);
+  const committed = await box.git.commitAll(wt, 'task', 'run1:T9:commit');
+  const revParse = (cwd: string, spec: string) => box.sh(cwd, 'rev-parse', '--verify', spec).trim();
+
+  t.is(committed, revParse(wt, 'HEAD'), 'the commit step reads its new HEAD from the files');
+  t.is(await readCommitFromFiles(box.root, 'HEAD^{commit}'), revParse(box.root, 'HEAD'));
+  t.is(await readCommitFromFiles(wt, 'HEAD'), revParse(wt, 'HEAD'), "a linked worktree's HEAD is in its admin folder");
+  t.is(await readCommitFromFiles(wt, 'refs/heads/main^{commit}'), revParse(box.root, 'main'), 'branches are shared by every worktree');
+  t.is(await box.git.branchHead('moderator/feature/T9'), committed);
+
+  // Not said plainly by the files: undefined, and the service asks git instead.
+  for (const spec of ['main', 'HEAD~1', 'refs/tags/v1', 'refs/heads/../HEAD', 'refs/heads/']) t.is(await readCommitFromFiles(box.root, spec), undefined, spec);
+  fs.mkdirSync(path.join(box.root, 'sub'));
+  t.is(await readCommitFromFiles(path.join(box.root, 'sub'), 'HEAD'), undefined, 'a subfolder: git would search upwards');
+  box.sh(box.root, 'pack-refs', '--all');
+  t.false(fs.existsSync(path.join(box.root, '.git', 'refs', 'heads', 'main')), 'packed: no loose file left');
+  t.is(await readCommitFromFiles(box.root, 'refs/heads/main'), undefined);
+  t.is(await box.git.branchHead('main'), revParse(box.root, 'main'), 'a packed ref is read by git');
+  t.is(await box.git.headSha(), revParse(box.root, 'HEAD'));
+
+  // Detached: HEAD holds the sha itself.
+  box.sh(wt, 'checkout', '-q', '--detach', 'HEAD~1');
+  t.is(await readCommitFromFiles(wt, 'HEAD'), revParse(wt, 'HEAD'));
+
+  // A branch whose name is also a tag: the branch, as every caller means.
+  box.sh(box.root, 'tag', 'moderator/feature/T9', 'main');
+  t.is(await box.git.branchHead('moderator/feature/T9'), committed);
+});
+
+test('a branch made by this process from the base is known to hold it until the base moves, however it moves', async (t) => {
+  const box = await preparedRepo(t, { 'shared.txt': 'base\n' });
+  const counted: string[] = [];
+  const run = GitRunner.prototype.test;
+  GitRunner.prototype.test = function test(this: GitRunner, cwd: string, args: string[]) {
+    counted.push(args[0] ?? '');
+    return run.call(this, cwd, args);
+  };
+  t.teardown(() => {
+    GitRunner.prototype.test = run;
+  });
+  const wt = worktreePath(box, 'T6');
+  await box.git.ensureWorktree('moderator/feature/T6', wt);
+  await box.git.writeFiles(wt, [{ path: 'task.txt', content: 't\n' }]);
+  await box.git.commitAll(wt, 'task', 'run1:T6:commit');
+  counted.length = 0;
+  t.deepEqual(await box.git.mergeBaseInto(wt), { merging: false, conflicts: [] });
+  t.deepEqual(counted, [], 'known without asking git');
+
+  // Moved by someone else, with a ref update git makes (no Moderator call in between).
+  box.sh(box.root, 'commit', '-q', '--allow-empty', '-m', 'moved elsewhere');
+  t.deepEqual(await box.git.mergeBaseInto(wt), { merging: true, conflicts: [] });
+  t.true(counted.includes('merge-base'), 'asked git once the base moved');
+  await box.git.abortBaseMerge(wt);
+
+  // A fresh service (a resumed process) knows nothing and asks git.
+  counted.length = 0;
+  const fresh = new GitService(box.options);
+  await fresh.ensureWorktree('moderator/feature/T6', wt);
+  await fresh.mergeBaseInto(wt);
+  t.true(counted.includes('merge-base'));
 });
 
 // ------------------------------------------------------------------ repository config that executes

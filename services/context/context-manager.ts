@@ -115,11 +115,11 @@ export class ContextManager {
   }
 
   /** The map of the base branch for the Ever-Thinker, ranked by the run's requirements and work, and what the map measures. */
-  async forProject(cwd: string, rev: string, query: string, reserved: number): Promise<{ map: string; signals: string[] }> {
-    const snapshot = await this.map.at(cwd, rev);
+  async forProject(cwd: string, branch: string, query: string, reserved: number): Promise<{ map: string; signals: string[] }> {
+    const snapshot = await this.map.at(cwd, `refs/heads/${branch}`);
     const ranked = rankFiles(snapshot.files, { text: query, named: [], touched: [] });
     const budget = Math.max(0, Math.min(this.settings.mapTokens * 2, this.settings.promptTokens - reserved));
-    const map = renderMap(snapshot, ranked, budget, `Repository map of ${rev} at ${snapshot.commit.slice(0, 8)}`);
+    const map = renderMap(snapshot, ranked, budget, `Repository map of ${branch} at ${snapshot.commit.slice(0, 8)}`);
     return { map: map.text, signals: mapSignals(snapshot) };
   }
 

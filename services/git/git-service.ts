@@ -141,7 +141,8 @@ export class GitService {
 
   /** Starts merging the base into a task's worktree (markers left for its next commit); see merges.ts. */
   async mergeBaseInto(worktreePath: string): Promise<{ merging: boolean; conflicts: string[] }> {
-    return mergeBaseInto(this.repo.runner, await this.repo.worktreeRoot(worktreePath), this.baseBranch, this.repo.logLine);
+    const root = await this.repo.worktreeRoot(worktreePath);
+    return mergeBaseInto(this.repo.runner, root, this.baseBranch, this.repo.logLine, await this.repo.holdsBaseTip(root));
   }
 
   /** Abandons a merge of the base into a task's worktree (one in conflict): the branch is as it was. Nothing in progress: no-op. */
@@ -166,6 +167,11 @@ export class GitService {
 
   headSha(ref?: string): Promise<string> {
     return this.repo.headSha(ref);
+  }
+
+  /** The tip of a branch (a plain name is a branch, never a tag of the same name). */
+  branchHead(branch: string): Promise<string> {
+    return this.repo.branchHead(branch);
   }
 
   treeHash(ref: string): Promise<string> {

@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { checkStepKey, hasStepTrailer, withStepTrailer } from './commit-message.ts';
+import { checkStepKey, withStepTrailer } from './commit-message.ts';
 import { GitError } from './git-error.ts';
 import type { GitRunner } from './git-runner.ts';
+import { gitDirsOf } from './ref-files.ts';
 import { headFileIsOn } from './repository-memo.ts';
 import { Repository } from './repository.ts';
 
@@ -26,16 +27,20 @@ export class Merges {
         && !existsSync(mergeHead);
       if (!ready) return this.mergeAfterChecks(branch, message, stepKey, mergeHead);
       // The usual case: the merge itself finds out whether there is anything to merge. A branch
-      // already part of the base is "Already up to date" and changes nothing.
+      // already part of the base is "Already up to date" and changes nothing; otherwise --no-ff
+      // always makes a commit, so a moved HEAD is this merge (nothing else runs on the main tree
+      // meanwhile). Both reads of HEAD are usually file reads (ref-files.ts), not git calls.
+      const before = await this.repo.revParse(this.repo.root, 'HEAD^{commit}');
       await this.merge(branch, message, stepKey, mergeHead);
-      const [sha = '', body = ''] = (await this.repo.git(this.repo.root, ['log', '-1', '--no-show-signature', '--format=%H%x00%B', 'HEAD', '--'])).split('\0');
-      if (hasStepTrailer(body, stepKey)) {
+      const sha = await this.repo.revParse(this.repo.root, 'HEAD^{commit}');
+      if (sha !== before) {
         this.repo.logLine(`${branch} is merged into ${this.repo.baseBranch} as ${sha.slice(0, 12)} (step ${stepKey})`);
         return sha;
       }
       // Nothing was merged. If this step's own merge is what made the branch part of the base (a
       // process killed before it journaled the merge), it is on the base's first-parent line
-      // after the branch's tip: found there without walking the base's whole history.
+      // after the branch's tip (HEAD itself when it was the last thing done): found there without
+      // walking the base's whole history.
       const existing = await this.repo.findStepCommit(this.repo.root, ['--first-parent', `${this.repo.qualify(branch)}..refs/heads/${this.repo.baseBranch}`], stepKey);
       if (existing !== null) {
         this.repo.logLine(`step ${stepKey} is already merged as ${existing.slice(0, 12)}`);
@@ -111,12 +116,19 @@ export class Merges {
  * branch; a merge already in progress (a re-run after a kill) is left as it is. Shared by the local
  * provider and the GitHub one (which first brings the local base up to the remote's).
  */
-export async function mergeBaseInto(runner: GitRunner, worktree: string, baseBranch: string, log: (line: string) => void): Promise<{ merging: boolean; conflicts: string[] }> {
-  const gitDir = (await runner.run(worktree, ['rev-parse', '--absolute-git-dir'])).trim();
+export async function mergeBaseInto(
+  runner: GitRunner,
+  worktree: string,
+  baseBranch: string,
+  log: (line: string) => void,
+  /** The caller already knows the branch holds the base's tip (see Repository.holdsBaseTip): git need not be asked. */
+  holdsBase = false,
+): Promise<{ merging: boolean; conflicts: string[] }> {
+  const gitDir = await gitDirOf(runner, worktree);
   const unmerged = async () => [...new Set((await runner.run(worktree, ['diff', '--name-only', '-z', '--diff-filter=U'])).split('\0').filter((name) => name !== ''))];
   if (existsSync(path.join(gitDir, 'MERGE_HEAD'))) return { merging: true, conflicts: await unmerged() };
   const base = `refs/heads/${baseBranch}`;
-  if (await runner.test(worktree, ['merge-base', '--is-ancestor', base, 'HEAD'])) return { merging: false, conflicts: [] };
+  if (holdsBase || (await runner.test(worktree, ['merge-base', '--is-ancestor', base, 'HEAD']))) return { merging: false, conflicts: [] };
   // The base already holds the branch: it was merged and a crash lost the record (a deleted WAL).
   // Merging the base in would make a merge commit the base does not have, and the branch's merge
   // would then merge it a second time; left as it is, that merge finds the one already made.
@@ -131,9 +143,14 @@ export async function mergeBaseInto(runner: GitRunner, worktree: string, baseBra
   return { merging: true, conflicts };
 }
 
+/** A worktree's own git folder (where MERGE_HEAD is), read from its `.git` file when it can be. */
+async function gitDirOf(runner: GitRunner, worktree: string): Promise<string> {
+  return (await gitDirsOf(worktree))?.gitDir ?? (await runner.run(worktree, ['rev-parse', '--absolute-git-dir'])).trim();
+}
+
 /** Aborts the merge in progress in a worktree, if there is one (`git merge --abort`). */
 export async function abortMergeIn(runner: GitRunner, worktree: string, log: (line: string) => void): Promise<void> {
-  const gitDir = (await runner.run(worktree, ['rev-parse', '--absolute-git-dir'])).trim();
+  const gitDir = await gitDirOf(runner, worktree);
   if (!existsSync(path.join(gitDir, 'MERGE_HEAD'))) return;
   await runner.run(worktree, ['merge', '--abort']);
   log(`aborted the merge in progress in ${worktree}`);

@@ -21,6 +21,12 @@ export interface KnownWorktree {
    * kept up to date by its own commits. Undefined: not searched yet.
    */
   steps: Map<string, string> | undefined;
+  /**
+   * The base branch's tip read just before this process created the branch from the base; the
+   * branch holds it (the tip can only have moved forward before the branch was made). Undefined for
+   * a branch this process did not create, or when the tip could not be read from the files.
+   */
+  forkedFrom: string | undefined;
 }
 
 /**

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { hasStepTrailer, stepTrailerLine } from './commit-message.ts';
 import { GitError } from './git-error.ts';
 import { GitRunner } from './git-runner.ts';
-import { RepositoryMemo, plainLayout, type RepositoryLayout } from './repository-memo.ts';
+import { readCommitFromFiles } from './ref-files.ts';
+import { RepositoryMemo, headFileIsOn, plainLayout, type RepositoryLayout } from './repository-memo.ts';
 
 /** Moderator's own folder in the target; kept out of git through `.git/info/exclude`. */
 export const STATE_DIR = '.duo-agent';
@@ -189,8 +190,9 @@ export class Repository {
   }
 
 
+  /** The object `spec` names in `cwd`; `HEAD` and full branch refs are read from git's files when they say it plainly (ref-files.ts). */
   async revParse(cwd: string, spec: string): Promise<string> {
-    return (await this.git(cwd, ['rev-parse', '--verify', '--quiet', spec])).trim();
+    return (await readCommitFromFiles(cwd, spec)) ?? (await this.git(cwd, ['rev-parse', '--verify', '--quiet', spec])).trim();
   }
 
 
@@ -430,6 +432,24 @@ export class Repository {
 
   async headSha(ref = 'HEAD'): Promise<string> {
     return this.revParse(this.root, `${this.checkRef(ref)}^{commit}`);
+  }
+
+
+  /**
+   * Whether this process knows that the task branch checked out at `worktree` (its real path)
+   * holds the base's current tip: it made the branch from that very tip, and the base has not
+   * moved since. Commits on the branch since then only add to it. False means "ask git".
+   */
+  async holdsBaseTip(worktree: string): Promise<boolean> {
+    const known = this.memo.worktrees.get(worktree);
+    if (known?.forkedFrom === undefined || !(await headFileIsOn(known.admin, known.branch))) return false;
+    return (await readCommitFromFiles(this.root, `refs/heads/${this.baseBranch}`)) === known.forkedFrom;
+  }
+
+
+  /** The tip of a branch (a plain name is a branch, never a tag of the same name). */
+  async branchHead(branch: string): Promise<string> {
+    return this.revParse(this.root, `${this.qualify(branch)}^{commit}`);
   }
 
 

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { messageOf } from '../../errors.ts';
 import { GitError } from './git-error.ts';
+import { readCommitFromFiles } from './ref-files.ts';
 import { adminLooksWhole, headFileIsOn, worktreeAdminOf } from './repository-memo.ts';
 import { Repository, STATE_DIR, realOrResolved } from './repository.ts';
 import { resolveInside } from './safe-path.ts';
@@ -40,7 +41,7 @@ export class Worktrees {
     if (here !== undefined) {
       const half = await this.repo.isHalfCreated(here);
       if (!half && here.branch === branch) {
-        await this.remember(branch, target, false);
+        await this.remember(branch, target, undefined);
         return;
       }
       if (!half) {
@@ -80,11 +81,14 @@ export class Worktrees {
     if (branchExists) {
       await this.repo.git(this.repo.root, ['worktree', 'add', target, branch]);
       this.repo.logLine(`added the worktree ${target} for the existing branch ${branch}`);
+      await this.remember(branch, target, undefined);
     } else {
-      await this.repo.git(this.repo.root, ['worktree', 'add', '-b', branch, target, `refs/heads/${this.repo.baseBranch}`]);
+      const base = `refs/heads/${this.repo.baseBranch}`;
+      const forkedFrom = await readCommitFromFiles(this.repo.root, base);
+      await this.repo.git(this.repo.root, ['worktree', 'add', '-b', branch, target, base]);
       this.repo.logLine(`created the branch ${branch} from ${this.repo.baseBranch} in the worktree ${target}`);
+      await this.remember(branch, target, { forkedFrom });
     }
-    await this.remember(branch, target, !branchExists);
   }
 
 
@@ -93,10 +97,10 @@ export class Worktrees {
    * no step commits: no earlier process can have committed on it (task ids, and so step keys and
    * branch names, are never reused on a target), so its first commit needs no search.
    */
-  private async remember(branch: string, target: string, createdNow: boolean): Promise<void> {
+  private async remember(branch: string, target: string, createdNow: { forkedFrom: string | undefined } | undefined): Promise<void> {
     const real = await realOrResolved(target);
     this.repo.memo.branches.add(branch);
-    this.repo.memo.worktrees.set(real, { branch, admin: await worktreeAdminOf(real), steps: createdNow ? new Map() : undefined });
+    this.repo.memo.worktrees.set(real, { branch, admin: await worktreeAdminOf(real), steps: createdNow ? new Map() : undefined, forkedFrom: createdNow?.forkedFrom });
   }
 
 
