@@ -11,6 +11,8 @@ import test from 'ava';
 import { bin, cleanEnv, root } from './helpers/cli.ts';
 
 const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-startup-'));
+/** The packages each chunk of the bundle holds (written by scripts/bundle.js). */
+const bundled = JSON.parse(fs.readFileSync(path.join(root, 'dist', 'bundle', 'packages.json'), 'utf8')) as Record<string, string[]>;
 test.after.always(() => fs.rmSync(temp, { recursive: true, force: true }));
 
 // Hooks that name every module loaded on stderr, so a test sees what a command imports: an ES
@@ -38,7 +40,12 @@ function withLoads(args: string[]) {
   const result = spawnSync(process.execPath, ['--import', pathToFileURL(register).href, bin, ...args], { cwd: root, env: cleanEnv({ DUO_AGENT_MONITOR_PORT: '0' }), encoding: 'utf8', timeout: 120_000 });
   const lines = result.stderr.split('\n');
   const urls = lines.filter((line) => line.startsWith('LOADED ')).map((line) => line.slice('LOADED '.length));
+  // A package is loaded from node_modules (the bundle leaves it to Node), or inside a chunk of the bundle.
   const packages = new Set(urls.flatMap((url) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1] ?? []));
+  for (const url of urls) {
+    const chunk = /\/dist\/bundle\/([^/]+\.js)$/.exec(url)?.[1];
+    if (chunk !== undefined) for (const name of bundled[chunk] ?? []) packages.add(name);
+  }
   return { code: result.status, stderr: lines.filter((line) => !line.startsWith('LOADED ')).join('\n'), urls, packages };
 }
 
@@ -51,7 +58,7 @@ test('--help and --version load nothing but their own few modules', (t) => {
     t.deepEqual([...run.packages], [], `${flag} loads no package`);
     const files = run.urls.filter((url) => url.startsWith('file:') || url.startsWith('/'));
     t.true(files.every((url) => url.startsWith(pathToFileURL(root).href) || url.startsWith(root)), files.join('\n'));
-    t.true(run.urls.some((url) => url.includes('/dist/main.js')), 'it runs the built JavaScript');
+    t.true(run.urls.some((url) => url.includes('/dist/bundle/main.js')), 'it runs the built JavaScript');
   }
 });
 
@@ -79,6 +86,6 @@ test('without a build, bin/moderator.js says in one line what to run', (t) => {
   fs.copyFileSync(bin, copy);
   const result = spawnSync(process.execPath, [copy, '--help'], { encoding: 'utf8' });
   t.is(result.status, 1);
-  t.is(result.stderr, 'moderator: the build is missing (dist/main.js): run npm run build\n');
+  t.is(result.stderr, 'moderator: the build is missing (dist/bundle/main.js): run npm run build\n');
   t.is(result.stdout, '');
 });

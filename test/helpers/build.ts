@@ -10,7 +10,7 @@ const root = path.resolve(import.meta.dirname, '..', '..');
 /** Rewritten by every `npm run build` (scripts/build-assets.js), so its time is the build's. */
 const stamp = path.join(root, 'dist', 'package.json');
 const sourceDirs = ['cli', 'config', 'machines', 'actors', 'services', 'server'];
-const sourceFiles = ['main.ts', 'errors.ts', 'package.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build-assets.js', 'demos/todo-cli/session.json'];
+const sourceFiles = ['main.ts', 'errors.ts', 'package.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build-assets.js', 'scripts/bundle.js', 'demos/todo-cli/session.json'];
 
 function newest(dir: string, found: { file: string; ms: number }): void {
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
