@@ -17,7 +17,7 @@ import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { describeForecast } from '../protocol/forecast.ts';
 import { gitServiceFor } from './git-service-for.ts';
 import { forecastOf, roughPrior } from './monitor-records.ts';
-import { createPrProvider } from './pull-requests.ts';
+import { createPrProvider, type GitHubSide } from './pull-requests.ts';
 import type { Reporter } from './reporter.ts';
 
 /** The one composition root of a run: what `start`, `resume`, `retry` and `demo` all wire the same way. */
@@ -92,6 +92,8 @@ export interface ComposeOptions {
   reporter: Reporter;
   /** For git.provider github (DUO_AGENT_GIT_TOKEN); never stored with the run. */
   gitToken?: string | undefined;
+  /** For git.provider github: cli/github.ts, loaded by the caller (gitHubSide). */
+  github?: GitHubSide | undefined;
 }
 
 export interface RunComposition {
@@ -130,7 +132,7 @@ export function composeRun(options: ComposeOptions): RunComposition {
     store,
     gateway,
     git,
-    prs: createPrProvider({ config, gitToken: options.gitToken, store, git, runId, target: options.target, env: childEnv, logs }),
+    prs: createPrProvider({ config, gitToken: options.gitToken, store, git, runId, target: options.target, env: childEnv, logs, github: options.github }),
     context: new ContextManager(contextSettings(config), git),
     childEnv,
     sandbox,

@@ -10,7 +10,6 @@ import type { CliArgs } from './args.ts';
 import type { CliContext } from './commands.ts';
 import { createProvider } from './providers.ts';
 import { GitService } from '../services/git/git-service.ts';
-import { gitHubChecks } from './pull-requests.ts';
 
 interface Check {
   name: string;
@@ -72,7 +71,7 @@ export async function doctor(context: CliContext, args: CliArgs): Promise<number
     });
     if (config.git.provider === 'github') {
       const branch = config.git.base_branch ?? (await GitService.currentBranchOf({ root: target, identity: { name: config.git.author_name, email: config.git.author_email }, baseBranch: 'main', env: gitEnv(context.env) })) ?? 'main';
-      checks.push(...(await gitHubChecks(withBaseBranch(config, branch), secrets)));
+      checks.push(...(await (await import('./github.ts')).gitHubChecks(withBaseBranch(config, branch), secrets)));
     }
     const free = await portFree(config.monitor.host, config.monitor.port);
     checks.push({ name: 'monitor port', ok: free, detail: `${config.monitor.host}:${config.monitor.port} ${free ? 'is free' : 'is in use: set DUO_AGENT_MONITOR_PORT or monitor.port (0 picks a free port)'}` });

@@ -17,6 +17,7 @@ import { describeForecast } from '../protocol/forecast.ts';
 import { TerminalQuestions } from './ask-person.ts';
 import { exportCheckpoint } from './checkpoint-export.ts';
 import { composeRun, orchestratorInput } from './compose-run.ts';
+import { gitHubSide } from './pull-requests.ts';
 import { alertsOf, forecastOf, metricsRowOf, readingOf } from './monitor-records.ts';
 import { relayListening } from './inspect-relay.ts';
 import type { Reporter } from './reporter.ts';
@@ -102,7 +103,7 @@ function rememberIdeas(store: Store, runId: string, preferences: Preferences, cy
 export async function runSession(options: SessionOptions): Promise<SessionResult> {
   const { store, runId, config, reporter } = options;
   reporter.line(options.sandbox.description);
-  const { machine, clock, logs, preferences } = composeRun(options);
+  const { machine, clock, logs, preferences } = composeRun({ ...options, github: await gitHubSide(config) });
 
   /** Ends the session with an error at once, from wherever it is found (set when the session's promise starts). */
   let fail: (error: unknown) => void = () => {};
