@@ -169,6 +169,7 @@ export async function startRun(
     cwd: context.cwd,
   });
   assertProjectCommands(loaded.config);
+  void loadSession();
   const backend = await createProvider({ config: loaded.config, secrets: loaded.secrets, env: context.env, target: start.target, worktreeOf: (id) => worktreeDir(start.target, id), onWarning: (line) => context.reporter.line(line) });
   if (!args.yes && !context.stdinIsTty) {
     throw new UsageError('nobody can approve the plan here (stdin is not a terminal): pass -y to run unattended');
@@ -292,12 +293,27 @@ async function startLocked(
   }
 }
 
+let sessionModule: Promise<typeof import('./run-session.ts')> | undefined;
+
+/**
+ * The actor system, the monitoring server and their dependencies: loaded only for a run, and
+ * started as soon as the settings say one will run, so that parsing them fills the time spent
+ * waiting for git's crash recovery, the sandbox probe and the endpoint check.
+ */
+function loadSession(): Promise<typeof import('./run-session.ts')> {
+  if (sessionModule === undefined) {
+    sessionModule = import('./run-session.ts');
+    // Awaited by drive, which reports a failure; a run refused before that must not end with an unhandled rejection.
+    sessionModule.catch(() => {});
+  }
+  return sessionModule;
+}
+
 /** Runs this process's session of a run, records how it ended, prints the summary. */
 async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOptions, 'inspectUrl' | 'portFallback' | 'keepServing'>): Promise<number> {
   const { store, runId } = session;
   for (const warning of agentDefinitionWarnings(session.config, session.agents)) context.reporter.line(`warning: ${warning}`);
-  // The actor system, the monitoring server and their dependencies load only for a run.
-  const { runSession } = await import('./run-session.ts');
+  const { runSession } = await loadSession();
   const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo', keepServing: args.keepServing });
   if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
   store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
@@ -390,6 +406,7 @@ async function continueRun(context: CliContext, args: CliArgs, store: Store, tar
   const config = resolved.config;
   assertProjectCommands(config);
   const agents = agentsFileSchema.parse({ agents: stored.agents ?? {} }).agents;
+  void loadSession();
   const backend = await createProvider({ config, secrets: resolved.secrets, env: context.env, target, worktreeOf: (id) => worktreeDir(target, id), onWarning: (line) => context.reporter.line(line) });
   const sandbox = await commandSandbox(config, context.env);
   await preflight(backend, config, context.env);
