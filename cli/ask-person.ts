@@ -3,6 +3,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { AnyActorRef } from 'xstate';
 import type { Asking } from '../machines/orchestrator.machine.ts';
 import type { Store } from '../services/store/store.ts';
+import { groupDigits } from '../protocol/numbers.ts';
 
 export interface TerminalQuestionsOptions {
   store: Store;
@@ -89,7 +90,7 @@ export class TerminalQuestions {
     const forecast = asking.forecast;
     if (!forecast) return;
     const over = forecast.budget === 'tokens'
-      ? `~${forecast.tokensAtFinish.toLocaleString('en-US')} tokens, more than the budget of ${forecast.maxTokensTotal.toLocaleString('en-US')}`
+      ? `~${groupDigits(forecast.tokensAtFinish)} tokens, more than the budget of ${groupDigits(forecast.maxTokensTotal)}`
       : `~$${forecast.costAtFinish.toFixed(2)}, more than the budget of $${String(forecast.maxCostUsd)}`;
     await this.session(async (prompt) => {
       for (;;) {

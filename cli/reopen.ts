@@ -6,6 +6,7 @@ import { forecastPasses } from '../protocol/forecast.ts';
 import { STOP_CONDITIONS, isStopCondition, type StopCondition, type StopRecord } from '../protocol/stops.ts';
 import type { Store } from '../services/store/store.ts';
 import { forecastOf } from './monitor-records.ts';
+import { groupDigits } from '../protocol/numbers.ts';
 
 /**
  * A run a limit stopped is finished (its outcome is kept, its exit status is the outcome's), and
@@ -65,7 +66,7 @@ export function factsOf(store: Store, runId: string, config: Config): Facts {
   };
 }
 
-const n = (value: number): string => value.toLocaleString('en-US');
+const n = groupDigits;
 
 /**
  * Whether the condition that stopped the run still holds under `config` (the stored settings with

@@ -1,6 +1,7 @@
 import { interventionEventTypes } from '../machines/events.ts';
 import type { CallReport } from '../services/llm/gateway.ts';
 import type { JournalMessage } from '../services/store/types.ts';
+import { groupDigits } from '../protocol/numbers.ts';
 
 /** A person's intervention as one line: what was asked for, and what it named. */
 function describeIntervention(type: string, payload: Record<string, unknown>): string {
@@ -59,7 +60,7 @@ export class Reporter {
     }
     this.tokens += usage.inputTokens + usage.outputTokens + usage.cacheReadTokens + usage.cacheWriteTokens;
     const how = usage.source === 'estimated' ? ' (estimated: no usage from the server)' : usage.source === 'counted' ? ' (counted: no usage from the server)' : '';
-    this.line(`  model ${what}: ${usage.inputTokens} in / ${usage.outputTokens} out tokens${how} (run total ${this.tokens.toLocaleString('en-US')})`);
+    this.line(`  model ${what}: ${usage.inputTokens} in / ${usage.outputTokens} out tokens${how} (run total ${groupDigits(this.tokens)})`);
   }
 
   /**

@@ -5,6 +5,7 @@ import { Store, databasePath } from '../services/store/store.ts';
 import type { RunRecord } from '../services/store/types.ts';
 import type { CliArgs } from './args.ts';
 import type { CliContext } from './commands.ts';
+import { groupDigits } from '../protocol/numbers.ts';
 
 export interface RunStatusView {
   runId: string;
@@ -131,7 +132,7 @@ export async function showStatus(context: CliContext, args: CliArgs, isAlive: (p
         `run ${view.runId} (${view.live ? `live, ${view.monitorUrl ?? ''}` : 'last stored state'}): ${view.status}, phase ${view.phase}${view.outcome ? `, outcome ${view.outcome}` : ''}`,
         `  agents  ${Object.entries(view.agents).map(([id, state]) => `${id} ${state}`).join(', ') || '-'}`,
         ...view.tasks.map((task) => `  ${task.id.padEnd(5)} ${task.status.padEnd(12)} ${task.prNumber ? `PR #${task.prNumber}`.padEnd(7) : '       '} ${task.title}`),
-        `  ${view.modelCalls} model calls, ${view.tokensUsed.toLocaleString('en-US')} tokens`,
+        `  ${view.modelCalls} model calls, ${groupDigits(view.tokensUsed)} tokens`,
       ].join('\n'),
     );
     return 0;

@@ -1,4 +1,5 @@
 import type { Store, UsageLine } from '../services/store/store.ts';
+import { groupDigits } from '../protocol/numbers.ts';
 
 /** What a run amounted to: printed at the end, and as one JSON line with --json. */
 export interface RunSummary {
@@ -53,9 +54,9 @@ export function formatSummary(summary: RunSummary): string {
   const lines = [
     `run ${summary.runId}: ${summary.outcome ?? `not finished (${summary.phase})`}${summary.reason ? ` (${summary.reason})` : ''}`,
     `  tasks merged  ${summary.tasksCompleted}/${summary.tasksTotal}, PRs merged ${summary.prsMerged}`,
-    `  model calls   ${summary.modelCalls} sent via ${summary.provider ?? 'no provider'}, ${summary.tokensUsed.toLocaleString('en-US')} tokens${summary.costUsd > 0 ? `, $${summary.costUsd.toFixed(4)}` : ''}`,
+    `  model calls   ${summary.modelCalls} sent via ${summary.provider ?? 'no provider'}, ${groupDigits(summary.tokensUsed)} tokens${summary.costUsd > 0 ? `, $${summary.costUsd.toFixed(4)}` : ''}`,
     ...Object.entries(summary.byAgent).map(
-      ([agent, line]) => `    ${agent.padEnd(12)} ${line.calls} calls, ${line.tokens.toLocaleString('en-US')} tokens${line.costUsd > 0 ? `, $${line.costUsd.toFixed(4)}` : ''}`,
+      ([agent, line]) => `    ${agent.padEnd(12)} ${line.calls} calls, ${groupDigits(line.tokens)} tokens${line.costUsd > 0 ? `, $${line.costUsd.toFixed(4)}` : ''}`,
     ),
     `  time          ${(summary.durationMs / 1000).toFixed(1)} s over ${summary.sessions} session(s)`,
     `  target        ${summary.target}`,

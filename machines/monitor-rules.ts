@@ -1,6 +1,7 @@
 import { forecastPasses, type Forecast } from '../protocol/forecast.ts';
 import { MIN_CALLS_FOR_ERROR_RATE, budgetShare, healthScore, type Health } from '../protocol/health.ts';
 import type { Outcome, StopCondition } from '../protocol/stops.ts';
+import { groupDigits } from '../protocol/numbers.ts';
 
 /**
  * What the Monitor decides on each tick, as pure functions of its limits, its memory and one
@@ -135,7 +136,7 @@ export interface Breach {
 const errorRateOf = (reading: MonitorReading): number | null =>
   reading.callsSent >= MIN_CALLS_FOR_ERROR_RATE ? reading.callErrors / reading.callsSent : null;
 
-const number = (value: number): string => value.toLocaleString('en-US');
+const number = groupDigits;
 
 /** The first stopping condition the reading meets, in the order a person would want to hear them. */
 export function breachOf(reading: MonitorReading, limits: ResolvedLimits): Breach | null {

@@ -12,6 +12,7 @@ import { techleadMachine } from './techlead.machine.ts';
 import { actorIds, agentOfActor } from '../protocol/agents.ts';
 import { correlationId } from '../protocol/keys.ts';
 import { FINISHED_STATUSES } from '../protocol/tasks.ts';
+import { groupDigits } from '../protocol/numbers.ts';
 
 /** A finished run continued by `moderator retry`: its tasks, some re-queued, and where the improvement cycles were. */
 export interface RetryPlan {
@@ -502,7 +503,7 @@ export const orchestratorMachine = setup({
     stopForForecast: assign(({ self }, params: { forecast: Omit<ForecastOverBudget, 'type'>; why: 'unattended' | 'declined' | 'unanswered'; timeoutMs: number }) => {
       const { forecast, why } = params;
       const over = forecast.budget === 'tokens'
-        ? `~${forecast.tokensAtFinish.toLocaleString('en-US')} tokens, past limits.max_tokens_total ${forecast.maxTokensTotal.toLocaleString('en-US')}`
+        ? `~${groupDigits(forecast.tokensAtFinish)} tokens, past limits.max_tokens_total ${groupDigits(forecast.maxTokensTotal)}`
         : `~$${forecast.costAtFinish.toFixed(2)}, past limits.max_cost_usd $${String(forecast.maxCostUsd)}`;
       const said = why === 'unattended' ? 'the run is unattended' : why === 'declined' ? 'a person chose to stop' : `nobody answered in ${Math.round(params.timeoutMs / 60_000)} min`;
       return {

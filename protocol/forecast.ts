@@ -1,4 +1,5 @@
 import type { TaskStatus } from './tasks.ts';
+import { groupDigits } from './numbers.ts';
 
 /**
  * Tokens and cost to finish the run, from the tasks left and what each finished task cost so far.
@@ -72,8 +73,8 @@ export function forecastPasses(forecast: Forecast, limits: { maxTokensTotal: num
 /** One line for people: `~41,200 tokens ($0.31) to finish 3 task(s), ~92,000 in all`. */
 export function describeForecast(forecast: Forecast, limits: { maxTokensTotal: number; maxCostUsd: number | null }): string {
   const cost = forecast.costAtFinish > 0 ? ` ($${forecast.costToFinish.toFixed(2)}; $${forecast.costAtFinish.toFixed(2)} in all${limits.maxCostUsd !== null ? ` of $${limits.maxCostUsd}` : ''})` : '';
-  const basis = forecast.rough ? 'a rough guess: no task has finished yet' : `from ${forecast.basedOn} finished task(s), ~${forecast.tokensPerTask.toLocaleString('en-US')} tokens each`;
-  return `~${forecast.tokensToFinish.toLocaleString('en-US')} tokens to finish ${forecast.tasksLeft} task(s) left, ~${forecast.tokensAtFinish.toLocaleString('en-US')} of ${limits.maxTokensTotal.toLocaleString('en-US')} in all${cost} (${basis})`;
+  const basis = forecast.rough ? 'a rough guess: no task has finished yet' : `from ${forecast.basedOn} finished task(s), ~${groupDigits(forecast.tokensPerTask)} tokens each`;
+  return `~${groupDigits(forecast.tokensToFinish)} tokens to finish ${forecast.tasksLeft} task(s) left, ~${groupDigits(forecast.tokensAtFinish)} of ${groupDigits(limits.maxTokensTotal)} in all${cost} (${basis})`;
 }
 
 const round4 = (value: number): number => Math.round(value * 10_000) / 10_000;

@@ -4,6 +4,7 @@ import { AGENTS, agentOfActor, agentOfCaller, apiName, callerNames, type CallerN
 import { forecastRun, type Forecast } from '../protocol/forecast.ts';
 import { bandOf, budgetShare, healthScore, type Health } from '../protocol/health.ts';
 import type { AgentName, AgentView, LiveState } from './live-state.ts';
+import { groupDigits } from '../protocol/numbers.ts';
 
 export interface Limits {
   maxTokensTotal: number;
@@ -315,7 +316,7 @@ function pendingQuestion(context: ViewContext, phase: string, root: unknown) {
     return {
       kind: 'budget',
       question_id: 'budget',
-      question: `The forecast to finish ${String(forecast.tasksLeft)} task(s) is ~${Number(forecast.tokensAtFinish).toLocaleString('en-US')} tokens ($${Number(forecast.costAtFinish).toFixed(2)}), past the budget. Go on (the run still stops at the budget), or stop now?`,
+      question: `The forecast to finish ${String(forecast.tasksLeft)} task(s) is ~${groupDigits(Number(forecast.tokensAtFinish))} tokens ($${Number(forecast.costAtFinish).toFixed(2)}), past the budget. Go on (the run still stops at the budget), or stop now?`,
       actions: ['answer'],
       answers: ['continue', 'stop'],
       forecast,
