@@ -26,6 +26,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import type { AnyActorRef, InspectionEvent } from 'xstate';
 import { parseCli } from '../cli/args.ts';
 import { runDemo, type CliContext } from '../cli/commands.ts';
@@ -185,16 +186,19 @@ try {
   if (!checkpointer || checkpointers.length !== 1) throw new Error(`expected one checkpointer, saw ${checkpointers.length}`);
   const stats = { ...checkpointer.stats };
 
+  // The snapshot's size and the tests' time, which no repository reads, through a read-only connection of our own.
   const store = Store.open(databasePath(target));
+  const db = new Database(databasePath(target), { readonly: true, fileMustExist: true });
   let fromDb: { writes: number; bytes: number; json: string; testMs: number; branches: Map<string, string> };
   try {
-    const snapshot = store.db.prepare('SELECT writes, length(snapshot_json) AS bytes, snapshot_json AS json FROM snapshots WHERE run_id = ?').get(summary.runId) as {
+    const snapshot = db.prepare('SELECT writes, length(snapshot_json) AS bytes, snapshot_json AS json FROM snapshots WHERE run_id = ?').get(summary.runId) as {
       writes: number; bytes: number; json: string;
     };
-    const tests = store.db.prepare('SELECT COALESCE(SUM(duration_ms), 0) AS ms FROM test_runs WHERE run_id = ?').get(summary.runId) as { ms: number };
+    const tests = db.prepare('SELECT COALESCE(SUM(duration_ms), 0) AS ms FROM test_runs WHERE run_id = ?').get(summary.runId) as { ms: number };
     const branches = new Map(store.listTasks(summary.runId).map((task) => [task.id, task.branch ?? `duo-agent/task/${task.id}`]));
     fromDb = { writes: snapshot.writes, bytes: snapshot.bytes, json: snapshot.json, testMs: tests.ms, branches };
   } finally {
+    db.close();
     store.close();
   }
 

@@ -30,6 +30,7 @@ import { PromptCounter, estimateTokens, type PromptCount } from '../services/llm
 import { Store } from '../services/store/store.ts';
 import { fakeTokenCount, startFakeAnthropic, step } from './fakes/anthropic-api.ts';
 import { startFakeOpenAI } from './fakes/openai-api.ts';
+import { ownConnection } from './helpers/database.ts';
 
 for (const name of Object.keys(process.env)) {
   if (/^(ANTHROPIC|OPENAI)_/.test(name)) delete process.env[name];
@@ -41,8 +42,8 @@ function tempDir(t: ExecutionContext, name: string): string {
   return dir;
 }
 
-function storeWithRun(): Store {
-  const store = Store.open(':memory:');
+function storeWithRun(file = ':memory:'): Store {
+  const store = Store.open(file);
   store.createRun({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   return store;
 }
@@ -125,7 +126,9 @@ test('anthropic: an endpoint without count_tokens is said once and counted local
   t.teardown(() => fake.close());
   const notices: string[] = [];
   const provider = new AnthropicProvider({ apiKey: 'sk-test', baseURL: fake.url, maxRetries: 0, timeoutMs: 60_000, onNotice: (line) => notices.push(line) });
-  const store = storeWithRun();
+  const file = path.join(tempDir(t, 'store'), 'm.db');
+  const store = storeWithRun(file);
+  t.teardown(() => store.close());
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 100_000 } });
   const request = (content: string): ModelRequest => ({ agent: 'moderator', purpose: 'review', model: 'claude-sonnet-4-6', system: 's', temperature: 0, maxTokens: 100, messages: [{ role: 'user', content }] });
   await gateway.call(callKeys.review('T1', 1), request('first'));
@@ -134,7 +137,7 @@ test('anthropic: an endpoint without count_tokens is said once and counted local
   t.is(notices.length, 1);
   t.regex(notices[0] ?? '', /does not count tokens \(count_tokens: 404\); prompts are counted locally from now on, as estimates/);
   t.deepEqual(store.listModelCalls('r').map((call) => call.promptTokens !== null), [true, true]);
-  t.deepEqual(store.db.prepare('SELECT prompt_source FROM model_calls ORDER BY id').all(), [{ prompt_source: 'estimated' }, { prompt_source: 'estimated' }]);
+  t.deepEqual(ownConnection(t, file).prepare('SELECT prompt_source FROM model_calls ORDER BY id').all(), [{ prompt_source: 'estimated' }, { prompt_source: 'estimated' }]);
 });
 
 test('recording a run keeps the provider\'s own count', async (t) => {
@@ -150,12 +153,14 @@ test('openai: prompts are counted with o200k, exact (counted) for OpenAI models 
   const fake = await startFakeOpenAI([step.reply({ text: 'ok' })]);
   t.teardown(() => fake.close());
   const provider: ModelProvider = new OpenAIProvider({ apiKey: 'sk-test', baseURL: fake.url, maxRetries: 0, timeoutMs: 60_000 });
-  const store = storeWithRun();
+  const file = path.join(tempDir(t, 'store'), 'm.db');
+  const store = storeWithRun(file);
+  t.teardown(() => store.close());
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 100_000 } });
   const request = (model: string): ModelRequest => ({ agent: 'moderator', purpose: 'review', model, system: 'You review.', temperature: 0, maxTokens: 100, messages: [{ role: 'user', content: 'Review the diff.' }] });
   await gateway.call(callKeys.review('T1', 1), request('gpt-5.4'));
   await gateway.call(callKeys.review('T2', 1), request('qwen2.5-coder:14b'));
-  const rows = store.db.prepare('SELECT prompt_tokens, prompt_source FROM model_calls ORDER BY id').all() as { prompt_tokens: number; prompt_source: string }[];
+  const rows = ownConnection(t, file).prepare('SELECT prompt_tokens, prompt_source FROM model_calls ORDER BY id').all() as { prompt_tokens: number; prompt_source: string }[];
   t.deepEqual(rows.map((row) => row.prompt_source), ['counted', 'estimated']);
   t.true(rows.every((row) => row.prompt_tokens > 0));
 });

@@ -27,6 +27,7 @@ import { Store } from '../services/store/store.ts';
 import { tasksView } from '../server/views.ts';
 import { RunView } from '../services/store/run-view.ts';
 import { githubFaults, startFakeGitHub, type FakeGitHub, type FakeGitHubOptions } from './fakes/github-api.ts';
+import { ownConnection } from './helpers/database.ts';
 import { FREE_PORT, cliAsync, dbPoll, newTarget, parseSummary, removeTargets, withDb } from './helpers/cli.ts';
 
 const TOKEN = 'ghp_fakeTokenForTheLoopbackFake0123456789';
@@ -59,6 +60,8 @@ interface World {
   /** A credential helper in the hostile config writes here if git ever consults it. */
   helperFile: string;
   fake: FakeGitHub;
+  /** The store's database file, for a connection of the test's own. */
+  dbFile: string;
   store: Store;
   git: GitService;
   remote: GitRemote;
@@ -110,7 +113,8 @@ async function world(t: ExecutionContext, options: WorldOptions = {}): Promise<W
   await GitService.prepareTarget({ root: target, identity, baseBranch: 'main', env });
 
   const fake = await startFakeGitHub({ ...repository, bare, token: TOKEN, scopes: ['repo'], ...options.fake });
-  const store = Store.open(':memory:');
+  const dbFile = path.join(dir, 'moderator.db');
+  const store = Store.open(dbFile);
   store.createRun({ id: 'r1', target, requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'abc' });
   store.addTasks('r1', ['T1', 'T2', 'T3'].map((id) => ({
     id, title: `task ${id}`, type: 'feature', description: `Do ${id}.`, acceptanceCriteria: [`${id} works`], dependsOn: [], origin: 'plan' as const,
@@ -133,7 +137,7 @@ async function world(t: ExecutionContext, options: WorldOptions = {}): Promise<W
     await fake.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  return { dir, bare, target, env, cleanHome, helperFile, fake, store, git, remote, client, provider, warnings };
+  return { dir, bare, target, env, cleanHome, helperFile, fake, dbFile, store, git, remote, client, provider, warnings };
 }
 
 const worktreeOf = (w: World, taskId: string) => path.join(w.target, '.duo-agent', 'worktrees', taskId);
@@ -484,7 +488,7 @@ test("the Moderator's review is posted once; on its own PR GitHub's 422 turns it
   t.regex(posted?.body ?? '', /`npm test` passed/);
 
   // Killed after posting, before the journal said so: the marker on the PR stops a second post.
-  w.store.db.prepare(`UPDATE effects SET status = 'started' WHERE step_key LIKE 'github:review:%'`).run();
+  ownConnection(t, w.dbFile, { writable: true }).prepare(`UPDATE effects SET status = 'started' WHERE step_key LIKE 'github:review:%'`).run();
   await w.provider.postReview(pr.number, review('T1', 1, 'request_changes'));
   t.is(w.fake.reviews.length, 1);
   await w.provider.postReview(pr.number, review('T1', 2, 'approve'));

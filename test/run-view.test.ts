@@ -2,20 +2,23 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import type Database from 'better-sqlite3';
 import { stepKeys } from '../protocol/keys.ts';
 import { once } from '../services/effects.ts';
 import { RunView } from '../services/store/run-view.ts';
 import { Store, type NewTask } from '../services/store/store.ts';
+import { ownConnection } from './helpers/database.ts';
 import { startFixture } from './helpers/monitor-fixture.ts';
 
 const tempStore = (t: ExecutionContext) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-run-view-'));
-  const store = Store.open(path.join(dir, '.duo-agent', 'moderator.db'));
+  const file = path.join(dir, '.duo-agent', 'moderator.db');
+  const store = Store.open(file);
   t.teardown(() => {
     store.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  return store;
+  return { store, db: ownConnection(t, file) };
 };
 
 const run = (id: string) => ({ id, target: '/t', requirements: `requirements of ${id}`, settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
@@ -30,17 +33,17 @@ const task = (id: string, origin: 'plan' | 'improvement' = 'plan'): NewTask => (
   ...(origin === 'improvement' ? { angle: 'testing', priority: 4 } : {}),
 });
 
-/** The view's answers against a fresh read of the same rows from SQLite. */
-function sameAsStore(t: ExecutionContext, view: RunView, store: Store, step: string): void {
+/** The view's answers against a fresh read of the same rows from SQLite (`db`: a connection of the test's own). */
+function sameAsStore(t: ExecutionContext, view: RunView, store: Store, db: Database.Database, step: string): void {
   const runId = view.runId;
   const { costUsd, ...totals } = store.totals(runId);
   const { costUsd: viewCost, ...viewTotals } = view.totals();
   t.deepEqual(viewTotals, totals, `${step}: totals`);
   // Both sums are compensated; SQLite adds in the order of the index it scans, so the last digit may differ.
   t.true(Math.abs(viewCost - costUsd) <= 1e-12 * Math.max(1, costUsd), `${step}: cost ${viewCost} against ${costUsd}`);
-  const largest = store.db.prepare('SELECT MAX(input_tokens) AS n FROM model_calls WHERE run_id = ?').get(runId) as { n: number | null };
+  const largest = db.prepare('SELECT MAX(input_tokens) AS n FROM model_calls WHERE run_id = ?').get(runId) as { n: number | null };
   t.is(view.largestPrompt(), largest.n ?? 0, `${step}: largest prompt`);
-  const contexts = store.db
+  const contexts = db
     .prepare(`SELECT agent, prompt_tokens AS tokens, COALESCE(context_zone, 'ok') AS zone FROM model_calls AS m WHERE run_id = ? AND id = (SELECT MAX(id) FROM model_calls WHERE run_id = m.run_id AND agent = m.agent AND prompt_tokens IS NOT NULL) ORDER BY agent`)
     .all(runId) as { agent: string; tokens: number; zone: string }[];
   t.deepEqual(
@@ -59,7 +62,7 @@ function sameAsStore(t: ExecutionContext, view: RunView, store: Store, step: str
 }
 
 test('after a demo-like run of writes, a resumed run among others, the view equals a fresh read from the store at every step', async (t) => {
-  const store = tempStore(t);
+  const { store, db } = tempStore(t);
   store.createRun(run('r0'));
   store.createRun(run('r1'));
   // History from an earlier session of r1, before the view exists (a resumed run).
@@ -71,7 +74,7 @@ test('after a demo-like run of writes, a resumed run among others, the view equa
 
   const view = new RunView(store, 'r1');
   t.teardown(() => view.close());
-  sameAsStore(t, view, store, 'seeded');
+  sameAsStore(t, view, store, db, 'seeded');
 
   const steps: [string, () => unknown][] = [
     ['implementing T1', () => store.updateTask('r1', 'T1', { status: 'in_progress', branch: 'duo-agent/feature/T1', attempts: 1 })],
@@ -123,7 +126,7 @@ test('after a demo-like run of writes, a resumed run among others, the view equa
   ];
   for (const [step, write] of steps) {
     await write();
-    sameAsStore(t, view, store, step);
+    sameAsStore(t, view, store, db, step);
   }
   t.deepEqual(view.tasks().map((record) => [record.id, record.status]), [['T1', 'merged'], ['T2', 'skipped'], ['T3', 'in_progress'], ['T4', 'pending'], ['T5', 'pending']]);
   t.is(view.totals().callsSent, 7, 'the interrupted calls (of the first session, and the one in flight) count as sent');
@@ -134,7 +137,7 @@ test('after a demo-like run of writes, a resumed run among others, the view equa
 });
 
 test('many cost shares sum as SQLite sums them, whatever order the calls finish in', (t) => {
-  const store = tempStore(t);
+  const { store, db } = tempStore(t);
   store.createRun(run('r1'));
   const view = new RunView(store, 'r1');
   t.teardown(() => view.close());
@@ -143,7 +146,7 @@ test('many cost shares sum as SQLite sums them, whatever order the calls finish 
   for (const [index, id] of [...ids.entries()].reverse()) {
     store.finishModelCall(id, { status: 'ok', usage: { inputTokens: index, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 }, costUsd: 0.000_001 * (index + 1) + 0.1 / 3 });
   }
-  sameAsStore(t, view, store, 'all finished');
+  sameAsStore(t, view, store, db, 'all finished');
 });
 
 test('health, metrics, state and tasks are answered without touching SQLite', async (t) => {
@@ -162,6 +165,6 @@ test('health, metrics, state and tasks are answered without touching SQLite', as
   };
   const before = await read();
   // Every statement of a closed connection throws: an endpoint that queried would answer 500.
-  fixture.store.db.close();
+  fixture.store.close();
   t.deepEqual(await read(), before);
 });

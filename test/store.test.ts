@@ -5,6 +5,7 @@ import test from 'ava';
 import Database from 'better-sqlite3';
 import { Store } from '../services/store/store.ts';
 import { migrations } from '../services/store/migrations.ts';
+import { ownConnection } from './helpers/database.ts';
 
 const tempDb = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-store-')), '.duo-agent', 'moderator.db');
 const newRun = (store: Store, id = 'r1') =>
@@ -16,8 +17,9 @@ test('opens in WAL mode with every migration applied, and reopens without re-run
   newRun(store);
   store.close();
   const reopened = Store.open(file);
-  t.is(reopened.db.pragma('journal_mode', { simple: true }), 'wal');
-  t.is(reopened.db.pragma('user_version', { simple: true }), migrations.length);
+  const db = ownConnection(t, file);
+  t.is(db.pragma('journal_mode', { simple: true }), 'wal');
+  t.is(db.pragma('user_version', { simple: true }), migrations.length);
   t.is(reopened.getRun('r1')?.requirements, 'req');
   reopened.close();
 });
@@ -32,7 +34,8 @@ test('a database from a newer Moderator is refused with a clear message', (t) =>
 });
 
 test('a checkpoint writes the snapshot and its messages together; the latest snapshot replaces the previous one', (t) => {
-  const store = Store.open(':memory:');
+  const file = tempDb();
+  const store = Store.open(file);
   newRun(store);
   const message = { id: 'm1', from: 'orchestrator', to: 'techlead', type: 'task.assigned', payload: { taskId: 'T1' }, correlationId: 'T1#1', at: new Date().toISOString() };
   store.saveCheckpoint('r1', '{"a":1}', 'active', [message], 'implementing');
@@ -40,13 +43,14 @@ test('a checkpoint writes the snapshot and its messages together; the latest sna
   t.deepEqual(store.loadSnapshot('r1'), { json: '{"a":2}', status: 'active', writes: 2 });
   t.is(store.listMessages('r1').length, 1, 'a message is journaled once');
   t.is(store.getRun('r1')?.phase, 'implementing');
-  t.is((store.db.prepare('SELECT COUNT(*) AS n FROM snapshots').get() as { n: number }).n, 1);
+  t.is((ownConnection(t, file).prepare('SELECT COUNT(*) AS n FROM snapshots').get() as { n: number }).n, 1);
 });
 
 test('a run held by a live process cannot be claimed; a dead holder is taken over', (t) => {
-  const store = Store.open(':memory:');
+  const file = tempDb();
+  const store = Store.open(file);
   newRun(store);
-  store.db.prepare('UPDATE runs SET pid = ? WHERE id = ?').run(999_999, 'r1');
+  ownConnection(t, file, { writable: true }).prepare('UPDATE runs SET pid = ? WHERE id = ?').run(999_999, 'r1');
   t.throws(() => store.claimRun('r1', () => true), { message: /in use by process 999999/ });
   store.claimRun('r1', () => false);
   t.is(store.getRun('r1')?.pid, process.pid);
