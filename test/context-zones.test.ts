@@ -86,7 +86,7 @@ class Reader implements ModelProvider {
 
 function session(dbFile: string, repo: string, logs: string, provider: Reader) {
   const store = Store.open(dbFile);
-  if (!store.getRun('r')) store.createRun({ id: 'r', target: repo, requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  if (!store.runs.get('r')) store.runs.create({ id: 'r', target: repo, requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 1e9 } });
   const services = {
     runId: 'r', store, gateway, logs: new AgentLogs({ dir: logs, runId: 'r', level: 'silent' }), progress: () => {},
@@ -126,7 +126,7 @@ test('a tool loop on 1,000 files: summarised, pruned, then stopped; never over m
   t.true(order.includes('summarise') && order.includes('prune'), order.join(' '));
   t.true(order.indexOf('summarise') < order.indexOf('prune'), 'summarised before pruned');
   t.true(order.lastIndexOf('ok') < order.indexOf('summarise'), 'zones only rise');
-  const alerts = reference.store.listAlerts('r');
+  const alerts = reference.store.alerts.list('r');
   t.deepEqual(alerts.map((alert) => [alert.kind, alert.level]), [['context', 'warning'], ['context', 'warning'], ['context', 'critical']], 'one alert per zone entered');
   t.regex(alerts[0]?.message ?? '', /old tool results summarised/);
   t.regex(alerts[1]?.message ?? '', /pruned to the task, a summary and the recent turns/);
@@ -146,5 +146,5 @@ test('a tool loop on 1,000 files: summarised, pruned, then stopped; never over m
   t.deepEqual(rest.sent.map((sent) => sent.turn), [9, 10, 11], 'the paid turns came from the journal');
   t.deepEqual(rest.sent, whole.sent.slice(8), 'each turn sent after the resume is what the uninterrupted step sent');
   t.deepEqual(zones(ownConnection(t, dbFile)), referenceZones);
-  t.deepEqual(second.store.listAlerts('r').map((alert) => alert.message), alerts.map((alert) => alert.message), 'no alert twice');
+  t.deepEqual(second.store.alerts.list('r').map((alert) => alert.message), alerts.map((alert) => alert.message), 'no alert twice');
 });

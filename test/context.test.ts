@@ -44,7 +44,7 @@ function tempDir(t: ExecutionContext, name: string): string {
 
 function storeWithRun(file = ':memory:'): Store {
   const store = Store.open(file);
-  store.createRun({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.create({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   return store;
 }
 
@@ -112,7 +112,7 @@ test('anthropic: the count comes from POST /v1/messages/count_tokens with what t
   t.like(counted, { model: 'claude-sonnet-4-6', messages: [{ role: 'user', content: [{ type: 'text', text: 'Implement it.' }] }] });
   t.deepEqual((counted.tools as { name: string }[]).map((tool) => tool.name), ['read_file'], 'the tools the call sends are counted too');
   t.false('max_tokens' in counted);
-  const sent = store.listModelCalls('r')[0];
+  const sent = store.calls.list('r')[0];
   t.is(sent?.promptTokens, fakeTokenCount(counted));
 
   const huge = { ...request, messages: [{ role: 'user' as const, content: 'HUGE' }] };
@@ -136,7 +136,7 @@ test('anthropic: an endpoint without count_tokens is said once and counted local
   t.is(fake.sideRequests.length, 1, 'asked once');
   t.is(notices.length, 1);
   t.regex(notices[0] ?? '', /does not count tokens \(count_tokens: 404\); prompts are counted locally from now on, as estimates/);
-  t.deepEqual(store.listModelCalls('r').map((call) => call.promptTokens !== null), [true, true]);
+  t.deepEqual(store.calls.list('r').map((call) => call.promptTokens !== null), [true, true]);
   t.deepEqual(ownConnection(t, file).prepare('SELECT prompt_source FROM model_calls ORDER BY id').all(), [{ prompt_source: 'estimated' }, { prompt_source: 'estimated' }]);
 });
 
@@ -330,7 +330,7 @@ test('zones: summarised at 70%, pruned at 85%, stopped at 95%, each journaled on
   t.is((stopped as { code?: string }).code, 'context_full');
   t.regex(stopped?.message ?? '', /techlead implement T1: the conversation needs \d+ tokens, \d+% of limits\.max_context_tokens \(1000\), even pruned to the task and its last turn/);
 
-  const alerts = store.listAlerts('r');
+  const alerts = store.alerts.list('r');
   t.deepEqual(alerts.map((alert) => [alert.kind, alert.level]), [['context', 'warning'], ['context', 'warning'], ['context', 'critical']]);
   t.regex(alerts[0]?.message ?? '', /reached (7\d|8[0-4])% of limits\.max_context_tokens \(1000\): old tool results summarised/);
   t.regex(alerts[1]?.message ?? '', /pruned to the task, a summary and the recent turns/);
@@ -346,7 +346,7 @@ test('zones: summarised at 70%, pruned at 85%, stopped at 95%, each journaled on
   resumed.push({ role: 'assistant', content: 'two more', toolCalls: [{ id: 'c5', name: 'read_file', input: { path: 'big.js' } }] });
   resumed.push({ role: 'tool', results: [{ id: 'c5', content: 'y'.repeat(4000) }] });
   await t.throwsAsync(resumed.fit(key(6)), { message: /the step stopped/ });
-  t.is(store.listAlerts('r').length, 3, 'no alert twice');
+  t.is(store.alerts.list('r').length, 3, 'no alert twice');
   t.is(counted, 3, 'only the turns with no journaled decision and no journaled reply are counted again (turns 1-3 here: nothing was sent in this test)');
 });
 
