@@ -21,7 +21,7 @@ function belongsTo(callKey: string, key: CallKey): boolean {
  */
 export function whatWasTried(services: RunServices, baseKey: CallKey, approach: number): string {
   const previous = callKeys.approach(baseKey, approach - 1);
-  const calls = services.store.listModelCalls(services.runId).filter((call) => belongsTo(call.callKey, previous));
+  const calls = services.store.calls.list(services.runId).filter((call) => belongsTo(call.callKey, previous));
   const tools = new Map<string, number>();
   const files = new Set<string>();
   let lastText = '';

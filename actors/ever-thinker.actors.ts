@@ -37,14 +37,14 @@ export function everThinkerActors(services: RunServices) {
    */
   async function analyzePrompt(cycle: number, learned: string): Promise<string> {
     // A task merged by the step that just ended may not be projected yet: its PR says so first.
-    const tasks = services.store.listTasks(services.runId).map((task) =>
-      task.status !== 'merged' && services.store.getPullRequestForTask(services.runId, task.id)?.status === 'merged' ? { ...task, status: 'merged' as const } : task);
+    const tasks = services.store.tasks.list(services.runId).map((task) =>
+      task.status !== 'merged' && services.store.pullRequests.forTask(services.runId, task.id)?.status === 'merged' ? { ...task, status: 'merged' as const } : task);
     const merged = tasks.filter((task) => task.status === 'merged');
     const unmerged = tasks.filter((task) => task.status !== 'merged' && task.status !== 'pending');
     const reworked = merged.filter((task) => task.attempts > 1);
     const count = (status: string) => tasks.filter((task) => task.status === status).length;
     const lastMerged = merged.at(-1);
-    const lastTests = lastMerged ? services.store.getLatestTestRun(services.runId, lastMerged.id, lastMerged.attempts) : undefined;
+    const lastTests = lastMerged ? services.store.testRuns.latest(services.runId, lastMerged.id, lastMerged.attempts) : undefined;
     const signals = [
       `tasks: ${merged.length} merged, ${count('rejected')} rejected, ${count('failed')} failed, ${count('held')} held, ${count('skipped')} skipped; ${reworked.length} merged after more than one review round${reworked.length > 0 ? ` (${reworked.slice(-5).map((task) => task.id).join(', ')})` : ''}`,
       ...(lastTests ? [`tests: \`${lastTests.command}\` ${lastTests.passed ? 'passed' : 'failed'} in ${(lastTests.durationMs / 1000).toFixed(1)} s on the last merged task (${lastTests.taskId})`] : []),
@@ -93,7 +93,7 @@ export function everThinkerActors(services: RunServices) {
           .sort((a, b) => b.priority - a.priority);
         const accepted = ranked.filter((proposal) => proposal.priority >= input.minPriority).slice(0, settings.max_proposals_per_cycle);
         // Ids continue the target's numbering; computed before the tasks are stored, in the same step.
-        const first = services.store.nextTaskNumber();
+        const first = services.store.tasks.nextNumber();
         const newTasks: NewTask[] = accepted.map((proposal, index) => ({
           id: `T${first + index}`,
           title: proposal.title,
@@ -107,7 +107,7 @@ export function everThinkerActors(services: RunServices) {
         }));
         return { newTasks, considered: ranked.map((proposal) => ({ title: proposal.title, angle: proposal.angle, priority: proposal.priority, learnt: proposal.learnt })) };
       },
-      (outcome) => services.store.addTasks(services.runId, outcome.newTasks),
+      (outcome) => services.store.tasks.add(services.runId, outcome.newTasks),
     );
     services.progress(`improvement cycle ${input.cycle}: ${result.considered.length} idea(s), ${result.newTasks.length} worth a task (priority >= ${input.minPriority})`);
     for (const idea of result.considered) {

@@ -7,7 +7,7 @@ import type { RunServices } from './run-services.ts';
 
 /** The tasks an improvement cycle added, from its analysis step's journal. */
 function tasksOfCycle(services: RunServices, cycle: number): string[] {
-  const result = services.store.getEffect(services.runId, stepKeys.analyze(cycle))?.result as { newTasks?: { id: string }[] } | undefined;
+  const result = services.store.effects.get(services.runId, stepKeys.analyze(cycle))?.result as { newTasks?: { id: string }[] } | undefined;
   return (result?.newTasks ?? []).map((task) => task.id);
 }
 
@@ -33,19 +33,19 @@ export function improvementActors(services: RunServices) {
       runId,
       stepKeys.measure(input.cycle),
       async () => {
-        const now = signalsOf(store.latestMergedTestRun(runId));
-        const previous = input.cycle > 1 ? store.listImprovementCycles(runId).find((row) => row.cycle === input.cycle - 1) : undefined;
+        const now = signalsOf(store.testRuns.latestMerged(runId));
+        const previous = input.cycle > 1 ? store.improvementCycles.list(runId).find((row) => row.cycle === input.cycle - 1) : undefined;
         if (!previous) return { now, previous: null };
         const tasks = tasksOfCycle(services, previous.cycle);
-        const reviews = store.listReviews(runId);
+        const reviews = store.reviews.list(runId);
         // Merged by its PR's record: the tasks table catches up at the next checkpoint.
-        const rounds = tasks.map((id) => ({ merged: store.getPullRequestForTask(runId, id)?.status === 'merged', rounds: reviews.filter((review) => review.taskId === id).length }));
+        const rounds = tasks.map((id) => ({ merged: store.pullRequests.forTask(runId, id)?.status === 'merged', rounds: reviews.filter((review) => review.taskId === id).length }));
         const before = previous.before as Signals;
         const magnitude = magnitudeOf(before, now, reviewScore(rounds));
         return { now, previous: { cycle: previous.cycle, tasks, magnitude, summary: describe(before, now, magnitude) } };
       },
       (result) =>
-        store.saveImprovementCycle(
+        store.improvementCycles.save(
           runId,
           { cycle: input.cycle, before: result.now },
           result.previous ? { cycle: result.previous.cycle, after: result.now, magnitude: result.previous.magnitude.value, tasks: result.previous.tasks } : undefined,

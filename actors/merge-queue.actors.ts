@@ -49,8 +49,8 @@ export function mergeQueueActors(services: RunServices) {
    * live on GitHub it is posted there. The orchestrator decides what follows.
    */
   async function sendBack(task: TaskRecord, pr: PullRequestRecord, input: MergeStepInput, found: { kind: PostedReview['kind']; summary: string; comments: string[] }, signal?: AbortSignal): Promise<void> {
-    const tests = services.store.getTestRun(services.runId, task.id, input.attempt);
-    services.store.recordReview({
+    const tests = services.store.testRuns.get(services.runId, task.id, input.attempt);
+    services.store.reviews.record({
       runId: services.runId, taskId: task.id, prNumber: pr.number, attempt: input.attempt, verdict: 'request_changes', summary: found.summary, comments: found.comments, testsPassed: tests?.passed ?? false,
     });
     await services.prs.postReview(pr.number, {
@@ -107,7 +107,7 @@ export function mergeQueueActors(services: RunServices) {
       const tested = await trials.passedOn(await services.git.treeOf(worktree, 'HEAD'));
       ahead = tested !== null;
       return tested ?? runProjectTests(services, task.id, worktree, signal);
-    }, (tests) => services.store.recordTestRun({ runId: services.runId, taskId: task.id, attempt: input.attempt, ...tests }));
+    }, (tests) => services.store.testRuns.record({ runId: services.runId, taskId: task.id, attempt: input.attempt, ...tests }));
     reportTests(services, task.id, result, ahead ? 'tests on the updated branch (run ahead of its turn, on the same tree)' : 'tests on the updated branch');
     if (!result.passed) {
       await sendBack(task, pr, input, {

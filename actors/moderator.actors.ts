@@ -15,7 +15,7 @@ import { callKeys, stepKeys } from '../protocol/keys.ts';
 import { questionsAndAnswers } from './questions.ts';
 
 export function taskOf(services: RunServices, taskId: string): TaskRecord {
-  const task = services.store.getTask(services.runId, taskId);
+  const task = services.store.tasks.get(services.runId, taskId);
   if (!task) throw new ModeratorError('store', `task ${taskId} is not in the store of run ${services.runId}`);
   return task;
 }
@@ -25,7 +25,7 @@ export function taskOf(services: RunServices, taskId: string): TaskRecord {
  * second run on the same repository continues the numbering (T5, T6, ...) where the first ended.
  */
 function renumber(services: RunServices, plan: PlanReply): PlanReply {
-  const offset = services.store.nextTaskNumber() - 1;
+  const offset = services.store.tasks.nextNumber() - 1;
   if (offset === 0) return plan;
   const ids = new Map(plan.tasks.map((task, index) => [task.id, `T${offset + index + 1}`]));
   return {
@@ -55,10 +55,10 @@ export function moderatorActors(services: RunServices) {
       settings,
       signal,
     });
-    services.store.setRunScope(services.runId, scope);
+    services.store.runs.setScope(services.runId, scope);
     // Kept with ids, so a person can answer each (terminal, dashboard, API) and the plan sees the answers.
     const questions = scope.questions.map((text, index) => ({ id: `Q${index + 1}`, text }));
-    services.store.addQuestions(services.runId, questions);
+    services.store.questions.add(services.runId, questions);
     services.progress(`scope: ${scope.summary}`);
     for (const assumption of scope.assumptions) services.progress(`  assumed: ${assumption}`);
     for (const question of questions) services.progress(`  question ${question.id}: ${question.text}`);
@@ -66,7 +66,7 @@ export function moderatorActors(services: RunServices) {
   });
 
   const plan = fromPromise<{ tasks: NewTaskRef[] }>(async ({ signal }) => {
-    const run = services.store.getRun(services.runId);
+    const run = services.store.runs.get(services.runId);
     const planned = await once(
       services.store,
       services.runId,
@@ -83,7 +83,7 @@ export function moderatorActors(services: RunServices) {
           signal,
         })),
       (reply) =>
-        services.store.addTasks(
+        services.store.tasks.add(
           services.runId,
           reply.tasks.map((task) => ({
             id: task.id,
@@ -106,7 +106,7 @@ export function moderatorActors(services: RunServices) {
     const pr = services.prs.get(input.prNumber);
     if (!pr) throw new ModeratorError('pr', `pull request #${input.prNumber} does not exist`);
     // A retried review has no test run of its own round: the latest one tested the same head.
-    const tests = services.store.getLatestTestRun(services.runId, input.taskId, input.attempt);
+    const tests = services.store.testRuns.latest(services.runId, input.taskId, input.attempt);
     // The diff, the criteria and the test summary: the tree is not the reviewer's to read again.
     const testsLine = tests
       ? `The TechLead ran \`${tests.command}\`: ${tests.passed ? 'passed' : `FAILED (exit ${tests.exitCode ?? 'none'}${tests.timedOut ? ', timed out' : ''})`}.${tests.passed ? '' : `\n${services.context.testTail(tests.output)}`}`
@@ -141,7 +141,7 @@ export function moderatorActors(services: RunServices) {
     // Failing tests overrule an approving model: nothing red is merged.
     const final: 'approve' | 'request_changes' = testsPassed ? verdict.verdict : 'request_changes';
     const comments = testsPassed ? verdict.comments : ['The tests fail: make them pass.', ...verdict.comments];
-    services.store.recordReview({
+    services.store.reviews.record({
       runId: services.runId,
       taskId: task.id,
       prNumber: pr.number,

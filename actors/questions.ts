@@ -6,7 +6,7 @@ import type { Store } from '../services/store/store.ts';
  * so a run without questions sends the prompt it always did.
  */
 export function questionsAndAnswers(store: Store, runId: string): string {
-  const questions = store.listQuestions(runId);
+  const questions = store.questions.list(runId);
   if (questions.length === 0) return '';
   const lines = questions.map((question) =>
     question.answer === null

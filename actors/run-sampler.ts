@@ -39,25 +39,25 @@ async function progressOf(services: RunServices, worker: Slot, ref: AnyActorRef 
   if (agent === 'techlead') {
     const task = heldTask(ref);
     if (task === null) return 'no task';
-    const tests = store.getLatestTestRun(runId, task.taskId, task.attempt);
+    const tests = store.testRuns.latest(runId, task.taskId, task.attempt);
     const passing = tests ? (parseTestCounts(tests.output)?.passed ?? (tests.passed ? 1 : 0)) : -1;
     // A worktree not made yet (or removed after the merge) has no size: that is a state, not an error.
     const work = await services.git.workSize(worktreePath(services, task.taskId)).catch(() => null);
     const size = work ? `${work.lines}+${work.untrackedFiles}/${work.untrackedBytes}` : 'none';
     return `${task.taskId}#${task.attempt}.${task.approach ?? 0} tests ${passing} work ${size}`;
   }
-  const tasks = store.listTasks(runId);
+  const tasks = store.tasks.list(runId);
   const merged = tasks.filter((task) => task.status === 'merged').length;
   // A reviewer with a PR in hand: its own review, so another reviewer's progress does not hide it.
   if (agent === 'moderator' && worker.taskId !== null) {
     const task = worker.taskId;
-    return `reviewing ${task}: reviews ${store.listReviews(runId).filter((review) => review.taskId === task).length}`;
+    return `reviewing ${task}: reviews ${store.reviews.list(runId).filter((review) => review.taskId === task).length}`;
   }
   if (agent === 'moderator') {
-    const scoped = store.getRun(runId)?.scope != null ? 1 : 0;
-    return `scope ${scoped} tasks ${tasks.length} reviews ${store.listReviews(runId).length} merged ${merged}`;
+    const scoped = store.runs.get(runId)?.scope != null ? 1 : 0;
+    return `scope ${scoped} tasks ${tasks.length} reviews ${store.reviews.list(runId).length} merged ${merged}`;
   }
-  const analysed = store.listEffects(runId).filter((effect) => effect.status === 'done' && effect.stepKey.startsWith('ever-thinker:')).length;
+  const analysed = store.effects.list(runId).filter((effect) => effect.status === 'done' && effect.stepKey.startsWith('ever-thinker:')).length;
   return `analysed ${analysed} tasks ${tasks.length} merged ${merged}`;
 }
 
@@ -77,9 +77,9 @@ export function runSampler(services: RunServices, clock: RunClock, now: () => nu
       if (!ref) continue;
       agents[worker.id] = { working: !restingStates.has(stateOf(ref)), progress: await progressOf(services, worker, ref) };
     }
-    const totals = store.totals(runId);
-    const tasks = store.listTasks(runId);
-    const spend = store.usageBreakdown(runId).byTask;
+    const totals = store.calls.totals(runId);
+    const tasks = store.tasks.list(runId);
+    const spend = store.calls.usageBreakdown(runId).byTask;
     return {
       at: new Date(now()).toISOString(),
       runtimeMs: clock.flush(),
@@ -87,9 +87,9 @@ export function runSampler(services: RunServices, clock: RunClock, now: () => nu
       costUsd: totals.costUsd,
       callsSent: totals.callsSent,
       callErrors: totals.callErrors,
-      consecutiveErrors: store.consecutiveCallErrors(runId, sessionStart),
-      contextTokens: store.largestPrompt(runId),
-      openAlerts: store.openAlerts(runId),
+      consecutiveErrors: store.calls.consecutiveErrors(runId, sessionStart),
+      contextTokens: store.calls.largestPrompt(runId),
+      openAlerts: store.alerts.countOpen(runId),
       tasks: { total: tasks.length, merged: tasks.filter((task) => task.status === 'merged').length },
       forecast: forecastRun(
         { tokens: totals.tokensUsed, costUsd: totals.costUsd },
@@ -100,12 +100,12 @@ export function runSampler(services: RunServices, clock: RunClock, now: () => nu
   };
   // A failed call (errors in a row stop the run) and a task that ended (the forecast moves) are measured at once.
   const watch = (measureNow: () => void): (() => void) => {
-    const finishedNow = () => store.listTasks(runId).filter((task) => FINISHED_STATUSES.has(task.status)).length;
-    let errorsInARow = store.consecutiveCallErrors(runId, sessionStart);
+    const finishedNow = () => store.tasks.list(runId).filter((task) => FINISHED_STATUSES.has(task.status)).length;
+    let errorsInARow = store.calls.consecutiveErrors(runId, sessionStart);
     let finished = finishedNow();
     return store.onChange((change) => {
       if (change.table === 'model_calls') {
-        const count = store.consecutiveCallErrors(runId, sessionStart);
+        const count = store.calls.consecutiveErrors(runId, sessionStart);
         if (count > errorsInARow) measureNow();
         errorsInARow = count;
       } else if (change.table === 'tasks' && change.runId === runId) {

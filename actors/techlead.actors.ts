@@ -88,12 +88,12 @@ export function techleadActors(services: RunServices) {
 
   const prepareWorkspace = fromPromise<{ branch: string }, TaskStepInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
-    const tasks = services.store.listTasks(services.runId);
+    const tasks = services.store.tasks.list(services.runId);
     const branch = branchOf(task, input.generation);
     const worktree = worktreePath(services, task.id);
     if (input.generation > 1) await freshStart(task, branch, worktree, signal);
     await services.git.ensureWorktree(branch, worktree);
-    services.store.updateTask(services.runId, task.id, { branch });
+    services.store.tasks.update(services.runId, task.id, { branch });
     const fresh = input.generation > 1 ? `, re-implemented from the current ${services.git.baseBranch}` : '';
     services.progress(`task ${tasks.findIndex((candidate) => candidate.id === task.id) + 1}/${tasks.length} ${task.id} ${task.type}: ${task.title} (branch ${branch}${fresh})`);
     return { branch };
@@ -105,7 +105,7 @@ export function techleadActors(services: RunServices) {
    * Every part is a no-op when done before, so a re-run after a kill repeats it harmlessly.
    */
   async function freshStart(task: TaskRecord, branch: string, worktree: string, signal: AbortSignal): Promise<void> {
-    const previous = services.store.getPullRequestForTask(services.runId, task.id);
+    const previous = services.store.pullRequests.forTask(services.runId, task.id);
     if (previous && previous.branch !== branch && previous.status === 'open') {
       await services.prs.close(previous.number, signal);
       services.progress(`  ${task.id}: PR #${previous.number} closed: the task starts again on a fresh branch`);
@@ -140,7 +140,7 @@ export function techleadActors(services: RunServices) {
   const implement = fromPromise<{ files: number }, TaskStepInput>(async ({ input, signal }) => {
     const task = taskOf(services, input.taskId);
     // A task implemented again (`moderator retry`) sees how its last attempt's tests ended.
-    const tests = services.store.getLatestTestRun(services.runId, task.id, input.attempt - 1);
+    const tests = services.store.testRuns.latest(services.runId, task.id, input.attempt - 1);
     const prompt = await openingPrompt(task, input, 'implement', {
       before: `${projectLine(services)}\n\n${describeTask(task)}`,
       query: describeTask(task),
@@ -157,8 +157,8 @@ export function techleadActors(services: RunServices) {
     await services.git.ensureWorktree(branchOf(task, input.generation), worktreePath(services, task.id));
     await services.prs.mergeBaseInto(task.id, worktreePath(services, task.id), signal);
     // The newest review before this round: the previous round's, or the one a retry answers.
-    const review = services.store.getLatestReviewBefore(services.runId, task.id, input.attempt);
-    const tests = services.store.getLatestTestRun(services.runId, task.id, input.attempt - 1);
+    const review = services.store.reviews.latestBefore(services.runId, task.id, input.attempt);
+    const tests = services.store.testRuns.latest(services.runId, task.id, input.attempt - 1);
     const feedback = review ? [`Review: ${review.summary}`, ...review.comments.map((comment) => `- ${comment}`)].join('\n') : '(no review found)';
     const prompt = await openingPrompt(task, input, 'revise', {
       before: `${projectLine(services)}\n\n${describeTask(task)}\n\nThe Moderator asked for changes:\n${feedback}`,
@@ -185,12 +185,12 @@ export function techleadActors(services: RunServices) {
   }
 
   const runTests = fromPromise<TestOutput, TaskStepInput>(async ({ input, signal }) => {
-    const recorded = services.store.getTestRun(services.runId, input.taskId, input.attempt);
+    const recorded = services.store.testRuns.get(services.runId, input.taskId, input.attempt);
     if (recorded) return { passed: recorded.passed };
     const cwd = worktreePath(services, input.taskId);
     const result = await runProjectTests(services, input.taskId, cwd, signal);
     const lintFindings = await lint(input.taskId, cwd, signal);
-    services.store.recordTestRun({ runId: services.runId, taskId: input.taskId, attempt: input.attempt, ...result, lintFindings });
+    services.store.testRuns.record({ runId: services.runId, taskId: input.taskId, attempt: input.attempt, ...result, lintFindings });
     reportTests(services, input.taskId, result);
     return { passed: result.passed };
   });
@@ -199,7 +199,7 @@ export function techleadActors(services: RunServices) {
     const task = taskOf(services, input.taskId);
     const branch = branchOf(task, input.generation);
     const headSha = await services.git.branchHead(branch);
-    const body = pullRequestBody(task, services.store.getTestRun(services.runId, task.id, input.attempt), input.attempt);
+    const body = pullRequestBody(task, services.store.testRuns.get(services.runId, task.id, input.attempt), input.attempt);
     const pr = await services.prs.open({
       taskId: task.id,
       branch,
@@ -209,7 +209,7 @@ export function techleadActors(services: RunServices) {
       generation: input.generation,
     }, signal);
     if (input.attempt > 1) await services.prs.update(pr.number, headSha, input.attempt, body, signal);
-    services.store.updateTask(services.runId, task.id, { prNumber: pr.number, prUrl: pr.url });
+    services.store.tasks.update(services.runId, task.id, { prNumber: pr.number, prUrl: pr.url });
     services.progress(`  ${task.id}: PR #${pr.number} ${input.attempt > 1 ? `updated (revision ${input.attempt})` : 'opened'}, tests ${input.testsPassed ? 'passing' : 'failing'}${pr.url ? `: ${pr.url}` : ''}`);
     return { prNumber: pr.number };
   });

@@ -288,7 +288,7 @@ async function measure(args: Args): Promise<Figures> {
     const store = Store.open(databasePath(target));
     const model = new ScriptedModel(args.tasks);
     try {
-      store.createRun({ id: 'bench', target, requirements: `Pipeline steps in four areas, ${args.tasks} of them.`, settings: { config, agents: {} }, snapshotVersion: 1, machineFingerprint: 'bench' });
+      store.runs.create({ id: 'bench', target, requirements: `Pipeline steps in four areas, ${args.tasks} of them.`, settings: { config, agents: {} }, snapshotVersion: 1, machineFingerprint: 'bench' });
       const { services } = composeRun({
         store, runId: 'bench', target, requirements: `Pipeline steps in four areas, ${args.tasks} of them.`, config, agents: {},
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.homedir() }, provider: model, sandbox: UNSANDBOXED, reporter: new Reporter(() => {}),
@@ -312,7 +312,7 @@ async function measure(args: Args): Promise<Figures> {
           if (review.verdict === 'approve') {
             // One task at a time: its branch was made from the current base, so there is nothing to update.
             await run(mergeQueue.merge, { taskId: task.id, prNumber, attempt });
-            store.updateTask('bench', task.id, { status: 'merged', attempts: attempt });
+            store.tasks.update('bench', task.id, { status: 'merged', attempts: attempt });
             break;
           }
           if (attempt === 3) throw new Error(`${task.id} was not approved (index ${index})`);

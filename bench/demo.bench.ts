@@ -8,7 +8,7 @@
  *   expose its checkpointer, so its `attach` is wrapped here to keep the instance and to add a
  *   second inspection observer on the actor system that counts transitions. They are
  *   cross-checked against the database (snapshots.writes, length(snapshot_json)), and the pure
- *   store write is timed again by replaying `saveCheckpoint` with the final snapshot on a temp store.
+ *   store write is timed again by replaying `store.checkpoints.save` with the final snapshot on a temp store.
  * - plainGitMs: the same mutating git operations by a plain script with `execFileSync('git')`,
  *   without tests, model calls or bookkeeping: init, initial commit, and for each task worktree
  *   add -b, write the files of the recorded techlead replies, add -A, commit (twice for T2),
@@ -26,6 +26,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import type { AnyActorRef, InspectionEvent } from 'xstate';
 import { parseCli } from '../cli/args.ts';
 import { runDemo, type CliContext } from '../cli/commands.ts';
@@ -185,16 +186,19 @@ try {
   if (!checkpointer || checkpointers.length !== 1) throw new Error(`expected one checkpointer, saw ${checkpointers.length}`);
   const stats = { ...checkpointer.stats };
 
+  // The snapshot's size and the tests' time, which no repository reads, through a read-only connection of our own.
   const store = Store.open(databasePath(target));
+  const db = new Database(databasePath(target), { readonly: true, fileMustExist: true });
   let fromDb: { writes: number; bytes: number; json: string; testMs: number; branches: Map<string, string> };
   try {
-    const snapshot = store.db.prepare('SELECT writes, length(snapshot_json) AS bytes, snapshot_json AS json FROM snapshots WHERE run_id = ?').get(summary.runId) as {
+    const snapshot = db.prepare('SELECT writes, length(snapshot_json) AS bytes, snapshot_json AS json FROM snapshots WHERE run_id = ?').get(summary.runId) as {
       writes: number; bytes: number; json: string;
     };
-    const tests = store.db.prepare('SELECT COALESCE(SUM(duration_ms), 0) AS ms FROM test_runs WHERE run_id = ?').get(summary.runId) as { ms: number };
-    const branches = new Map(store.listTasks(summary.runId).map((task) => [task.id, task.branch ?? `duo-agent/task/${task.id}`]));
+    const tests = db.prepare('SELECT COALESCE(SUM(duration_ms), 0) AS ms FROM test_runs WHERE run_id = ?').get(summary.runId) as { ms: number };
+    const branches = new Map(store.tasks.list(summary.runId).map((task) => [task.id, task.branch ?? `duo-agent/task/${task.id}`]));
     fromDb = { writes: snapshot.writes, bytes: snapshot.bytes, json: snapshot.json, testMs: tests.ms, branches };
   } finally {
+    db.close();
     store.close();
   }
 
@@ -202,11 +206,11 @@ try {
   const scratch = Store.open(path.join(temp, 'scratch.db'));
   let saveCheckpointMicros: number;
   try {
-    scratch.createRun({ id: 'bench', target: temp, requirements: 'bench', settings: {}, snapshotVersion: 1, machineFingerprint: 'bench' });
+    scratch.runs.create({ id: 'bench', target: temp, requirements: 'bench', settings: {}, snapshotVersion: 1, machineFingerprint: 'bench' });
     const rounds = 300;
-    for (let index = 0; index < 20; index += 1) scratch.saveCheckpoint('bench', fromDb.json, 'active', [], null);
+    for (let index = 0; index < 20; index += 1) scratch.checkpoints.save('bench', fromDb.json, 'active', [], null);
     const started = performance.now();
-    for (let index = 0; index < rounds; index += 1) scratch.saveCheckpoint('bench', fromDb.json, 'active', [], null);
+    for (let index = 0; index < rounds; index += 1) scratch.checkpoints.save('bench', fromDb.json, 'active', [], null);
     saveCheckpointMicros = ((performance.now() - started) * 1000) / rounds;
   } finally {
     scratch.close();

@@ -141,7 +141,7 @@ async function measure(url: string): Promise<Load> {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-health-bench-'));
 const store = Store.open(path.join(dir, '.duo-agent', 'moderator.db'));
 const runId = 'bench';
-store.createRun({ id: runId, target: dir, requirements: 'bench', settings: {}, snapshotVersion: 1, machineFingerprint: 'bench' });
+store.runs.create({ id: runId, target: dir, requirements: 'bench', settings: {}, snapshotVersion: 1, machineFingerprint: 'bench' });
 const planned: NewTask[] = Array.from({ length: 50 }, (_, index) => ({
   id: `T${index + 1}`,
   title: `Task ${index + 1}: a feature of the kind a plan holds`,
@@ -151,7 +151,7 @@ const planned: NewTask[] = Array.from({ length: 50 }, (_, index) => ({
   dependsOn: index > 0 ? [`T${index}`] : [],
   origin: 'plan',
 }));
-store.addTasks(runId, planned);
+store.tasks.add(runId, planned);
 
 const machine = setup({
   types: { context: {} as { tasks: (NewTask & { status: string; attempts: number })[]; step: number }, events: {} as { type: 'step' } },
@@ -198,11 +198,11 @@ function step(): void {
   actor.send({ type: 'step' });
   if (steps % 10 === 0) {
     calls += 1;
-    const id = store.beginModelCall({ runId, callKey: `techlead:implement:T${(steps % 50) + 1}:${steps}`, agent: 'techlead', purpose: 'implement', taskId: `T${(steps % 50) + 1}`, provider: 'replay', model: 'm' });
-    store.finishModelCall(id, { status: 'ok', model: 'm', usage: { inputTokens: 3000, outputTokens: 500, cacheReadTokens: 0, cacheWriteTokens: 0 }, costUsd: 0.0165, latencyMs: 900, reply });
+    const id = store.calls.begin({ runId, callKey: `techlead:implement:T${(steps % 50) + 1}:${steps}`, agent: 'techlead', purpose: 'implement', taskId: `T${(steps % 50) + 1}`, provider: 'replay', model: 'm' });
+    store.calls.finish(id, { status: 'ok', model: 'm', usage: { inputTokens: 3000, outputTokens: 500, cacheReadTokens: 0, cacheWriteTokens: 0 }, costUsd: 0.0165, latencyMs: 900, reply });
   }
-  if (steps % 25 === 0) store.updateTask(runId, `T${(steps % 50) + 1}`, { status: 'in_progress', attempts: steps });
-  if (steps % 100 === 0) store.addAlert({ runId, level: 'info', kind: 'progress', message: `step ${steps}` });
+  if (steps % 25 === 0) store.tasks.update(runId, `T${(steps % 50) + 1}`, { status: 'in_progress', attempts: steps });
+  if (steps % 100 === 0) store.alerts.add({ runId, level: 'info', kind: 'progress', message: `step ${steps}` });
 }
 
 const healthUrl = new URL('/api/health', monitoring.url).toString();

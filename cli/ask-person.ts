@@ -67,8 +67,8 @@ export class TerminalQuestions {
 
   private async askQuestions(asking: Asking, signal: AbortSignal): Promise<void> {
     const { store, runId, root } = this.options;
-    const questions = store.listQuestions(runId).filter((question) => asking.ids.includes(question.id));
-    const scope = store.getRun(runId)?.scope as { assumptions?: unknown } | null | undefined;
+    const questions = store.questions.list(runId).filter((question) => asking.ids.includes(question.id));
+    const scope = store.runs.get(runId)?.scope as { assumptions?: unknown } | null | undefined;
     const assumptions = Array.isArray(scope?.assumptions) ? scope.assumptions.map(String) : [];
     this.options.output.write(
       `\nThe Moderator has ${questions.length} question(s) before it plans (${this.options.timeoutMinutes} min, then its assumptions stand; also on the dashboard).\n` +
@@ -77,10 +77,10 @@ export class TerminalQuestions {
     await this.session(async (prompt) => {
       for (const question of questions) {
         // Answered on the dashboard meanwhile: not asked again.
-        if (store.listQuestions(runId).find((stored) => stored.id === question.id)?.answer != null) continue;
+        if (store.questions.list(runId).find((stored) => stored.id === question.id)?.answer != null) continue;
         const answer = await prompt(`${question.id}: ${question.text}\n  your answer (Enter: the assumption stands): `);
         if (signal.aborted) return;
-        if (answer !== '') store.answerQuestion(runId, question.id, answer, 'terminal');
+        if (answer !== '') store.questions.answer(runId, question.id, answer, 'terminal');
         root.send({ type: 'human.answered', questionId: question.id, answer });
       }
     }, signal);

@@ -8,8 +8,8 @@ import { agentStates, stateName, type PersistedTree } from './status.ts';
  * `.duo-agent/checkpoints/<runId>.json`. For people and tools; resume reads SQLite, never this.
  */
 export function exportCheckpoint(target: string, runId: string, store: Store): void {
-  const run = store.getRun(runId);
-  const snapshot = store.loadSnapshot(runId);
+  const run = store.runs.get(runId);
+  const snapshot = store.checkpoints.load(runId);
   if (!run || !snapshot) return;
   const dir = path.join(stateDir(target), 'checkpoints');
   fs.mkdirSync(dir, { recursive: true });
@@ -19,8 +19,8 @@ export function exportCheckpoint(target: string, runId: string, store: Store): v
     run: { id: run.id, phase: run.phase, status: run.status, outcome: run.outcome, reason: run.reason, startedAt: run.startedAt, requirements: run.requirements },
     // What each actor is in (all `stopped` once the run is over), so nobody has to read it out of the snapshot.
     states: { orchestrator: stateName(tree.value), ...agentStates(tree) },
-    tasks: store.listTasks(runId).map(({ id, type, title, status, attempts, prNumber }) => ({ id, type, title, status, attempts, prNumber })),
-    pullRequests: store.listPullRequests(runId).map(({ number, taskId, branch, status }) => ({ number, taskId, branch, status })),
+    tasks: store.tasks.list(runId).map(({ id, type, title, status, attempts, prNumber }) => ({ id, type, title, status, attempts, prNumber })),
+    pullRequests: store.pullRequests.list(runId).map(({ number, taskId, branch, status }) => ({ number, taskId, branch, status })),
     snapshot: tree,
   };
   // Write then rename, so a reader never sees half a file.

@@ -77,7 +77,7 @@ function countRuns(file: string): number {
   const store = Store.openIfExists(file);
   if (!store) return 0;
   try {
-    return store.listRuns().length;
+    return store.runs.list().length;
   } finally {
     store.close();
   }
@@ -275,7 +275,7 @@ async function startLocked(
     // The intervention token is a credential: not stored with the run (a resumed run prints a new one).
     const settings: StoredSettings = { config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents: loaded.agents, autoApprove: args.yes };
     try {
-      store.createRunExclusive({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() }, isAlive);
+      store.runs.createExclusive({ id: runId, target: start.target, requirements: start.requirements, settings, snapshotVersion, machineFingerprint: machineFingerprint() }, isAlive);
     } catch (error) {
       throw error instanceof StoreError ? new UsageError(error.message, { cause: error }) : error;
     }
@@ -315,8 +315,8 @@ async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOp
   for (const warning of agentDefinitionWarnings(session.config, session.agents)) context.reporter.line(`warning: ${warning}`);
   const { runSession } = await loadSession();
   const result = await runSession({ ...session, inspectUrl: inspectUrlOf(args), portFallback: args.command === 'demo', keepServing: args.keepServing });
-  if (result.kind === 'finished') store.finishRun(runId, result.output.outcome, result.output.reason);
-  store.releaseRun(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
+  if (result.kind === 'finished') store.runs.finish(runId, result.output.outcome, result.output.reason);
+  store.runs.release(runId, result.kind === 'finished' ? 'finished' : 'interrupted');
   // The export was last written at the final phase change, before the outcome was recorded.
   exportCheckpoint(session.target, runId, store);
   store.checkpointWal();
@@ -332,14 +332,14 @@ async function drive(context: CliContext, args: CliArgs, session: Omit<SessionOp
 function afterError(store: Store, target: string, error: unknown, runId?: string): unknown {
   const held = (() => {
     try {
-      return store.listRuns().filter((run) => run.pid === process.pid);
+      return store.runs.list().filter((run) => run.pid === process.pid);
     } catch {
       return [];
     }
   })();
   for (const run of held) {
     try {
-      store.releaseRun(run.id, 'interrupted');
+      store.runs.release(run.id, 'interrupted');
     } catch {
       // See above: the run is resumable either way.
     }
@@ -361,9 +361,9 @@ function openRuns(context: CliContext, args: CliArgs): { store: Store; target: s
 }
 
 function knownRun(store: Store, target: string, runId: string): RunRecord {
-  const run = store.getRun(runId);
+  const run = store.runs.get(runId);
   if (run) return run;
-  const known = store.listRuns().map((candidate) => candidate.id);
+  const known = store.runs.list().map((candidate) => candidate.id);
   throw new UsageError(`unknown run ${runId} in ${target}${known.length ? `; runs there: ${known.slice(-5).join(', ')}` : ''}${lostWrites(target, runId)}`);
 }
 
@@ -434,12 +434,12 @@ async function continueLocked(
   const autoApprove = snapshot !== undefined || retry !== undefined || args.yes || settings.autoApprove !== false;
   if (!autoApprove && !context.stdinIsTty) throw new UsageError(`run ${run.id} continues from its plan, which waits for approval, and stdin is not a terminal: pass -y`);
   try {
-    store.claimRun(run.id, isAlive);
+    store.runs.claim(run.id, isAlive);
   } catch (error) {
     throw new UsageError((error as Error).message, { cause: error });
   }
   // The intervention token may come from DUO_AGENT_MONITOR_TOKEN again: still not stored.
-  store.updateRunSettings(run.id, {
+  store.runs.updateSettings(run.id, {
     config: { ...config, monitor: { ...config.monitor, token: undefined } }, agents, ...(retry ? { retry } : {}), ...(settings.autoApprove !== undefined ? { autoApprove: settings.autoApprove } : {}),
   } satisfies StoredSettings);
   const git = gitServiceFor(target, config, context.env);
@@ -447,7 +447,7 @@ async function continueLocked(
   await prepareGitHub({ config, secrets, target, env: context.env, report: (line) => context.reporter.line(line) });
   context.reporter.line(`${announce} (phase ${run.phase}, session ${run.sessions + 1})`);
   context.reporter.line(`models: ${provider.description}`);
-  context.reporter.setTokens(store.totals(run.id).tokensUsed);
+  context.reporter.setTokens(store.calls.totals(run.id).tokensUsed);
   return drive(context, args, {
     store, runId: run.id, target, requirements: run.requirements, config, agents, env: context.env, provider, sandbox, autoApprove, reporter: context.reporter,
     gitToken: secrets.gitToken,
@@ -458,7 +458,7 @@ async function continueLocked(
 }
 
 function loadStoredSnapshot(store: Store, runId: string, verb: 'resumed' | 'retried'): StoredSnapshot | undefined {
-  const saved = store.loadSnapshot(runId);
+  const saved = store.checkpoints.load(runId);
   if (!saved) return undefined;
   try {
     return JSON.parse(saved.json) as StoredSnapshot;
@@ -476,9 +476,9 @@ export async function resumeRun(context: CliContext, args: CliArgs, runId: strin
     const snapshot = loadStoredSnapshot(store, runId, 'resumed');
     if (run.status === 'finished' || snapshot?.status === 'done') {
       // Killed between the last checkpoint and recording the outcome: record it now.
-      if (run.status !== 'finished' && snapshot?.output) store.finishRun(runId, snapshot.output.outcome, snapshot.output.reason);
-      const reopened = reopenAfterLimit(context, args, store, store.getRun(runId) as RunRecord, snapshot);
-      if (reopened) return await continueRun(context, args, store, target, store.getRun(runId) as RunRecord, undefined, `continuing run ${runId}`);
+      if (run.status !== 'finished' && snapshot?.output) store.runs.finish(runId, snapshot.output.outcome, snapshot.output.reason);
+      const reopened = reopenAfterLimit(context, args, store, store.runs.get(runId) as RunRecord, snapshot);
+      if (reopened) return await continueRun(context, args, store, target, store.runs.get(runId) as RunRecord, undefined, `continuing run ${runId}`);
       return finish(context, args, store, runId, false);
     }
     const parallelFlag = args.parallel !== undefined ? '--parallel' : args.limits?.some((limit) => /^\s*max_parallel_tasks\s*=/.test(limit)) ? '--limit max_parallel_tasks' : undefined;
@@ -520,7 +520,7 @@ function reopenAfterLimit(context: CliContext, args: CliArgs, store: Store, run:
   const plan = continuationPlan(stop, tasks.success ? tasks.data : [], cycle);
   const { retry: _previous, ...rest } = stored;
   const note = `--resume after ${stop.condition.replace('_', ' ')}: ${plan ? `continues in ${stop.phase}` : 'starts again from its scope (the journal replays what was done)'}`;
-  store.reopenAfterStop(run.id, { ...rest, ...(plan ? { retry: plan } : {}) }, plan ? 'implementing' : 'starting', {
+  store.runs.reopenAfterStop(run.id, { ...rest, ...(plan ? { retry: plan } : {}) }, plan ? 'implementing' : 'starting', {
     id: randomUUID(), from: 'human', to: 'orchestrator', type: 'run.reopened', payload: { condition: stop.condition, phase: stop.phase }, correlationId: null, at: new Date().toISOString(),
   }, note);
   context.reporter.line(`run ${run.id} was stopped by ${stop.condition.replace('_', ' ')}; the limit is relaxed: ${note}`);
@@ -583,14 +583,14 @@ export async function retryRun(context: CliContext, args: CliArgs, runId: string
     const tasks = taskRefsSchema.safeParse(snapshot?.context?.tasks);
     if (!tasks.success) throw new UsageError(`run ${runId} has no readable task list in its last checkpoint; it cannot be retried`);
     const improvementCycle = typeof snapshot?.context?.improvementCycle === 'number' ? snapshot.context.improvementCycle : 0;
-    const { plan, requeued } = retryPlan(tasks.data, improvementCycle, (id) => store.getTask(runId, id)?.branch != null, args.tasks ?? []);
+    const { plan, requeued } = retryPlan(tasks.data, improvementCycle, (id) => store.tasks.get(runId, id)?.branch != null, args.tasks ?? []);
     if (requeued.length === 0) throw new UsageError(`run ${runId} has no failed, rejected, skipped or held task to retry`);
     const stored = run.settings as StoredSettings;
-    store.reopenForRetry(runId, { ...stored, retry: plan } satisfies StoredSettings, requeued.map((task) => task.id), {
+    store.runs.reopenForRetry(runId, { ...stored, retry: plan } satisfies StoredSettings, requeued.map((task) => task.id), {
       id: randomUUID(), from: 'human', to: 'orchestrator', type: 'run.retry', payload: { tasks: requeued.map((task) => ({ id: task.id, attempt: task.attempt, stage: task.stage })) }, correlationId: null, at: new Date().toISOString(),
     });
     context.reporter.line(`retry of run ${runId}: ${requeued.map((task) => `${task.id} (${task.stage}, attempt ${task.attempt})`).join(', ')}`);
-    return await continueRun(context, args, store, target, store.getRun(runId) as RunRecord, undefined, `retrying run ${runId}`);
+    return await continueRun(context, args, store, target, store.runs.get(runId) as RunRecord, undefined, `retrying run ${runId}`);
   } catch (error) {
     throw afterError(store, target, error, runId);
   } finally {
@@ -637,7 +637,7 @@ export function listRuns(context: CliContext, args: CliArgs): number {
     return 0;
   }
   try {
-    const runs = store.listRuns();
+    const runs = store.runs.list();
     // A corrupted row is listed like the others, and said once on stderr.
     for (const run of runs) if (run.corrupted !== null) context.reporter.line(`warning: run ${run.id} is corrupted in the database: ${run.corrupted}; it cannot be resumed or retried`);
     if (args.json) {

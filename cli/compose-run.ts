@@ -62,7 +62,7 @@ export function orchestratorInput(config: Config, autoApprove: boolean, retry?: 
  */
 function askOnTerminal(store: Store, runId: string, config: Config): AskApproval {
   return async (signal) => {
-    const lines = store.listTasks(runId).flatMap((task, index) => [
+    const lines = store.tasks.list(runId).flatMap((task, index) => [
       `  ${index + 1}. ${task.id} ${task.type}: ${task.title}${task.dependsOn.length ? ` (after ${task.dependsOn.join(', ')})` : ''}`,
       ...task.acceptanceCriteria.map((criterion) => `       - ${criterion}`),
     ]);

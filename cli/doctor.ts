@@ -87,7 +87,7 @@ export async function doctor(context: CliContext, args: CliArgs): Promise<number
   try {
     const store = Store.openIfExists(databasePath(target));
     if (store) {
-      checks.push({ name: 'database', ok: true, detail: `${databasePath(target)}: ${store.listRuns().length} run(s)` });
+      checks.push({ name: 'database', ok: true, detail: `${databasePath(target)}: ${store.runs.list().length} run(s)` });
       store.close();
     } else {
       checks.push({ name: 'database', ok: true, detail: `none yet in ${target} (created by the first run)` });

@@ -49,11 +49,11 @@ export function readingOf(monitorContext: unknown): MonitorReading | null {
 
 /** The forecast from what the store holds now; `prior` stands in before any task finished (plan approval). */
 export function forecastOf(store: Store, runId: string, prior?: { tokensPerTask: number; costPerTask: number }): Forecast | null {
-  const totals = store.totals(runId);
-  const spend = store.usageBreakdown(runId).byTask;
+  const totals = store.calls.totals(runId);
+  const spend = store.calls.usageBreakdown(runId).byTask;
   return forecastRun(
     { tokens: totals.tokensUsed, costUsd: totals.costUsd },
-    store.listTasks(runId).map((task) => ({ status: task.status, tokens: spend[task.id]?.tokens ?? 0, costUsd: spend[task.id]?.costUsd ?? 0 })),
+    store.tasks.list(runId).map((task) => ({ status: task.status, tokens: spend[task.id]?.tokens ?? 0, costUsd: spend[task.id]?.costUsd ?? 0 })),
     prior,
   );
 }
@@ -64,7 +64,7 @@ export function forecastOf(store: Store, runId: string, prior?: { tokensPerTask:
  * in three tasks. Said as a rough guess wherever it is shown, and never acted on.
  */
 export function roughPrior(store: Store, runId: string): { tokensPerTask: number; costPerTask: number } | undefined {
-  const plan = store.usageBreakdown(runId).byAgent.moderator;
+  const plan = store.calls.usageBreakdown(runId).byAgent.moderator;
   if (!plan || plan.calls === 0) return undefined;
   return { tokensPerTask: Math.round((3 * plan.tokens) / plan.calls), costPerTask: (3 * plan.costUsd) / plan.calls };
 }

@@ -51,14 +51,14 @@ export interface Facts {
 }
 
 export function factsOf(store: Store, runId: string, config: Config): Facts {
-  const totals = store.totals(runId);
+  const totals = store.calls.totals(runId);
   const forecast = forecastOf(store, runId);
-  const measured = store.listImprovementCycles(runId).filter((cycle) => cycle.magnitude !== null);
+  const measured = store.improvementCycles.list(runId).filter((cycle) => cycle.magnitude !== null);
   return {
     tokensUsed: totals.tokensUsed,
     costUsd: totals.costUsd,
-    activeMs: store.getRun(runId)?.activeMs ?? 0,
-    largestPrompt: store.largestPrompt(runId),
+    activeMs: store.runs.get(runId)?.activeMs ?? 0,
+    largestPrompt: store.calls.largestPrompt(runId),
     callsSent: totals.callsSent,
     callErrors: totals.callErrors,
     lastMagnitude: measured.at(-1)?.magnitude ?? null,

@@ -77,13 +77,13 @@ const TASK_ENDS = new Set(['pr.merged', 'pr.rejected', 'review.held']);
 /** Keeps how this run's improvement ideas ended, with their cycle's measured impact, for later runs (features.learning). */
 function rememberIdeas(store: Store, runId: string, preferences: Preferences, cycles: number): void {
   const at = new Date().toISOString();
-  const measured = store.listImprovementCycles(runId);
+  const measured = store.improvementCycles.list(runId);
   const impactOf = (taskId: string) => measured.find((cycle) => cycle.tasks.includes(taskId))?.magnitude ?? null;
-  const tasks = store.listTasks(runId).filter((task) => task.origin === 'improvement');
+  const tasks = store.tasks.list(runId).filter((task) => task.origin === 'improvement');
   const taken = new Set(tasks.map((task) => task.title));
   // Ideas ranked below the threshold never became tasks; each cycle's analysis step journaled them.
   const dropped = Array.from({ length: cycles }, (_, index) => stepKeys.analyze(index + 1)).flatMap((key) => {
-    const effect = store.getEffect(runId, key);
+    const effect = store.effects.get(runId, key);
     if (effect?.status !== 'done') return [];
     const result = effect.result as { considered?: { title: string; angle: string; priority: number }[] } | undefined;
     return (result?.considered ?? [])
@@ -139,14 +139,14 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
     // The tasks table is the chart's task list, and the Monitor's alerts and ticks are its messages and
     // its context, all written with each checkpoint.
     project: (messages) => {
-      store.projectTasks(runId, actor.getSnapshot().context.tasks);
-      for (const alert of alertsOf(runId, messages)) store.addAlert(alert);
+      store.tasks.project(runId, actor.getSnapshot().context.tasks);
+      for (const alert of alertsOf(runId, messages)) store.alerts.add(alert);
       // A tick that stops the run stops the Monitor with it before this checkpoint: its last reading is then its child snapshot's.
       const monitor = actor.system.get('monitor') ?? actor.getSnapshot().children.monitor;
       const reading = readingOf(monitor?.getSnapshot().context);
       if (reading && reading.at !== recordedTick) {
         recordedTick = reading.at;
-        store.recordMetrics(runId, metricsRowOf(reading));
+        store.metrics.record(runId, metricsRowOf(reading));
       }
     },
     onPhase: (phase) => {
@@ -185,7 +185,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
   });
   // @statelyai/inspect loads only for --inspect.
   const inspector = options.inspectUrl ? (await import('../server/inspector.ts')).createStatelyInspector({ url: options.inspectUrl }) : undefined;
-  store.setMonitorUrl(runId, monitoring.url);
+  store.runs.setMonitorUrl(runId, monitoring.url);
   reporter.line(`monitoring: ${monitoring.url}${config.monitor.token ? '' : ` (intervention token ${monitoring.token})`}`);
   if (monitoring.exposure) reporter.line(monitoring.exposure);
   if (inspector) reporter.line(`inspection events also go to the Stately inspector at ${options.inspectUrl}`);
@@ -280,7 +280,7 @@ export async function runSession(options: SessionOptions): Promise<SessionResult
       // --keep-serving: the dashboard stays up after the run until Ctrl-C (not after an interruption).
       ['keep serving', () => (options.keepServing && !interrupted ? keepServing(reporter, monitoring.url) : undefined)],
       ['close the monitoring server', () => monitoring.close()],
-      ['clear the monitor address', () => store.setMonitorUrl(runId, null)],
+      ['clear the monitor address', () => store.runs.setMonitorUrl(runId, null)],
     ];
     for (const [what, step] of steps) {
       try {

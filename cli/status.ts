@@ -60,7 +60,7 @@ export function agentStates(tree: PersistedTree): Record<string, string> {
 
 /** The stored actor tree, or what is wrong with it (a checkpoint corrupted on disk shows as such, not as a crash). */
 function storedTree(store: Store, runId: string): { tree: PersistedTree; problem?: string } {
-  const saved = store.loadSnapshot(runId);
+  const saved = store.checkpoints.load(runId);
   if (!saved) return { tree: {} };
   try {
     return { tree: JSON.parse(saved.json) as PersistedTree };
@@ -73,7 +73,7 @@ function storedView(store: Store, run: RunRecord, isAlive: (pid: number) => bool
   const { tree, problem } = storedTree(store, run.id);
   const corrupted = [run.corrupted, problem].filter((text) => text !== null && text !== undefined).join('; ');
   const agents = agentStates(tree);
-  const totals = store.totals(run.id);
+  const totals = store.calls.totals(run.id);
   return {
     runId: run.id,
     live: false,
@@ -81,7 +81,7 @@ function storedView(store: Store, run: RunRecord, isAlive: (pid: number) => bool
     phase: run.phase,
     outcome: run.outcome,
     agents,
-    tasks: store.listTasks(run.id).map((task) => ({ id: task.id, title: task.title, status: task.status, prNumber: task.prNumber })),
+    tasks: store.tasks.list(run.id).map((task) => ({ id: task.id, title: task.title, status: task.status, prNumber: task.prNumber })),
     tokensUsed: totals.tokensUsed,
     modelCalls: totals.callsSent,
     monitorUrl: run.monitorUrl,
@@ -111,7 +111,7 @@ export async function showStatus(context: CliContext, args: CliArgs, isAlive: (p
     return 0;
   }
   try {
-    const runs = store.listRuns();
+    const runs = store.runs.list();
     const run = args.runId ? runs.find((candidate) => candidate.id === args.runId) : runs.at(-1);
     if (!run) {
       context.reporter.line(args.runId ? `unknown run ${args.runId} in ${target}` : `no runs in ${target}`);

@@ -25,11 +25,11 @@ export interface RunSummary {
 }
 
 export function summarize(store: Store, runId: string): RunSummary {
-  const run = store.getRun(runId);
+  const run = store.runs.get(runId);
   if (!run) throw new Error(`unknown run ${runId}`);
-  const tasks = store.listTasks(runId);
-  const prs = store.listPullRequests(runId);
-  const totals = store.totals(runId);
+  const tasks = store.tasks.list(runId);
+  const prs = store.pullRequests.list(runId);
+  const totals = store.calls.totals(runId);
   const settings = run.settings as { config?: { model?: { provider?: string } } } | null;
   return {
     runId,
@@ -46,7 +46,7 @@ export function summarize(store: Store, runId: string): RunSummary {
     modelCalls: totals.callsSent,
     durationMs: run.activeMs,
     sessions: run.sessions,
-    ...store.usageBreakdown(runId),
+    ...store.calls.usageBreakdown(runId),
   };
 }
 

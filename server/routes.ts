@@ -155,7 +155,7 @@ function resolveAnswer(options: AppOptions, answer: Extract<Intervention, { acti
     if (!['continue', 'stop'].includes(answer.answer.trim().toLowerCase())) return { ok: false, reply: errorReply(400, 'answer: the budget question takes "continue" or "stop"') };
     return { ok: true, value: { ...answer, question_id: questionId, answer: answer.answer.trim().toLowerCase() } };
   }
-  if (!store.answerQuestion(runId, questionId, answer.answer, 'api')) return { ok: false, reply: errorReply(409, `question ${questionId} was answered already`) };
+  if (!store.questions.answer(runId, questionId, answer.answer, 'api')) return { ok: false, reply: errorReply(409, `question ${questionId} was answered already`) };
   return { ok: true, value: { ...answer, question_id: questionId } };
 }
 
@@ -172,12 +172,12 @@ function intervene(options: AppOptions, body: Buffer | null): Reply {
     if (!resolved.ok) return resolved.reply;
     intervention = resolved.value;
   }
-  if (intervention.action === 'acknowledge' && !store.acknowledgeAlert(runId, intervention.alert_id)) {
+  if (intervention.action === 'acknowledge' && !store.alerts.acknowledge(runId, intervention.alert_id)) {
     return errorReply(404, `run ${runId} has no alert #${intervention.alert_id} (see GET /api/alerts)`);
   }
   const event = interventionEvent(intervention);
   const message = interventionNote(intervention);
-  store.addAlert({ runId, level: 'info', kind: 'intervention', message });
+  store.alerts.add({ runId, level: 'info', kind: 'intervention', message });
   options.hub.publish({ type: 'alert', level: 'info', kind: 'intervention', message, source: 'human' });
   root.send(event);
   return jsonReply(202, { accepted: true, event });

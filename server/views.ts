@@ -397,7 +397,7 @@ export function tasksView(context: ViewContext) {
 
 export function runsView(context: ViewContext) {
   return {
-    runs: context.store.listRuns().map((run) => ({
+    runs: context.store.runs.list().map((run) => ({
       id: run.id,
       current: run.id === context.runId,
       status: run.status,

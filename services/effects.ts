@@ -11,13 +11,13 @@ import type { StepKey } from '../protocol/keys.ts';
  * happen exactly when the step completes (e.g. adding planned tasks).
  */
 export async function once<T>(store: Store, runId: string, stepKey: StepKey, work: () => Promise<T>, commit?: (result: T) => void): Promise<T> {
-  const journaled = store.getEffect(runId, stepKey);
+  const journaled = store.effects.get(runId, stepKey);
   if (journaled?.status === 'done') return journaled.result as T;
-  store.startEffect(runId, stepKey);
+  store.effects.start(runId, stepKey);
   const result = await work();
   store.transaction(() => {
     commit?.(result);
-    store.finishEffect(runId, stepKey, result);
+    store.effects.finish(runId, stepKey, result);
   });
   return result;
 }

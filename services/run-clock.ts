@@ -14,9 +14,9 @@ export class RunClock {
   /** Adds the time since the last flush to the run and returns the run's total. */
   flush(): number {
     const current = this.now();
-    this.store.addActiveTime(this.runId, current - this.accountedAt);
+    this.store.runs.addActiveTime(this.runId, current - this.accountedAt);
     this.accountedAt = current;
-    return this.store.getRun(this.runId)?.activeMs ?? 0;
+    return this.store.runs.get(this.runId)?.activeMs ?? 0;
   }
 
   /** Flushes when the last flush is older than `everyMs`, so readers of the store see a live runtime. */
@@ -26,6 +26,6 @@ export class RunClock {
 
   /** The run's total without writing. */
   peek(): number {
-    return (this.store.getRun(this.runId)?.activeMs ?? 0) + (this.now() - this.accountedAt);
+    return (this.store.runs.get(this.runId)?.activeMs ?? 0) + (this.now() - this.accountedAt);
   }
 }

@@ -27,9 +27,9 @@ const root = setup({ types: { context: {} as { asking: Asking | null; heard: Any
 function setupRun(t: { teardown: (fn: () => void) => void }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-ask-'));
   const store = Store.open(path.join(dir, 'moderator.db'));
-  store.createRun({ id: 'r1', target: dir, requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
-  store.setRunScope('r1', { summary: 's', assumptions: ['a JSON file'], questions: ['Which storage?', 'Which port?'] });
-  store.addQuestions('r1', [{ id: 'Q1', text: 'Which storage?' }, { id: 'Q2', text: 'Which port?' }]);
+  store.runs.create({ id: 'r1', target: dir, requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.setScope('r1', { summary: 's', assumptions: ['a JSON file'], questions: ['Which storage?', 'Which port?'] });
+  store.questions.add('r1', [{ id: 'Q1', text: 'Which storage?' }, { id: 'Q2', text: 'Which port?' }]);
   const actor = createActor(root).start();
   const input = new PassThrough();
   const output = new PassThrough();
@@ -61,13 +61,13 @@ test('each clarify question is asked in turn; an answer is kept with its questio
   run.input.write('\n');
   await until(() => run.heard().length === 2);
   t.deepEqual(run.heard().map((event) => [event.questionId, event.answer]), [['Q1', 'SQLite'], ['Q2', '']]);
-  t.like(run.store.listQuestions('r1')[0], { answer: 'SQLite', answeredBy: 'terminal' });
-  t.is(run.store.listQuestions('r1')[1]?.answer, null, 'the assumption stands');
+  t.like(run.store.questions.list('r1')[0], { answer: 'SQLite', answeredBy: 'terminal' });
+  t.is(run.store.questions.list('r1')[1]?.answer, null, 'the assumption stands');
 });
 
 test('a question answered on the dashboard meanwhile is not asked again on the terminal', async (t) => {
   const run = setupRun(t);
-  run.store.answerQuestion('r1', 'Q1', 'a file', 'api');
+  run.store.questions.answer('r1', 'Q1', 'a file', 'api');
   run.actor.send({ type: 'ask', asking: { kind: 'questions', ids: ['Q1', 'Q2'], answered: ['Q1'] } });
   await until(() => run.printed().includes('Q2: Which port?'));
   t.false(run.printed().includes('Q1: Which storage?'));

@@ -28,7 +28,7 @@ class Scripted implements ModelProvider {
 
 function services(provider: ModelProvider): { services: RunServices; store: Store } {
   const store = Store.open(':memory:');
-  store.createRun({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.create({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-ask-'));
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 1e6 } });
   // Only what `ask` touches is real here; the rest of the run's services are not needed.
@@ -48,7 +48,7 @@ test('a malformed reply is sent back once with the validation error, and the cor
   t.is(provider.seen.length, 2);
   const last = provider.seen[1]?.messages.at(-1);
   t.regex(last && last.role !== 'tool' ? last.content : '', /not valid JSON/);
-  t.deepEqual(store.listModelCalls('r').map((call) => call.callKey), ['moderator:review:T1:1', 'moderator:review:T1:1:retry']);
+  t.deepEqual(store.calls.list('r').map((call) => call.callKey), ['moderator:review:T1:1', 'moderator:review:T1:1:retry']);
 });
 
 test('a second malformed reply is an error with code malformed_reply, not a crash', async (t) => {
@@ -90,8 +90,8 @@ test('with tools, each tool call is run in the worktree, its result sent back, a
   t.true(second?.role === 'tool' && second.results[0]?.id === 'c1' && !second.results[0]?.isError);
   const third = provider.seen[2]?.messages.at(-1);
   t.true(third?.role === 'tool' && third.results[0]?.isError === true, 'the escape was refused and the model told so');
-  t.deepEqual(store.listModelCalls('r').map((call) => call.callKey), ['techlead:implement:T1:1', 'techlead:implement:T1:1:turn2', 'techlead:implement:T1:1:turn3']);
-  t.deepEqual(store.listEffects('r').map((effect) => effect.stepKey), ['tool:techlead:implement:T1:1:c1', 'tool:techlead:implement:T1:1:turn2:c2']);
+  t.deepEqual(store.calls.list('r').map((call) => call.callKey), ['techlead:implement:T1:1', 'techlead:implement:T1:1:turn2', 'techlead:implement:T1:1:turn3']);
+  t.deepEqual(store.effects.list('r').map((effect) => effect.stepKey), ['tool:techlead:implement:T1:1:c1', 'tool:techlead:implement:T1:1:turn2:c2']);
 });
 
 test('the tool turn cap ends a conversation that never answers', async (t) => {

@@ -65,7 +65,7 @@ async function settle(): Promise<void> {
 
 test('the whole tree is checkpointed with its journal and resumes in a new actor, re-running only the in-flight step', async (t) => {
   const store = Store.open(':memory:');
-  store.createRun({ id: 'r1', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.create({ id: 'r1', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   const calls: string[] = [];
   const checkpointer = new Checkpointer({ store, runId: 'r1', journaled: new Set(interAgentEventTypes) });
   const first = createActor(tree(calls, { implement: true }), { input, id: 'orchestrator', systemId: 'orchestrator', inspect: checkpointer.observe });
@@ -73,10 +73,10 @@ test('the whole tree is checkpointed with its journal and resumes in a new actor
   first.start();
   await settle();
   t.deepEqual(calls, ['clarify null', 'plan null', 'prepare {"taskId":"T1","taskType":"feature","attempt":1,"generation":1}', 'implement T1#1']);
-  const saved = store.loadSnapshot('r1');
+  const saved = store.checkpoints.load('r1');
   t.truthy(saved);
-  t.is(store.getRun('r1')?.phase, 'implementing');
-  const types = store.listMessages('r1').map((message) => `${message.from}>${message.to}:${message.type}`);
+  t.is(store.runs.get('r1')?.phase, 'implementing');
+  const types = store.checkpoints.listMessages('r1').map((message) => `${message.from}>${message.to}:${message.type}`);
   t.deepEqual(types, [
     'orchestrator>moderator:clarify.requested', 'moderator>orchestrator:scope.clarified',
     'orchestrator>moderator:plan.requested', 'moderator>orchestrator:plan.ready',
@@ -85,7 +85,7 @@ test('the whole tree is checkpointed with its journal and resumes in a new actor
   // The process "dies": stopping must not overwrite the checkpoint with a stopped tree.
   checkpointer.stop();
   first.stop();
-  t.is(store.loadSnapshot('r1')?.json, saved?.json);
+  t.is(store.checkpoints.load('r1')?.json, saved?.json);
 
   const resumedCalls: string[] = [];
   const second = new Checkpointer({ store, runId: 'r1', journaled: new Set(interAgentEventTypes) });
@@ -101,7 +101,7 @@ test('the whole tree is checkpointed with its journal and resumes in a new actor
     'update {"taskId":"T1","prNumber":7,"attempt":1,"behind":[]}', 'merge {"taskId":"T1","prNumber":7,"attempt":1,"behind":[]}',
   ],
     'clarify, plan and prepare are not run again; the interrupted implement runs again with its input');
-  t.is(store.loadSnapshot('r1')?.status, 'done');
+  t.is(store.checkpoints.load('r1')?.status, 'done');
   t.true(second.stats.writes > 0);
   t.true(second.stats.lastSnapshotBytes < 20_000, 'context stays small');
 });

@@ -98,11 +98,11 @@ test('a run through the gateway is journaled and counted against the budget', as
   const box = sandbox(t);
   const store = Store.open(':memory:');
   t.teardown(() => store.close());
-  store.createRun({ id: 'r1', target: box.worktree, requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.create({ id: 'r1', target: box.worktree, requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   const gateway = new ModelGateway({ store, runId: 'r1', provider: provider(box, 'ok'), budget: { maxTokensTotal: 1_000_000 } });
   await gateway.call(callKeys.change('implement', 'T1', 1), request());
   await gateway.call(callKeys.change('implement', 'T1', 1), request());
-  const totals = store.totals('r1');
+  const totals = store.calls.totals('r1');
   t.is(totals.callsSent, 1, 'the journaled reply is not paid for twice');
   t.is(totals.tokensUsed, 1200 + 300 + 5000 + 100);
   t.is(totals.costUsd, 0.0123);

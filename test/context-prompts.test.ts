@@ -103,7 +103,7 @@ function setUp(t: ExecutionContext) {
   const store = Store.open(databasePath(target));
   t.teardown(() => store.close());
   const model = new Scripted();
-  store.createRun({ id: 'r', target, requirements: 'Units that say what they hold.', settings: { config, agents: {} }, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.create({ id: 'r', target, requirements: 'Units that say what they hold.', settings: { config, agents: {} }, snapshotVersion: 1, machineFingerprint: 'f' });
   const { services } = composeRun({
     store, runId: 'r', target, requirements: 'Units that say what they hold.', config, agents: {},
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.homedir() }, provider: model, sandbox: UNSANDBOXED, reporter: new Reporter(() => {}),
@@ -125,7 +125,7 @@ const text = (request: ModelRequest | undefined) => (request?.messages[0]?.role 
 
 test('the TechLead sees the map and the file its task names, within context.prompt_tokens; without tools the relevant files too; the review sees the diff, criteria and tests, not the tree', async (t) => {
   const { store, model, services } = setUp(t);
-  store.addTasks('r', [task(417), task(418, ' Like unit417Value, it must not pad.')]);
+  store.tasks.add('r', [task(417), task(418, ' Like unit417Value, it must not pad.')]);
   const techlead = techleadActors(services);
   const moderator = moderatorActors(services);
 
@@ -167,9 +167,9 @@ test('the TechLead sees the map and the file its task names, within context.prom
 test('the Ever-Thinker sees the requirements, the latest merged titles (capped), what was measured and the map: not every task ever planned', async (t) => {
   const { store, model, services } = setUp(t);
   const tasks = Array.from({ length: 120 }, (_, offset) => task(offset + 1));
-  store.addTasks('r', tasks);
-  for (const planned of tasks.slice(0, 100)) store.updateTask('r', planned.id, { status: 'merged', attempts: planned.id === 'T7' ? 2 : 1 });
-  store.updateTask('r', 'T101', { status: 'failed', attempts: 1 });
+  store.tasks.add('r', tasks);
+  for (const planned of tasks.slice(0, 100)) store.tasks.update('r', planned.id, { status: 'merged', attempts: planned.id === 'T7' ? 2 : 1 });
+  store.tasks.update('r', 'T101', { status: 'failed', attempts: 1 });
   await run(everThinkerActors(services).analyze, { cycle: 1, minPriority: 3 });
   const prompt = text(model.requests.find((request) => request.purpose === 'analyze'));
   t.regex(prompt, /^Requirements:\nUnits that say what they hold\.$/m);

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import type Database from 'better-sqlite3';
 import { ask } from '../actors/ask.ts';
 import { replies } from '../actors/replies.ts';
 import type { RunServices } from '../actors/run-services.ts';
@@ -21,6 +22,7 @@ import { AgentLogs } from '../services/logger.ts';
 import { Store } from '../services/store/store.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { contextFor } from './helpers/context.ts';
+import { ownConnection } from './helpers/database.ts';
 
 const LIMIT = 8000;
 
@@ -84,7 +86,7 @@ class Reader implements ModelProvider {
 
 function session(dbFile: string, repo: string, logs: string, provider: Reader) {
   const store = Store.open(dbFile);
-  if (!store.getRun('r')) store.createRun({ id: 'r', target: repo, requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  if (!store.runs.get('r')) store.runs.create({ id: 'r', target: repo, requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 1e9 } });
   const services = {
     runId: 'r', store, gateway, logs: new AgentLogs({ dir: logs, runId: 'r', level: 'silent' }), progress: () => {},
@@ -100,7 +102,7 @@ function session(dbFile: string, repo: string, logs: string, provider: Reader) {
   return { store, step };
 }
 
-const zones = (store: Store) => (store.db.prepare("SELECT call_key, context_zone AS zone FROM model_calls WHERE status = 'ok' ORDER BY id").all() as { call_key: string; zone: string }[]);
+const zones = (db: Database.Database) => (db.prepare("SELECT call_key, context_zone AS zone FROM model_calls WHERE status = 'ok' ORDER BY id").all() as { call_key: string; zone: string }[]);
 
 test('a tool loop on 1,000 files: summarised, pruned, then stopped; never over max_context_tokens; a step killed in the middle resumes with the same prompts', async (t) => {
   const repo = tempDir(t, 'repo');
@@ -109,20 +111,22 @@ test('a tool loop on 1,000 files: summarised, pruned, then stopped; never over m
 
   // The step uninterrupted: the reference.
   const whole = new Reader();
-  const reference = session(path.join(tempDir(t, 'reference'), 'm.db'), repo, tempDir(t, 'logs1'), whole);
+  const referenceFile = path.join(tempDir(t, 'reference'), 'm.db');
+  const reference = session(referenceFile, repo, tempDir(t, 'logs1'), whole);
+  const referenceDb = ownConnection(t, referenceFile);
   const stopped = await t.throwsAsync(reference.step());
-  t.log(whole.sent.map((sent) => `${sent.turn}:${sent.tokens}`).join(' '), zones(reference.store).map((row) => row.zone).join(' '));
+  t.log(whole.sent.map((sent) => `${sent.turn}:${sent.tokens}`).join(' '), zones(referenceDb).map((row) => row.zone).join(' '));
   t.is((stopped as { code?: string }).code, 'context_full');
   t.regex(stopped?.message ?? '', /^techlead implement T1: the conversation needs \d+ tokens, \d+% of limits\.max_context_tokens \(8000\), even pruned to the task and its last turn: the step stopped; raise limits\.max_context_tokens or split the task/);
   t.deepEqual(whole.sent.map((sent) => sent.turn), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'turn 12 (after the huge read) was never sent');
   for (const sent of whole.sent) t.true(sent.tokens < 0.95 * LIMIT, `turn ${sent.turn}: ${sent.tokens} tokens`);
-  const referenceZones = zones(reference.store);
+  const referenceZones = zones(referenceDb);
   const order = referenceZones.map((row) => row.zone);
   t.is(order[0], 'ok');
   t.true(order.includes('summarise') && order.includes('prune'), order.join(' '));
   t.true(order.indexOf('summarise') < order.indexOf('prune'), 'summarised before pruned');
   t.true(order.lastIndexOf('ok') < order.indexOf('summarise'), 'zones only rise');
-  const alerts = reference.store.listAlerts('r');
+  const alerts = reference.store.alerts.list('r');
   t.deepEqual(alerts.map((alert) => [alert.kind, alert.level]), [['context', 'warning'], ['context', 'warning'], ['context', 'critical']], 'one alert per zone entered');
   t.regex(alerts[0]?.message ?? '', /old tool results summarised/);
   t.regex(alerts[1]?.message ?? '', /pruned to the task, a summary and the recent turns/);
@@ -141,6 +145,6 @@ test('a tool loop on 1,000 files: summarised, pruned, then stopped; never over m
   t.is(resumedStop?.message, stopped?.message, 'stopped the same way');
   t.deepEqual(rest.sent.map((sent) => sent.turn), [9, 10, 11], 'the paid turns came from the journal');
   t.deepEqual(rest.sent, whole.sent.slice(8), 'each turn sent after the resume is what the uninterrupted step sent');
-  t.deepEqual(zones(second.store), referenceZones);
-  t.deepEqual(second.store.listAlerts('r').map((alert) => alert.message), alerts.map((alert) => alert.message), 'no alert twice');
+  t.deepEqual(zones(ownConnection(t, dbFile)), referenceZones);
+  t.deepEqual(second.store.alerts.list('r').map((alert) => alert.message), alerts.map((alert) => alert.message), 'no alert twice');
 });

@@ -30,6 +30,7 @@ import { PromptCounter, estimateTokens, type PromptCount } from '../services/llm
 import { Store } from '../services/store/store.ts';
 import { fakeTokenCount, startFakeAnthropic, step } from './fakes/anthropic-api.ts';
 import { startFakeOpenAI } from './fakes/openai-api.ts';
+import { ownConnection } from './helpers/database.ts';
 
 for (const name of Object.keys(process.env)) {
   if (/^(ANTHROPIC|OPENAI)_/.test(name)) delete process.env[name];
@@ -41,9 +42,9 @@ function tempDir(t: ExecutionContext, name: string): string {
   return dir;
 }
 
-function storeWithRun(): Store {
-  const store = Store.open(':memory:');
-  store.createRun({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+function storeWithRun(file = ':memory:'): Store {
+  const store = Store.open(file);
+  store.runs.create({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   return store;
 }
 
@@ -111,7 +112,7 @@ test('anthropic: the count comes from POST /v1/messages/count_tokens with what t
   t.like(counted, { model: 'claude-sonnet-4-6', messages: [{ role: 'user', content: [{ type: 'text', text: 'Implement it.' }] }] });
   t.deepEqual((counted.tools as { name: string }[]).map((tool) => tool.name), ['read_file'], 'the tools the call sends are counted too');
   t.false('max_tokens' in counted);
-  const sent = store.listModelCalls('r')[0];
+  const sent = store.calls.list('r')[0];
   t.is(sent?.promptTokens, fakeTokenCount(counted));
 
   const huge = { ...request, messages: [{ role: 'user' as const, content: 'HUGE' }] };
@@ -125,7 +126,9 @@ test('anthropic: an endpoint without count_tokens is said once and counted local
   t.teardown(() => fake.close());
   const notices: string[] = [];
   const provider = new AnthropicProvider({ apiKey: 'sk-test', baseURL: fake.url, maxRetries: 0, timeoutMs: 60_000, onNotice: (line) => notices.push(line) });
-  const store = storeWithRun();
+  const file = path.join(tempDir(t, 'store'), 'm.db');
+  const store = storeWithRun(file);
+  t.teardown(() => store.close());
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 100_000 } });
   const request = (content: string): ModelRequest => ({ agent: 'moderator', purpose: 'review', model: 'claude-sonnet-4-6', system: 's', temperature: 0, maxTokens: 100, messages: [{ role: 'user', content }] });
   await gateway.call(callKeys.review('T1', 1), request('first'));
@@ -133,8 +136,8 @@ test('anthropic: an endpoint without count_tokens is said once and counted local
   t.is(fake.sideRequests.length, 1, 'asked once');
   t.is(notices.length, 1);
   t.regex(notices[0] ?? '', /does not count tokens \(count_tokens: 404\); prompts are counted locally from now on, as estimates/);
-  t.deepEqual(store.listModelCalls('r').map((call) => call.promptTokens !== null), [true, true]);
-  t.deepEqual(store.db.prepare('SELECT prompt_source FROM model_calls ORDER BY id').all(), [{ prompt_source: 'estimated' }, { prompt_source: 'estimated' }]);
+  t.deepEqual(store.calls.list('r').map((call) => call.promptTokens !== null), [true, true]);
+  t.deepEqual(ownConnection(t, file).prepare('SELECT prompt_source FROM model_calls ORDER BY id').all(), [{ prompt_source: 'estimated' }, { prompt_source: 'estimated' }]);
 });
 
 test('recording a run keeps the provider\'s own count', async (t) => {
@@ -150,12 +153,14 @@ test('openai: prompts are counted with o200k, exact (counted) for OpenAI models 
   const fake = await startFakeOpenAI([step.reply({ text: 'ok' })]);
   t.teardown(() => fake.close());
   const provider: ModelProvider = new OpenAIProvider({ apiKey: 'sk-test', baseURL: fake.url, maxRetries: 0, timeoutMs: 60_000 });
-  const store = storeWithRun();
+  const file = path.join(tempDir(t, 'store'), 'm.db');
+  const store = storeWithRun(file);
+  t.teardown(() => store.close());
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 100_000 } });
   const request = (model: string): ModelRequest => ({ agent: 'moderator', purpose: 'review', model, system: 'You review.', temperature: 0, maxTokens: 100, messages: [{ role: 'user', content: 'Review the diff.' }] });
   await gateway.call(callKeys.review('T1', 1), request('gpt-5.4'));
   await gateway.call(callKeys.review('T2', 1), request('qwen2.5-coder:14b'));
-  const rows = store.db.prepare('SELECT prompt_tokens, prompt_source FROM model_calls ORDER BY id').all() as { prompt_tokens: number; prompt_source: string }[];
+  const rows = ownConnection(t, file).prepare('SELECT prompt_tokens, prompt_source FROM model_calls ORDER BY id').all() as { prompt_tokens: number; prompt_source: string }[];
   t.deepEqual(rows.map((row) => row.prompt_source), ['counted', 'estimated']);
   t.true(rows.every((row) => row.prompt_tokens > 0));
 });
@@ -325,7 +330,7 @@ test('zones: summarised at 70%, pruned at 85%, stopped at 95%, each journaled on
   t.is((stopped as { code?: string }).code, 'context_full');
   t.regex(stopped?.message ?? '', /techlead implement T1: the conversation needs \d+ tokens, \d+% of limits\.max_context_tokens \(1000\), even pruned to the task and its last turn/);
 
-  const alerts = store.listAlerts('r');
+  const alerts = store.alerts.list('r');
   t.deepEqual(alerts.map((alert) => [alert.kind, alert.level]), [['context', 'warning'], ['context', 'warning'], ['context', 'critical']]);
   t.regex(alerts[0]?.message ?? '', /reached (7\d|8[0-4])% of limits\.max_context_tokens \(1000\): old tool results summarised/);
   t.regex(alerts[1]?.message ?? '', /pruned to the task, a summary and the recent turns/);
@@ -341,7 +346,7 @@ test('zones: summarised at 70%, pruned at 85%, stopped at 95%, each journaled on
   resumed.push({ role: 'assistant', content: 'two more', toolCalls: [{ id: 'c5', name: 'read_file', input: { path: 'big.js' } }] });
   resumed.push({ role: 'tool', results: [{ id: 'c5', content: 'y'.repeat(4000) }] });
   await t.throwsAsync(resumed.fit(key(6)), { message: /the step stopped/ });
-  t.is(store.listAlerts('r').length, 3, 'no alert twice');
+  t.is(store.alerts.list('r').length, 3, 'no alert twice');
   t.is(counted, 3, 'only the turns with no journaled decision and no journaled reply are counted again (turns 1-3 here: nothing was sent in this test)');
 });
 

@@ -84,7 +84,7 @@ for (const mode of ['WebSocket', 'polling'] as const) {
 browserTest('text from the run is shown as text, never as markup', async (t) => {
   const fixture = await startFixture();
   t.teardown(() => fixture.close());
-  fixture.store.addTasks('r1', [{ id: 'T9', title: '<img src=x onerror="window.pwned=1">', type: 'feature', description: 'd', acceptanceCriteria: [], dependsOn: [], origin: 'plan' }]);
+  fixture.store.tasks.add('r1', [{ id: 'T9', title: '<img src=x onerror="window.pwned=1">', type: 'feature', description: 'd', acceptanceCriteria: [], dependsOn: [], origin: 'plan' }]);
   const page = await open(t, fixture);
   await page.waitForSelector('#board [data-task="T9"]');
   t.regex((await page.textContent('[data-task="T9"]')) ?? '', /<img src=x/);
@@ -94,14 +94,14 @@ browserTest('text from the run is shown as text, never as markup', async (t) => 
 browserTest('the dashboard shows the health score, the trends of the metrics series, the forecast, acknowledges alerts and answers questions', async (t) => {
   const fixture = await startFixture();
   t.teardown(() => fixture.close());
-  const alert = fixture.store.addAlert({ runId: 'r1', level: 'critical', kind: 'context', message: 'context at 96% of its limit', source: 'monitor' });
+  const alert = fixture.store.alerts.add({ runId: 'r1', level: 'critical', kind: 'context', message: 'context at 96% of its limit', source: 'monitor' });
   for (const minute of [1, 2, 3]) {
-    fixture.store.recordMetrics('r1', {
+    fixture.store.metrics.record('r1', {
       at: `2026-01-01T00:0${minute}:00.000Z`, runtimeMs: minute * 60_000, tokensUsed: minute * 1000, costUsd: minute / 100, callsSent: minute, callErrors: 0,
       contextTokens: 100, healthScore: 100 - 10 * minute, tasksMerged: minute - 1, tasksTotal: 3, forecastTokens: null, forecastCostUsd: null,
     });
   }
-  fixture.store.addQuestions('r1', [{ id: 'Q1', text: 'Which storage?' }, { id: 'Q2', text: 'Which port?' }]);
+  fixture.store.questions.add('r1', [{ id: 'Q1', text: 'Which storage?' }, { id: 'Q2', text: 'Which port?' }]);
   fixture.actor.send({ type: 'test.ask' });
   const page = await open(t, fixture);
 
@@ -116,7 +116,7 @@ browserTest('the dashboard shows the health score, the trends of the metrics ser
   await page.fill('#token', fixture.monitoring.token);
   await page.click(`[data-alert="${alert}"] button`);
   await page.waitForFunction(() => document.getElementById('health')?.textContent?.endsWith('health 100 (healthy)'));
-  t.not(fixture.store.listAlerts('r1').find((row) => row.id === alert)?.acknowledgedAt, null);
+  t.not(fixture.store.alerts.list('r1').find((row) => row.id === alert)?.acknowledgedAt, null);
   await page.waitForSelector(`[data-alert="${alert}"].acked`);
 
   await page.waitForSelector('#asked [data-question="Q2"]');
@@ -125,7 +125,7 @@ browserTest('the dashboard shows the health score, the trends of the metrics ser
   await page.fill('#answer', 'a JSON file');
   await page.click('button[value="answer"]');
   await page.waitForFunction(() => document.getElementById('said')?.textContent === 'sent human.answered');
-  t.like(fixture.store.listQuestions('r1')[0], { id: 'Q1', answer: 'a JSON file' });
+  t.like(fixture.store.questions.list('r1')[0], { id: 'Q1', answer: 'a JSON file' });
   await page.waitForFunction(() => document.querySelector('#asked [data-question="Q1"]') === null);
   t.deepEqual(fixture.actor.getSnapshot().context.lastEvent, { type: 'human.answered', answer: 'a JSON file', questionId: 'Q1' });
 });

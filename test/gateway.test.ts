@@ -12,7 +12,7 @@ import { countLocally } from '../services/llm/token-count.ts';
 
 function storeWithRun(): Store {
   const store = Store.open(':memory:');
-  store.createRun({ id: 'r1', target: '/tmp/x', requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.create({ id: 'r1', target: '/tmp/x', requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   return store;
 }
 
@@ -43,8 +43,8 @@ test('a journaled reply is returned without sending the call again, even by a ne
   t.is(provider.sent.length, 1);
   t.is(again.text, reply.text);
   t.deepEqual(again.usage, reply.usage);
-  t.is(store.totals('r1').callsSent, 1);
-  t.is(store.totals('r1').tokensUsed, 150);
+  t.is(store.calls.totals('r1').callsSent, 1);
+  t.is(store.calls.totals('r1').tokensUsed, 150);
 });
 
 test('the replay sequence of an agent counts only its completed calls', async (t) => {
@@ -78,9 +78,9 @@ test('a failed call is journaled as an error and counted as sent', async (t) => 
   const store = storeWithRun();
   const gateway = new ModelGateway({ store, runId: 'r1', provider: new CountingProvider(true), budget: { maxTokensTotal: 1e6 } });
   await t.throwsAsync(gateway.call(callKeys.clarify(), request('clarify')), { instanceOf: ModelError, message: /HTTP 500/ });
-  const [call] = store.listModelCalls('r1');
+  const [call] = store.calls.list('r1');
   t.is(call?.status, 'error');
-  t.deepEqual(store.totals('r1'), { callsSent: 1, callErrors: 1, tokensUsed: 0, inputTokens: 0, outputTokens: 0, costUsd: 0 });
+  t.deepEqual(store.calls.totals('r1'), { callsSent: 1, callErrors: 1, tokensUsed: 0, inputTokens: 0, outputTokens: 0, costUsd: 0 });
 });
 
 const session: Session = {
@@ -195,7 +195,7 @@ test('parallel calls: exactly as many are in flight as the token budget holds wo
   }
   await Promise.all(calls);
   t.is(provider.maxInFlight, k, 'never more than k at once');
-  t.is(store.totals('r1').tokensUsed, (k + 2) * 20);
+  t.is(store.calls.totals('r1').tokensUsed, (k + 2) * 20);
   t.deepEqual(gateway.inFlight(), { calls: 0, reservedTokens: 0, reservedCostUsd: 0, waiting: 0 });
 });
 
@@ -211,7 +211,7 @@ test('parallel calls: what they used together never passes the token budget, eve
   // 2006 used of two worst cases and 100 more: the third's worst case can never fit, so it is refused, not sent.
   t.deepEqual(await Promise.all(calls), ['sent', 'sent', 'refused']);
   t.deepEqual(provider.sent, ['a', 'b']);
-  t.true(store.totals('r1').tokensUsed <= budget);
+  t.true(store.calls.totals('r1').tokensUsed <= budget);
 });
 
 test('parallel calls: the cost budget is reserved at the worst-case price, so two calls that could together overspend do not run at once', async (t) => {
@@ -268,5 +268,5 @@ test('parallel calls: a waiting call whose step is stopped leaves the line, is n
   provider.answerOldest();
   await Promise.all([first, next]);
   t.deepEqual(provider.sent, ['a', 'c']);
-  t.is(store.listModelCalls('r1').length, 2, 'the stopped call was never journaled as sent');
+  t.is(store.calls.list('r1').length, 2, 'the stopped call was never journaled as sent');
 });

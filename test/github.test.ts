@@ -28,6 +28,7 @@ import { Store } from '../services/store/store.ts';
 import { tasksView } from '../server/views.ts';
 import { RunView } from '../services/store/run-view.ts';
 import { githubFaults, startFakeGitHub, type FakeGitHub, type FakeGitHubOptions } from './fakes/github-api.ts';
+import { ownConnection } from './helpers/database.ts';
 import { FREE_PORT, cliAsync, dbPoll, newTarget, parseSummary, removeTargets, withDb } from './helpers/cli.ts';
 
 const TOKEN = 'ghp_fakeTokenForTheLoopbackFake0123456789';
@@ -60,6 +61,8 @@ interface World {
   /** A credential helper in the hostile config writes here if git ever consults it. */
   helperFile: string;
   fake: FakeGitHub;
+  /** The store's database file, for a connection of the test's own. */
+  dbFile: string;
   store: Store;
   git: GitService;
   remote: GitRemote;
@@ -111,9 +114,10 @@ async function world(t: ExecutionContext, options: WorldOptions = {}): Promise<W
   await GitService.prepareTarget({ root: target, identity, baseBranch: 'main', env });
 
   const fake = await startFakeGitHub({ ...repository, bare, token: TOKEN, scopes: ['repo'], ...options.fake });
-  const store = Store.open(':memory:');
-  store.createRun({ id: 'r1', target, requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'abc' });
-  store.addTasks('r1', ['T1', 'T2', 'T3'].map((id) => ({
+  const dbFile = path.join(dir, 'moderator.db');
+  const store = Store.open(dbFile);
+  store.runs.create({ id: 'r1', target, requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'abc' });
+  store.tasks.add('r1', ['T1', 'T2', 'T3'].map((id) => ({
     id, title: `task ${id}`, type: 'feature', description: `Do ${id}.`, acceptanceCriteria: [`${id} works`], dependsOn: [], origin: 'plan' as const,
   })));
   const git = new GitService({ root: target, identity, baseBranch: 'main', env });
@@ -134,7 +138,7 @@ async function world(t: ExecutionContext, options: WorldOptions = {}): Promise<W
     await fake.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  return { dir, bare, target, env, cleanHome, helperFile, fake, store, git, remote, client, provider, warnings };
+  return { dir, bare, target, env, cleanHome, helperFile, fake, dbFile, store, git, remote, client, provider, warnings };
 }
 
 const worktreeOf = (w: World, taskId: string) => path.join(w.target, '.duo-agent', 'worktrees', taskId);
@@ -207,7 +211,7 @@ test('killed after GitHub opened the PR but before it was recorded, the re-run f
   await w.remote.push(branchOf('T1'));
   // The earlier process's POST went through; its answer and the row were lost with it.
   await w.client.octokit.rest.pulls.create({ ...repository, title: 'x', head: branchOf('T1'), base: 'main', body: 'b' });
-  w.store.startEffect('r1', 'github:open:T1');
+  w.store.effects.start('r1', 'github:open:T1');
   const pr = await openPr(w, 'T1', head);
   t.is(w.fake.pulls.length, 1, 'no second PR');
   t.is(pr.remoteNumber, w.fake.pulls[0]?.number ?? null);
@@ -259,7 +263,7 @@ test('a revision is pushed to the same PR with its new body; never a second PR',
   t.is(w.fake.pulls[0]?.body, 'Body, revision 2');
   t.is(await bareSha(w, `refs/heads/${branchOf('T1')}`), second);
   t.is(count(w.fake, 'PATCH', /\/pulls\/\d+$/), 1, 'the journaled update is not repeated');
-  t.like(w.store.getPullRequestForTask('r1', 'T1'), { headSha: second, revision: 2, body: 'Body, revision 2' });
+  t.like(w.store.pullRequests.forTask('r1', 'T1'), { headSha: second, revision: 2, body: 'Body, revision 2' });
 });
 
 // ---- merging -------------------------------------------------------------------------------
@@ -278,7 +282,7 @@ test('merge merges on GitHub once, brings the local base to the merged result, a
   t.regex(await sh(w.bare, w.cleanHome, 'log', '-1', '--format=%B', 'main'), /^Merge pull request #7 from acme\/duo-agent\/feature\/T1\n\nfeature\(T1\): task T1\n\nModerator-Step: merge:T1$/);
   t.is(await w.provider.merge(pr.number, 'again'), sha);
   t.is(count(w.fake, 'PUT', /\/merge$/), 1);
-  t.like(w.store.getPullRequestForTask('r1', 'T1'), { status: 'merged', mergeSha: sha });
+  t.like(w.store.pullRequests.forTask('r1', 'T1'), { status: 'merged', mergeSha: sha });
 });
 
 test('killed between the merge on GitHub and its bookkeeping, the re-run reads it is merged and merges nothing', async (t) => {
@@ -287,7 +291,7 @@ test('killed between the merge on GitHub and its bookkeeping, the re-run reads i
   const pr = await openPr(w, 'T1', head);
   // The earlier process's PUT went through; it died before recording it or updating main.
   await w.client.octokit.rest.pulls.merge({ ...repository, pull_number: pr.remoteNumber ?? 0, sha: head });
-  w.store.startEffect('r1', 'github:merge:T1');
+  w.store.effects.start('r1', 'github:merge:T1');
   const sha = await w.provider.merge(pr.number, 'Merge PR #1');
   t.is(w.fake.merges.length, 1, 'no double merge');
   t.is(count(w.fake, 'PUT', /\/merge$/), 1);
@@ -366,7 +370,7 @@ test("the merge step turns a conflict into the round's change request, recorded 
   const w = await world(t);
   const head = await implement(w, 'T1', { 'todo.js': 'export const todos = ["mine"];\n' });
   const pr = await openPr(w, 'T1', head);
-  w.store.recordReview({ runId: 'r1', taskId: 'T1', prNumber: pr.number, attempt: 1, verdict: 'approve', summary: 'fine', comments: [], testsPassed: true });
+  w.store.reviews.record({ runId: 'r1', taskId: 'T1', prNumber: pr.number, attempt: 1, verdict: 'approve', summary: 'fine', comments: [], testsPassed: true });
   const other = path.join(w.dir, 'other');
   await sh(w.dir, w.cleanHome, 'clone', '--quiet', w.bare, other);
   await fs.promises.writeFile(path.join(other, 'todo.js'), 'export const todos = ["theirs"];\n');
@@ -384,7 +388,7 @@ test("the merge step turns a conflict into the round's change request, recorded 
     actor.start();
   });
   t.like(failure, { code: 'pr_conflict', conflicts: ['todo.js'] });
-  const changed = w.store.getReview('r1', 'T1', 1);
+  const changed = w.store.reviews.get('r1', 'T1', 1);
   t.is(changed?.verdict, 'request_changes');
   t.regex(changed?.comments[0] ?? '', /Merge main into the branch and resolve the conflicts in todo\.js/);
   t.is(w.fake.reviews.length, 1);
@@ -485,7 +489,7 @@ test("the Moderator's review is posted once; on its own PR GitHub's 422 turns it
   t.regex(posted?.body ?? '', /`npm test` passed/);
 
   // Killed after posting, before the journal said so: the marker on the PR stops a second post.
-  w.store.db.prepare(`UPDATE effects SET status = 'started' WHERE step_key LIKE 'github:review:%'`).run();
+  ownConnection(t, w.dbFile, { writable: true }).prepare(`UPDATE effects SET status = 'started' WHERE step_key LIKE 'github:review:%'`).run();
   await w.provider.postReview(pr.number, review('T1', 1, 'request_changes'));
   t.is(w.fake.reviews.length, 1);
   await w.provider.postReview(pr.number, review('T1', 2, 'approve'));
@@ -617,9 +621,9 @@ test('moderator doctor fails a github config without a token, and checks token, 
 
 test('/api/tasks gives each task the page of its PR', (t) => {
   const store = Store.open(':memory:');
-  store.createRun({ id: 'r1', target: '/t', requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'abc' });
-  store.addTasks('r1', [{ id: 'T1', title: 't', type: 'feature', description: 'd', acceptanceCriteria: [], dependsOn: [], origin: 'plan' }]);
-  store.updateTask('r1', 'T1', { status: 'in_review', prNumber: 1, prUrl: 'https://github.com/acme/todo/pull/7' });
+  store.runs.create({ id: 'r1', target: '/t', requirements: 'req', settings: {}, snapshotVersion: 1, machineFingerprint: 'abc' });
+  store.tasks.add('r1', [{ id: 'T1', title: 't', type: 'feature', description: 'd', acceptanceCriteria: [], dependsOn: [], origin: 'plan' }]);
+  store.tasks.update('r1', 'T1', { status: 'in_review', prNumber: 1, prUrl: 'https://github.com/acme/todo/pull/7' });
   // tasksView reads the run view only; the live parts of the context are not needed for it.
   const runView = new RunView(store, 'r1');
   const view = tasksView({ view: runView, runId: 'r1' } as Parameters<typeof tasksView>[0]);

@@ -69,8 +69,8 @@ function targetWithRuns(t: ExecutionContext, ids: string[], project: Record<stri
   const store = Store.open(databasePath(target));
   try {
     for (const id of ids) {
-      store.createRun({ id, target, requirements: readDemoSession().requirements, settings: storedSettings(project), snapshotVersion, machineFingerprint: machineFingerprint() });
-      store.releaseRun(id, 'interrupted');
+      store.runs.create({ id, target, requirements: readDemoSession().requirements, settings: storedSettings(project), snapshotVersion, machineFingerprint: machineFingerprint() });
+      store.runs.release(id, 'interrupted');
     }
   } finally {
     store.close();
@@ -263,9 +263,9 @@ test('an unknown run says the database lost its latest writes only when the targ
   // The first run reaches the main database file; the second only the WAL, as when a reader held
   // the checkpoint back. A copy of the main file then is the database as it is once the WAL is lost.
   const store = Store.open(file);
-  store.createRun({ id: kept, target, requirements: 'x', settings: storedSettings(), snapshotVersion, machineFingerprint: machineFingerprint() });
+  store.runs.create({ id: kept, target, requirements: 'x', settings: storedSettings(), snapshotVersion, machineFingerprint: machineFingerprint() });
   store.checkpointWal();
-  store.createRun({ id: lost, target, requirements: 'x', settings: storedSettings(), snapshotVersion, machineFingerprint: machineFingerprint() });
+  store.runs.create({ id: lost, target, requirements: 'x', settings: storedSettings(), snapshotVersion, machineFingerprint: machineFingerprint() });
   t.true(fs.statSync(`${file}-wal`).size > 0);
   fs.copyFileSync(file, `${file}.main`);
   store.close();
@@ -308,7 +308,7 @@ test('a test run cut short by an abort throws and records nothing; the step run 
   fs.mkdirSync(worktree, { recursive: true });
   const store = Store.open(':memory:');
   t.teardown(() => store.close());
-  store.createRun({ id: 'r', target, requirements: 'x', settings: {}, snapshotVersion, machineFingerprint: machineFingerprint() });
+  store.runs.create({ id: 'r', target, requirements: 'x', settings: {}, snapshotVersion, machineFingerprint: machineFingerprint() });
   const { config } = storedSettings({ test_command: SLOW_ONCE });
   // What runTests touches is real (store, config, the test runner on the host); the rest is not used.
   const services: Partial<RunServices> = { runId: 'r', target, requirements: 'x', config, agents: {}, store, childEnv: { PATH: process.env.PATH ?? '' }, sandbox: UNSANDBOXED, progress: () => {} };
@@ -322,19 +322,19 @@ test('a test run cut short by an abort throws and records nothing; the step run 
   await appeared(path.join(worktree, 'starts'));
   stop.abort(new Error('stopped: the task was skipped'));
   await t.throwsAsync(cutShort, { message: 'stopped: the task was skipped' });
-  t.is(store.getTestRun('r', 'T1', 1), undefined, 'the aborted run is not journaled as a result');
+  t.is(store.testRuns.get('r', 'T1', 1), undefined, 'the aborted run is not journaled as a result');
 
   const again = await runTests({ input, signal: new AbortController().signal });
   t.deepEqual(again, { passed: true });
   t.is(fs.readFileSync(path.join(worktree, 'starts'), 'utf8'), 'xx', 'the tests ran again');
-  t.true(store.getTestRun('r', 'T1', 1)?.passed);
+  t.true(store.testRuns.get('r', 'T1', 1)?.passed);
 });
 
 test('a tool call cut short by an abort is not journaled; the step run again runs it again, its model turn from the journal', async (t) => {
   const worktree = tempDir(t, 'abort-tool');
   const store = Store.open(':memory:');
   t.teardown(() => store.close());
-  store.createRun({ id: 'r', target: worktree, requirements: 'x', settings: {}, snapshotVersion, machineFingerprint: machineFingerprint() });
+  store.runs.create({ id: 'r', target: worktree, requirements: 'x', settings: {}, snapshotVersion, machineFingerprint: machineFingerprint() });
   let sent = 0;
   const provider: ModelProvider = {
     name: 'scripted',
@@ -363,7 +363,7 @@ test('a tool call cut short by an abort is not journaled; the step run again run
   await appeared(path.join(worktree, 'starts'));
   stop.abort(new Error('stopped: SIGTERM'));
   await t.throwsAsync(cutShort, { message: 'stopped: SIGTERM' });
-  t.deepEqual(store.listEffects('r').filter((effect) => effect.status === 'done'), [], 'the aborted tool result is not journaled');
+  t.deepEqual(store.effects.list('r').filter((effect) => effect.status === 'done'), [], 'the aborted tool result is not journaled');
 
   const change = await implement(new AbortController().signal);
   t.is(change.summary, 'ran it');

@@ -56,8 +56,8 @@ function setUp(t: ExecutionContext, failInTrials: boolean) {
   }), 'main');
   const store = Store.open(databasePath(target));
   t.teardown(() => store.close());
-  store.createRun({ id: 'r', target, requirements: 'two modules', settings: { config, agents: {} }, snapshotVersion: 1, machineFingerprint: 'f' });
-  store.addTasks('r', ['T1', 'T2'].map((id) => ({ id, type: 'feature', title: `module ${id}`, description: id, acceptanceCriteria: [`${id} works`], dependsOn: [], origin: 'plan' as const })));
+  store.runs.create({ id: 'r', target, requirements: 'two modules', settings: { config, agents: {} }, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.tasks.add('r', ['T1', 'T2'].map((id) => ({ id, type: 'feature', title: `module ${id}`, description: id, acceptanceCriteria: [`${id} works`], dependsOn: [], origin: 'plan' as const })));
   const lines: string[] = [];
   const { services } = composeRun({
     store, runId: 'r', target, requirements: 'two modules', config, agents: {},
@@ -98,7 +98,7 @@ test('a PR queued behind another is tested ahead of its turn on the tree its upd
   const where = ran();
   t.is(where.length, 1, `the tests ran once, in: ${where.join(', ')}`);
   t.regex(where[0] ?? '', /\.duo-agent\/trials\/T2-1$/);
-  t.true(store.getTestRun('r', 'T2', 1)?.passed, 'recorded as the round\'s test run');
+  t.true(store.testRuns.get('r', 'T2', 1)?.passed, 'recorded as the round\'s test run');
   t.false(fs.existsSync(where[0] ?? ''), 'the trial worktree is gone');
 });
 

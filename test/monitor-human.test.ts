@@ -349,11 +349,11 @@ test('with learning on, earlier ideas rank later proposals by their measured imp
 async function askingRun(t: { teardown: (fn: () => Promise<void> | void) => void }, input: Partial<OrchestratorInput>) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-questions-'));
   const store = Store.open(path.join(dir, 'moderator.db'));
-  store.createRun({ id: 'r1', target: dir, requirements: 'a todo CLI', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.create({ id: 'r1', target: dir, requirements: 'a todo CLI', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   const prompts: string[] = [];
   const { machine } = tree({
     clarify: async () => {
-      store.addQuestions('r1', [{ id: 'Q1', text: 'Which storage?' }, { id: 'Q2', text: 'Which language?' }]);
+      store.questions.add('r1', [{ id: 'Q1', text: 'Which storage?' }, { id: 'Q2', text: 'Which language?' }]);
       return { assumptions: 2, questions: 2, questionIds: ['Q1', 'Q2'] };
     },
     plan: async () => {

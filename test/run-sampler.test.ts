@@ -33,7 +33,7 @@ test('every reviewer and TechLead is sampled by its actor id; a reviewer\'s prog
   const config = withBaseBranch(configSchema.parse({ model: { provider: 'openai' }, agents: { techlead: { sandbox: 'off' } } }), 'main');
   const store = Store.open(databasePath(dir));
   t.teardown(() => store.close());
-  store.createRun({ id: 'r', target: dir, requirements: 'r', settings: { config, agents: {} }, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.create({ id: 'r', target: dir, requirements: 'r', settings: { config, agents: {} }, snapshotVersion: 1, machineFingerprint: 'f' });
   const { services } = composeRun({
     store, runId: 'r', target: dir, requirements: 'r', config, agents: {},
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.homedir() }, provider: noModel, sandbox: UNSANDBOXED, reporter: new Reporter(() => {}),
@@ -57,7 +57,7 @@ test('every reviewer and TechLead is sampled by its actor id; a reviewer\'s prog
   t.regex(before['techlead-1']?.progress ?? '', /^T3#1\.0 /);
 
   // moderator-2 finishes its review; moderator's mark does not move with it.
-  store.recordReview({ runId: 'r', taskId: 'T2', prNumber: 2, attempt: 1, verdict: 'approve', summary: 'fine', comments: [], testsPassed: true });
+  store.reviews.record({ runId: 'r', taskId: 'T2', prNumber: 2, attempt: 1, verdict: 'approve', summary: 'fine', comments: [], testsPassed: true });
   const after = (await sample(system)).agents;
   t.not(after['moderator-2']?.progress, before['moderator-2']?.progress, 'the reviewer that wrote a review progressed');
   t.is(after.moderator?.progress, before.moderator?.progress, 'the other reviewer did not');

@@ -246,17 +246,17 @@ test('interventions need the token, a valid body, and reach the root actor', asy
   const unasked = await intervene(fixture, '{"action":"answer","answer":"use sqlite"}');
   t.is(unasked.status, 409);
   t.is(unasked.body.error, 'run r1 asks no question now: nothing to answer');
-  fixture.store.addQuestions('r1', [{ id: 'Q1', text: 'Which database?' }, { id: 'Q2', text: 'Which port?' }]);
+  fixture.store.questions.add('r1', [{ id: 'Q1', text: 'Which database?' }, { id: 'Q2', text: 'Which port?' }]);
   fixture.actor.send({ type: 'test.ask' });
   t.is((await intervene(fixture, '{"action":"answer","answer":"use sqlite"}')).body.error, 'question_id: required while 2 questions are open (Q1, Q2)');
   t.is((await intervene(fixture, '{"action":"answer","answer":"use sqlite","question_id":"Q9"}')).status, 409);
   t.is((await intervene(fixture, '{"action":"answer","answer":"use sqlite","question_id":"Q1"}')).status, 202);
   t.deepEqual(fixture.actor.getSnapshot().context.lastEvent, { type: 'human.answered', answer: 'use sqlite', questionId: 'Q1' });
-  t.like(fixture.store.listQuestions('r1')[0], { id: 'Q1', answer: 'use sqlite', answeredBy: 'api' }, 'kept with its question before the run hears it');
+  t.like(fixture.store.questions.list('r1')[0], { id: 'Q1', answer: 'use sqlite', answeredBy: 'api' }, 'kept with its question before the run hears it');
   // One question left open: the answer is taken as its.
   t.deepEqual((await intervene(fixture, '{"action":"answer","answer":"8080"}')).body, { accepted: true, event: { type: 'human.answered', answer: '8080', questionId: 'Q2' } });
 
-  const alerts = fixture.store.listAlerts('r1').filter((alert) => alert.kind === 'intervention');
+  const alerts = fixture.store.alerts.list('r1').filter((alert) => alert.kind === 'intervention');
   t.deepEqual(alerts.map((alert) => [alert.level, alert.message]), [
     ['info', 'skip T2 through the monitoring server: blocked upstream'],
     ['info', 'pause through the monitoring server'],
@@ -411,9 +411,9 @@ test('on a loopback address, a request naming a foreign host (DNS rebinding) is 
 test('alerts are served newest first at /api/alerts, count against the health score until a person acknowledges them', async (t) => {
   const fixture = await startFixture();
   t.teardown(() => fixture.close());
-  const first = fixture.store.addAlert({ runId: 'r1', level: 'warning', kind: 'tokens', message: '80% of the tokens used', source: 'monitor' });
-  const second = fixture.store.addAlert({ runId: 'r1', level: 'critical', kind: 'context', message: 'context at 96% of its limit', source: 'monitor' });
-  fixture.store.addAlert({ runId: 'r0', level: 'critical', kind: 'tokens', message: 'another run' });
+  const first = fixture.store.alerts.add({ runId: 'r1', level: 'warning', kind: 'tokens', message: '80% of the tokens used', source: 'monitor' });
+  const second = fixture.store.alerts.add({ runId: 'r1', level: 'critical', kind: 'context', message: 'context at 96% of its limit', source: 'monitor' });
+  fixture.store.alerts.add({ runId: 'r0', level: 'critical', kind: 'tokens', message: 'another run' });
 
   const { body } = await getJson(fixture, '/api/alerts');
   const alerts = body.alerts as { id: number; level: string; kind: string; acknowledged_at: string | null }[];
@@ -436,7 +436,7 @@ test('the metrics series is served oldest first at /api/metrics/history, the new
   const fixture = await startFixture();
   t.teardown(() => fixture.close());
   for (const minute of [1, 2, 3]) {
-    fixture.store.recordMetrics('r1', {
+    fixture.store.metrics.record('r1', {
       at: `2026-01-01T00:0${minute}:00.000Z`, runtimeMs: minute * 60_000, tokensUsed: minute * 1000, costUsd: minute / 100, callsSent: minute * 2, callErrors: minute === 3 ? 1 : 0,
       contextTokens: 500 * minute, healthScore: 100 - minute, tasksMerged: minute - 1, tasksTotal: 3, forecastTokens: minute === 1 ? null : 9000, forecastCostUsd: minute === 1 ? null : 0.09,
     });
@@ -455,7 +455,7 @@ test('the metrics series is served oldest first at /api/metrics/history, the new
 test('the clarify questions are the pending question of /api/state, with what is answered', async (t) => {
   const fixture = await startFixture();
   t.teardown(() => fixture.close());
-  fixture.store.addQuestions('r1', [{ id: 'Q1', text: 'Which database?' }, { id: 'Q2', text: 'Which port?' }]);
+  fixture.store.questions.add('r1', [{ id: 'Q1', text: 'Which database?' }, { id: 'Q2', text: 'Which port?' }]);
   fixture.actor.send({ type: 'test.ask' });
   t.is((await intervene(fixture, '{"action":"answer","answer":"sqlite","question_id":"Q1"}')).status, 202);
   t.like((await getJson(fixture, '/api/state?definitions=0')).body, {

@@ -5,10 +5,11 @@ import test from 'ava';
 import Database from 'better-sqlite3';
 import { Store } from '../services/store/store.ts';
 import { migrations } from '../services/store/migrations.ts';
+import { ownConnection } from './helpers/database.ts';
 
 const tempDb = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-store-')), '.duo-agent', 'moderator.db');
 const newRun = (store: Store, id = 'r1') =>
-  store.createRun({ id, target: '/t', requirements: 'req', settings: { config: { model: { provider: 'replay' } } }, snapshotVersion: 1, machineFingerprint: 'abc' });
+  store.runs.create({ id, target: '/t', requirements: 'req', settings: { config: { model: { provider: 'replay' } } }, snapshotVersion: 1, machineFingerprint: 'abc' });
 
 test('opens in WAL mode with every migration applied, and reopens without re-running them', (t) => {
   const file = tempDb();
@@ -16,9 +17,10 @@ test('opens in WAL mode with every migration applied, and reopens without re-run
   newRun(store);
   store.close();
   const reopened = Store.open(file);
-  t.is(reopened.db.pragma('journal_mode', { simple: true }), 'wal');
-  t.is(reopened.db.pragma('user_version', { simple: true }), migrations.length);
-  t.is(reopened.getRun('r1')?.requirements, 'req');
+  const db = ownConnection(t, file);
+  t.is(db.pragma('journal_mode', { simple: true }), 'wal');
+  t.is(db.pragma('user_version', { simple: true }), migrations.length);
+  t.is(reopened.runs.get('r1')?.requirements, 'req');
   reopened.close();
 });
 
@@ -32,34 +34,36 @@ test('a database from a newer Moderator is refused with a clear message', (t) =>
 });
 
 test('a checkpoint writes the snapshot and its messages together; the latest snapshot replaces the previous one', (t) => {
-  const store = Store.open(':memory:');
+  const file = tempDb();
+  const store = Store.open(file);
   newRun(store);
   const message = { id: 'm1', from: 'orchestrator', to: 'techlead', type: 'task.assigned', payload: { taskId: 'T1' }, correlationId: 'T1#1', at: new Date().toISOString() };
-  store.saveCheckpoint('r1', '{"a":1}', 'active', [message], 'implementing');
-  store.saveCheckpoint('r1', '{"a":2}', 'active', [message], null);
-  t.deepEqual(store.loadSnapshot('r1'), { json: '{"a":2}', status: 'active', writes: 2 });
-  t.is(store.listMessages('r1').length, 1, 'a message is journaled once');
-  t.is(store.getRun('r1')?.phase, 'implementing');
-  t.is((store.db.prepare('SELECT COUNT(*) AS n FROM snapshots').get() as { n: number }).n, 1);
+  store.checkpoints.save('r1', '{"a":1}', 'active', [message], 'implementing');
+  store.checkpoints.save('r1', '{"a":2}', 'active', [message], null);
+  t.deepEqual(store.checkpoints.load('r1'), { json: '{"a":2}', status: 'active', writes: 2 });
+  t.is(store.checkpoints.listMessages('r1').length, 1, 'a message is journaled once');
+  t.is(store.runs.get('r1')?.phase, 'implementing');
+  t.is((ownConnection(t, file).prepare('SELECT COUNT(*) AS n FROM snapshots').get() as { n: number }).n, 1);
 });
 
 test('a run held by a live process cannot be claimed; a dead holder is taken over', (t) => {
-  const store = Store.open(':memory:');
+  const file = tempDb();
+  const store = Store.open(file);
   newRun(store);
-  store.db.prepare('UPDATE runs SET pid = ? WHERE id = ?').run(999_999, 'r1');
-  t.throws(() => store.claimRun('r1', () => true), { message: /in use by process 999999/ });
-  store.claimRun('r1', () => false);
-  t.is(store.getRun('r1')?.pid, process.pid);
-  t.is(store.getRun('r1')?.sessions, 2);
+  ownConnection(t, file, { writable: true }).prepare('UPDATE runs SET pid = ? WHERE id = ?').run(999_999, 'r1');
+  t.throws(() => store.runs.claim('r1', () => true), { message: /in use by process 999999/ });
+  store.runs.claim('r1', () => false);
+  t.is(store.runs.get('r1')?.pid, process.pid);
+  t.is(store.runs.get('r1')?.sessions, 2);
 });
 
 test('opening a PR twice for a task returns the same PR and burns no number', (t) => {
   const store = Store.open(':memory:');
   newRun(store);
   const pr = { runId: 'r1', provider: 'local', base: 'main', title: 't', body: 'b', headSha: 'h' };
-  const first = store.openPullRequest({ ...pr, taskId: 'T1', branch: 'x/T1' });
-  const again = store.openPullRequest({ ...pr, taskId: 'T1', branch: 'x/T1' });
-  const second = store.openPullRequest({ ...pr, taskId: 'T2', branch: 'x/T2' });
+  const first = store.pullRequests.open({ ...pr, taskId: 'T1', branch: 'x/T1' });
+  const again = store.pullRequests.open({ ...pr, taskId: 'T1', branch: 'x/T1' });
+  const second = store.pullRequests.open({ ...pr, taskId: 'T2', branch: 'x/T2' });
   t.is(again.number, first.number);
   t.is(second.number, first.number + 1);
 });
@@ -68,20 +72,20 @@ test('tasks are added once, and ids continue across runs of the same target', (t
   const store = Store.open(':memory:');
   newRun(store);
   const task = { id: 'T1', title: 'x', type: 'feature', description: 'd', acceptanceCriteria: ['a'], dependsOn: [], origin: 'plan' as const };
-  store.addTasks('r1', [task, { ...task, id: 'T2' }]);
-  store.addTasks('r1', [{ ...task, title: 'changed' }]);
-  t.is(store.listTasks('r1').length, 2);
-  t.is(store.getTask('r1', 'T1')?.title, 'x');
+  store.tasks.add('r1', [task, { ...task, id: 'T2' }]);
+  store.tasks.add('r1', [{ ...task, title: 'changed' }]);
+  t.is(store.tasks.list('r1').length, 2);
+  t.is(store.tasks.get('r1', 'T1')?.title, 'x');
   newRun(store, 'r2');
-  t.is(store.nextTaskNumber(), 3);
+  t.is(store.tasks.nextNumber(), 3);
 });
 
 test('only one completed reply per call key can be journaled', (t) => {
   const store = Store.open(':memory:');
   newRun(store);
   const start = { runId: 'r1', callKey: 'k', agent: 'moderator', purpose: 'plan', provider: 'p', model: 'm' };
-  store.finishModelCall(store.beginModelCall(start), { status: 'ok', reply: { text: 'a' } });
-  const second = store.beginModelCall(start);
-  const error = t.throws(() => store.finishModelCall(second, { status: 'ok', reply: { text: 'b' } }), { any: true });
+  store.calls.finish(store.calls.begin(start), { status: 'ok', reply: { text: 'a' } });
+  const second = store.calls.begin(start);
+  const error = t.throws(() => store.calls.finish(second, { status: 'ok', reply: { text: 'b' } }), { any: true });
   t.regex(String((error as { code?: string } | undefined)?.code), /SQLITE_CONSTRAINT_UNIQUE/);
 });

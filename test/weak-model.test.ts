@@ -64,7 +64,7 @@ function request(api: Api, overrides: Partial<ModelRequest> = {}): ModelRequest 
 /** The run's services as `ask` needs them: a real store, gateway and logs over the given provider. */
 function services(provider: ModelProvider, progress: string[] = []): RunServices {
   const store = Store.open(':memory:');
-  store.createRun({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
+  store.runs.create({ id: 'r', target: '/t', requirements: 'r', settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-weak-'));
   const gateway = new ModelGateway({ store, runId: 'r', provider, budget: { maxTokensTotal: 1e7 } });
   return { runId: 'r', store, gateway, context: contextFor(), progress: (line: string) => progress.push(line), logs: new AgentLogs({ dir, runId: 'r', level: 'silent' }), config: { model: { reply_retries: 2 } } } as unknown as RunServices;
@@ -200,7 +200,7 @@ test('ask: tool calls written as text are parsed, run, their results sent back, 
   const third = fake.requests[2]?.body as { messages: { role: string; content: string }[] };
   t.regex(third.messages.at(-1)?.content ?? '', /<tool_result name="read_file">\nhi/);
   t.is(progress.filter((line) => /writes tool calls as text/.test(line)).length, 1);
-  t.deepEqual(run.store.listEffects('r').map((effect) => effect.stepKey), ['tool:techlead:implement:T1:1:text_call_1', 'tool:techlead:implement:T1:1:turn2:text_call_1']);
+  t.deepEqual(run.store.effects.list('r').map((effect) => effect.stepKey), ['tool:techlead:implement:T1:1:text_call_1', 'tool:techlead:implement:T1:1:turn2:text_call_1']);
 });
 
 // --- replies cut off and re-asks -----------------------------------------------------------------

@@ -115,14 +115,14 @@ export class ConversationWindow {
   async fit(turnKey: CallKey): Promise<FittedTurn> {
     const { store, runId, limit } = this.options;
     const key = stepKeys.context(turnKey);
-    const journaled = store.getEffect(runId, key);
+    const journaled = store.effects.get(runId, key);
     if (journaled?.status === 'done') {
       const decision = journaled.result as ContextDecision;
       this.apply(decision);
       if (decision.action === 'stop') throw this.full(decision);
       return { items: this.items, count: { tokens: decision.after, source: decision.source }, zone: this.reached };
     }
-    if (store.findCompletedCall(runId, turnKey)) return { items: this.items, zone: this.reached };
+    if (store.calls.findCompleted(runId, turnKey)) return { items: this.items, zone: this.reached };
 
     const count = await this.options.count(this.items);
     const reached = zoneOf(count.tokens, limit);
@@ -130,7 +130,7 @@ export class ConversationWindow {
     const decision = await this.decide(reached, count);
     const rose = RANK[decision.action] > RANK[this.reached];
     await once(store, runId, key, async () => decision, (decided) => {
-      if (rose) store.addAlert({ runId, level: decided.action === 'stop' ? 'critical' : 'warning', kind: 'context', message: this.alertText(decided) });
+      if (rose) store.alerts.add({ runId, level: decided.action === 'stop' ? 'critical' : 'warning', kind: 'context', message: this.alertText(decided) });
     });
     if (rose) this.options.onAlert?.(this.alertText(decision));
     this.apply(decision);

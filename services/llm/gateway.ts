@@ -98,7 +98,7 @@ export class ModelGateway {
   }
 
   async call(callKey: CallKey, request: ModelRequest, context?: CallContext): Promise<ModelReply> {
-    const journaled = this.store.findCompletedCall(this.runId, callKey);
+    const journaled = this.store.calls.findCompleted(this.runId, callKey);
     if (journaled) {
       const reply = journaled.reply as Pick<ModelReply, 'text' | 'toolCalls' | 'stopReason'>;
       const restored: ModelReply = {
@@ -130,9 +130,9 @@ export class ModelGateway {
   }
 
   private async send(callKey: CallKey, request: ModelRequest, prompt: PromptCount, context: CallContext | undefined): Promise<ModelReply> {
-    const sequence = this.store.countCompletedCalls(this.runId, request.agent);
-    const taskSequence = this.store.countCompletedCalls(this.runId, request.agent, request.taskId ?? null);
-    const id = this.store.beginModelCall({
+    const sequence = this.store.calls.countCompleted(this.runId, request.agent);
+    const taskSequence = this.store.calls.countCompleted(this.runId, request.agent, request.taskId ?? null);
+    const id = this.store.calls.begin({
       runId: this.runId,
       callKey,
       agent: request.agent,
@@ -150,13 +150,13 @@ export class ModelGateway {
     } catch (error) {
       // An aborted call (the actor was stopped) stays "sent": it may have been paid for.
       if (!request.signal?.aborted) {
-        this.store.finishModelCall(id, { status: 'error', error: messageOf(error) });
+        this.store.calls.finish(id, { status: 'error', error: messageOf(error) });
         this.onCall({ callKey, agent: request.agent, purpose: request.purpose, taskId: request.taskId, fromJournal: false, error: messageOf(error) });
       }
       if (error instanceof ModelError || request.signal?.aborted) throw error;
       throw new ModelError('model', `${request.agent} ${request.purpose}: ${messageOf(error)}`, { cause: error });
     }
-    this.store.finishModelCall(id, {
+    this.store.calls.finish(id, {
       status: 'ok',
       model: reply.model,
       usage: reply.usage,
@@ -217,7 +217,7 @@ export class ModelGateway {
 
   /** Whether the call fits now (true) or must wait for calls in flight (false); throws when it never can. */
   private fits(request: ModelRequest, prompt: PromptCount, needed: Reservation, entry: Waiter | null): boolean {
-    const totals = this.store.totals(this.runId);
+    const totals = this.store.calls.totals(this.runId);
     const held = this.inFlight();
     const label = `${request.agent} ${request.purpose}${request.taskId ? ` ${request.taskId}` : ''}`;
     if (totals.tokensUsed + needed.tokens > this.budget.maxTokensTotal) {

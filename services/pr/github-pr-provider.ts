@@ -84,7 +84,7 @@ export class GitHubPrProvider implements PrProvider {
   }
 
   get(number: number): PullRequestRecord | undefined {
-    return this.options.store.listPullRequests(this.options.runId).find((pr) => pr.number === number);
+    return this.options.store.pullRequests.list(this.options.runId).find((pr) => pr.number === number);
   }
 
   rateLimit(): RateLimitStatus | null {
@@ -93,7 +93,7 @@ export class GitHubPrProvider implements PrProvider {
 
   async open(pr: OpenPullRequest, signal?: AbortSignal): Promise<PullRequestRecord> {
     const { store, runId } = this.options;
-    const known = store.getPullRequestForBranch(runId, pr.taskId, pr.branch);
+    const known = store.pullRequests.forBranch(runId, pr.taskId, pr.branch);
     if (known) return known;
     await once(
       store,
@@ -108,7 +108,7 @@ export class GitHubPrProvider implements PrProvider {
         return { remoteNumber: pull.number, url: pull.html_url };
       },
       (opened) =>
-        store.openPullRequest({
+        store.pullRequests.open({
           runId,
           taskId: pr.taskId,
           provider: this.name,
@@ -121,7 +121,7 @@ export class GitHubPrProvider implements PrProvider {
           url: opened.url,
         }),
     );
-    const opened = store.getPullRequestForBranch(runId, pr.taskId, pr.branch);
+    const opened = store.pullRequests.forBranch(runId, pr.taskId, pr.branch);
     if (!opened) throw new PrError('pr_api', `the PR of ${pr.taskId} was opened but not recorded; resume the run`);
     return opened;
   }
@@ -141,7 +141,7 @@ export class GitHubPrProvider implements PrProvider {
         if (data.state === 'closed') throw this.closedElsewhere(pr, remoteNumber);
         return null;
       },
-      () => this.options.store.updatePullRequestHead(number, headSha, revision, body),
+      () => this.options.store.pullRequests.updateHead(number, headSha, revision, body),
     );
   }
 
@@ -156,7 +156,7 @@ export class GitHubPrProvider implements PrProvider {
         await this.options.remote.push(pr.branch);
         return null;
       },
-      () => this.options.store.updatePullRequestHead(number, headSha, 0),
+      () => this.options.store.pullRequests.updateHead(number, headSha, 0),
     );
   }
 
@@ -167,7 +167,7 @@ export class GitHubPrProvider implements PrProvider {
     // Closing a closed PR is accepted by GitHub: a re-run after a crash repeats it harmlessly.
     await this.call(`closing ${this.ref(remoteNumber)}`, () =>
       this.options.client.octokit.rest.pulls.update({ owner: this.owner, repo: this.repo, pull_number: remoteNumber, state: 'closed', request: { signal } }));
-    this.options.store.markPullRequestClosed(number);
+    this.options.store.pullRequests.markClosed(number);
     this.logLine(`closed ${this.ref(remoteNumber)}`);
   }
 
@@ -183,7 +183,7 @@ export class GitHubPrProvider implements PrProvider {
       this.options.runId,
       stepKeys.githubMerge(pr.taskId),
       () => this.mergeOnGitHub(pr, signal),
-      (sha) => this.options.store.markPullRequestMerged(number, sha),
+      (sha) => this.options.store.pullRequests.markMerged(number, sha),
     );
   }
 

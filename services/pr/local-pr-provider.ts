@@ -14,9 +14,9 @@ export class LocalPrProvider implements PrProvider {
   constructor(private readonly options: { store: Store; git: GitService; runId: string }) {}
 
   async open(pr: OpenPullRequest): Promise<PullRequestRecord> {
-    const known = this.options.store.getPullRequestForBranch(this.options.runId, pr.taskId, pr.branch);
+    const known = this.options.store.pullRequests.forBranch(this.options.runId, pr.taskId, pr.branch);
     if (known) return known;
-    return this.options.store.openPullRequest({
+    return this.options.store.pullRequests.open({
       runId: this.options.runId,
       taskId: pr.taskId,
       provider: this.name,
@@ -29,11 +29,11 @@ export class LocalPrProvider implements PrProvider {
   }
 
   async update(number: number, headSha: string, revision: number, body?: string): Promise<void> {
-    this.options.store.updatePullRequestHead(number, headSha, revision, body);
+    this.options.store.pullRequests.updateHead(number, headSha, revision, body);
   }
 
   async refresh(number: number, headSha: string): Promise<void> {
-    this.options.store.updatePullRequestHead(number, headSha, 0);
+    this.options.store.pullRequests.updateHead(number, headSha, 0);
   }
 
   async merge(number: number, message: string): Promise<string> {
@@ -52,7 +52,7 @@ export class LocalPrProvider implements PrProvider {
       }
       throw error;
     }
-    this.options.store.markPullRequestMerged(number, sha);
+    this.options.store.pullRequests.markMerged(number, sha);
     return sha;
   }
 
@@ -62,13 +62,13 @@ export class LocalPrProvider implements PrProvider {
   }
 
   async close(number: number): Promise<void> {
-    this.options.store.markPullRequestClosed(number);
+    this.options.store.pullRequests.markClosed(number);
   }
 
   /** Local reviews live in the store only (the review actor records them). */
   async postReview(_number: number, _review: PostedReview): Promise<void> {}
 
   get(number: number): PullRequestRecord | undefined {
-    return this.options.store.listPullRequests(this.options.runId).find((pr) => pr.number === number);
+    return this.options.store.pullRequests.list(this.options.runId).find((pr) => pr.number === number);
   }
 }

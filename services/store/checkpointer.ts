@@ -104,7 +104,7 @@ export class Checkpointer {
       if (json === this.lastJson && messages.length === 0) return;
       this.pending = [];
       const project = this.options.project;
-      this.options.store.saveCheckpoint(this.options.runId, json, snapshot.status, messages, phase === this.lastPhase ? null : phase, project ? () => project(messages) : undefined);
+      this.options.store.checkpoints.save(this.options.runId, json, snapshot.status, messages, phase === this.lastPhase ? null : phase, project ? () => project(messages) : undefined);
       this.lastJson = json;
       this.lastPhase = phase;
       this.stats.writes += 1;

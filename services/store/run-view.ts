@@ -1,8 +1,7 @@
-import type Database from 'better-sqlite3';
-import { toAlert, toMetricsRow, toPullRequest, toQuestion, toReview, toTask, type Store, type StoreChange } from './store.ts';
+import type { ModelCallUsage } from './model-calls.ts';
+import type { Store, StoreChange } from './store.ts';
+import type { OrderedTask } from './tasks.ts';
 import type { ImprovementCycleRecord, MetricsRow, PullRequestRecord, QuestionRecord, ReviewRecord, RunTotals, StoredAlert, TaskRecord } from './types.ts';
-
-type Row = Record<string, unknown>;
 
 /** One call's share of the totals, as its row says now. */
 interface CallShare {
@@ -17,13 +16,13 @@ interface CallShare {
 /**
  * One run's rows the monitoring server reads (tasks, pull requests, reviews, alerts, the model
  * calls' totals, outcome and active time), kept in memory. Seeded from the store once, then kept
- * current by the store's change reports: each write re-reads the one row it touched, with
- * statements prepared once. Requests never query SQLite: a query per request cost `/api/health`
- * 35 ms at p99 during a live run (the totals scanned every model call) where the same body from
- * memory is served in well under a millisecond.
+ * current by the store's change reports: each write re-reads the one row it touched, through
+ * the repositories' statements (each prepared once). Requests never query SQLite: a query per
+ * request cost `/api/health` 35 ms at p99 during a live run (the totals scanned every model
+ * call) where the same body from memory is served in well under a millisecond.
  */
 export class RunView {
-  private readonly tasksById = new Map<string, { record: TaskRecord; order: [string, number] }>();
+  private readonly tasksById = new Map<string, OrderedTask>();
   private orderedTasks: TaskRecord[] | undefined = [];
   private readonly prs = new Map<number, PullRequestRecord>();
   private orderedPrs: PullRequestRecord[] | undefined = [];
@@ -50,7 +49,6 @@ export class RunView {
   /** Each agent's latest counted prompt and its conversation's context zone (services/context/window.ts). */
   private readonly contexts = new Map<string, { id: number; tokens: number; zone: string }>();
   private run: { outcome: string | null; activeMs: number } | undefined;
-  private readonly statements: Record<'task' | 'pr' | 'review' | 'call' | 'alert' | 'run' | 'metrics' | 'questions', Database.Statement>;
   private readonly store: Store;
   private readonly stop: () => void;
 
@@ -58,27 +56,15 @@ export class RunView {
     store: Store,
     readonly runId: string,
   ) {
-    const db = store.db;
-    const callColumns = 'id, run_id, agent, task_id, status, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, prompt_tokens, context_zone';
-    this.statements = {
-      task: db.prepare('SELECT rowid AS seq, * FROM tasks WHERE run_id = ? AND id = ?'),
-      pr: db.prepare('SELECT * FROM pull_requests WHERE number = ?'),
-      review: db.prepare('SELECT * FROM reviews WHERE run_id = ? AND task_id = ? AND attempt = ?'),
-      call: db.prepare(`SELECT ${callColumns} FROM model_calls WHERE id = ?`),
-      alert: db.prepare('SELECT * FROM alerts WHERE id = ?'),
-      run: db.prepare('SELECT outcome, active_ms FROM runs WHERE id = ?'),
-      metrics: db.prepare('SELECT * FROM metrics WHERE id = ?'),
-      questions: db.prepare('SELECT * FROM questions WHERE run_id = ? ORDER BY rowid'),
-    };
     this.store = store;
-    for (const row of db.prepare('SELECT rowid AS seq, * FROM tasks WHERE run_id = ? ORDER BY created_at, rowid').all(runId) as Row[]) this.putTask(row);
-    for (const row of db.prepare('SELECT * FROM pull_requests WHERE run_id = ? ORDER BY number').all(runId) as Row[]) this.putPr(row);
-    for (const row of db.prepare('SELECT * FROM reviews WHERE run_id = ? ORDER BY id').all(runId) as Row[]) this.putReview(row);
-    for (const row of db.prepare('SELECT * FROM alerts WHERE run_id = ? ORDER BY id').all(runId) as Row[]) this.putAlert(toAlert(row));
-    for (const row of db.prepare(`SELECT ${callColumns} FROM model_calls WHERE run_id = ? ORDER BY id`).all(runId) as Row[]) this.putCall(row);
-    for (const row of store.listMetrics(runId, MAX_SERIES)) this.series.push(row);
+    for (const task of store.tasks.listOrdered(runId)) this.putTask(task);
+    for (const pr of store.pullRequests.list(runId)) this.putPr(pr);
+    for (const review of store.reviews.list(runId)) this.putReview(review);
+    for (const alert of store.alerts.list(runId)) this.putAlert(alert);
+    for (const call of store.calls.listUsage(runId)) this.putCall(call);
+    for (const row of store.metrics.list(runId, MAX_SERIES)) this.series.push(row);
     this.readQuestions();
-    this.cycleList = store.listImprovementCycles(runId);
+    this.cycleList = store.improvementCycles.list(runId);
     this.readRun();
     this.stop = store.onChange((change) => this.apply(change));
   }
@@ -88,7 +74,7 @@ export class RunView {
     this.stop();
   }
 
-  /** As `Store.totals` gives them. */
+  /** As `store.calls.totals` gives them. */
   totals(): RunTotals {
     const { sent, errors, tokens, input, output } = this.sums;
     return { callsSent: sent, callErrors: errors, tokensUsed: tokens, inputTokens: input, outputTokens: output, costUsd: this.cost.sum + this.cost.error };
@@ -104,7 +90,7 @@ export class RunView {
     return this.contexts;
   }
 
-  /** As `Store.listTasks` gives them. */
+  /** As `store.tasks.list` gives them. */
   tasks(): readonly TaskRecord[] {
     this.orderedTasks ??= [...this.tasksById.values()].sort((a, b) => compareOrder(a.order, b.order)).map((entry) => entry.record);
     return this.orderedTasks;
@@ -177,37 +163,37 @@ export class RunView {
       case 'tasks':
         if (change.runId !== this.runId) return;
         for (const id of change.taskIds) {
-          const row = this.statements.task.get(this.runId, id) as Row | undefined;
-          if (row) this.putTask(row);
+          const task = this.store.tasks.ordered(this.runId, id);
+          if (task) this.putTask(task);
         }
         return;
       case 'pull_requests': {
-        const row = this.statements.pr.get(change.number) as Row | undefined;
-        if (row && row.run_id === this.runId) this.putPr(row);
+        const pr = this.store.pullRequests.get(change.number);
+        if (pr && pr.runId === this.runId) this.putPr(pr);
         return;
       }
       case 'reviews': {
         if (change.runId !== this.runId) return;
         this.reviewsByKey.delete(reviewKey(change.taskId, change.attempt));
         this.orderedReviews = undefined;
-        const row = this.statements.review.get(this.runId, change.taskId, change.attempt) as Row | undefined;
-        if (row) this.putReview(row);
+        const review = this.store.reviews.get(this.runId, change.taskId, change.attempt);
+        if (review) this.putReview(review);
         return;
       }
       case 'model_calls': {
-        const row = this.statements.call.get(change.id) as Row | undefined;
-        if (row && row.run_id === this.runId) this.putCall(row);
+        const call = this.store.calls.usage(change.id);
+        if (call && call.runId === this.runId) this.putCall(call);
         return;
       }
       case 'alerts': {
-        const row = this.statements.alert.get(change.id) as Row | undefined;
-        if (row && row.run_id === this.runId) this.putAlert(toAlert(row));
+        const alert = this.store.alerts.get(change.id);
+        if (alert && alert.runId === this.runId) this.putAlert(alert);
         return;
       }
       case 'metrics': {
-        const row = this.statements.metrics.get(change.id) as Row | undefined;
-        if (!row || row.run_id !== this.runId) return;
-        this.series.push(toMetricsRow(row));
+        const metrics = this.store.metrics.get(change.id);
+        if (!metrics || metrics.runId !== this.runId) return;
+        this.series.push(metrics.tick);
         if (this.series.length > MAX_SERIES) this.series.splice(0, this.series.length - MAX_SERIES);
         return;
       }
@@ -216,24 +202,22 @@ export class RunView {
         return;
       case 'improvement_cycles':
         // A few rows per run, written once per cycle: read whole.
-        if (change.runId === this.runId) this.cycleList = this.store.listImprovementCycles(this.runId);
+        if (change.runId === this.runId) this.cycleList = this.store.improvementCycles.list(this.runId);
         return;
     }
   }
 
-  private putTask(row: Row): void {
-    this.tasksById.set(String(row.id), { record: toTask(row), order: [String(row.created_at), Number(row.seq)] });
+  private putTask(task: OrderedTask): void {
+    this.tasksById.set(task.record.id, task);
     this.orderedTasks = undefined;
   }
 
-  private putPr(row: Row): void {
-    const pr = toPullRequest(row);
+  private putPr(pr: PullRequestRecord): void {
     this.prs.set(pr.number, pr);
     this.orderedPrs = undefined;
   }
 
-  private putReview(row: Row): void {
-    const review = toReview(row);
+  private putReview(review: ReviewRecord): void {
     this.reviewsByKey.set(reviewKey(review.taskId, review.attempt), review);
     this.orderedReviews = undefined;
   }
@@ -246,21 +230,21 @@ export class RunView {
   }
 
   private readQuestions(): void {
-    this.questionList = (this.statements.questions.all(this.runId) as Row[]).map(toQuestion);
+    this.questionList = this.store.questions.list(this.runId);
   }
 
   /** Replaces a call's share of the totals with what its row says now (sent, then finished). */
-  private putCall(row: Row): void {
-    const id = Number(row.id);
-    const input = Number(row.input_tokens);
-    const output = Number(row.output_tokens);
+  private putCall(call: ModelCallUsage): void {
+    const id = call.id;
+    const input = call.inputTokens;
+    const output = call.outputTokens;
     const share: CallShare = {
-      taskId: row.task_id === null || row.task_id === undefined ? null : String(row.task_id),
-      error: row.status === 'error',
-      tokens: input + output + Number(row.cache_read_tokens) + Number(row.cache_write_tokens),
+      taskId: call.taskId,
+      error: call.status === 'error',
+      tokens: input + output + call.cacheReadTokens + call.cacheWriteTokens,
       input,
       output,
-      cost: Number(row.cost_usd),
+      cost: call.costUsd,
     };
     const before = this.calls.get(id);
     this.calls.set(id, share);
@@ -271,9 +255,9 @@ export class RunView {
     sums.input += share.input - (before?.input ?? 0);
     sums.output += share.output - (before?.output ?? 0);
     if (share.cost !== (before?.cost ?? 0)) this.addCost(share.cost - (before?.cost ?? 0));
-    const agent = String(row.agent);
-    if (row.prompt_tokens !== null && row.prompt_tokens !== undefined && id >= (this.contexts.get(agent)?.id ?? 0)) {
-      this.contexts.set(agent, { id, tokens: Number(row.prompt_tokens), zone: row.context_zone === null ? 'ok' : String(row.context_zone) });
+    const agent = call.agent;
+    if (call.promptTokens !== null && id >= (this.contexts.get(agent)?.id ?? 0)) {
+      this.contexts.set(agent, { id, tokens: call.promptTokens, zone: call.contextZone ?? 'ok' });
     }
     if (share.taskId !== null) {
       const spend = this.spendByTask.get(share.taskId) ?? { tokens: 0, costUsd: 0 };
@@ -291,8 +275,7 @@ export class RunView {
   }
 
   private readRun(): void {
-    const row = this.statements.run.get(this.runId) as Row | undefined;
-    this.run = row ? { outcome: row.outcome === null ? null : String(row.outcome), activeMs: Number(row.active_ms) } : undefined;
+    this.run = this.store.runs.outcomeAndActiveTime(this.runId);
   }
 }
 

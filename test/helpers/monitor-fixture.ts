@@ -181,28 +181,28 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
 
 function seed(store: Store, withErrorCall: boolean): void {
   const run = (id: string) => ({ id, target: '/t', requirements: `requirements of ${id}`, settings: {}, snapshotVersion: 1, machineFingerprint: 'f' });
-  store.createRun(run('r0'));
-  store.finishRun('r0', 'done', null);
-  store.createRun(run('r1'));
-  store.addActiveTime('r1', 65_000);
+  store.runs.create(run('r0'));
+  store.runs.finish('r0', 'done', null);
+  store.runs.create(run('r1'));
+  store.runs.addActiveTime('r1', 65_000);
   const task = (id: string, title: string) => ({ id, title, type: 'feature', description: 'd', acceptanceCriteria: ['works'], dependsOn: [], origin: 'plan' as const });
-  store.addTasks('r1', [task('T1', 'Add the list command'), task('T2', 'Add the done command'), task('T3', 'Write the README')]);
-  const pr1 = store.openPullRequest({ runId: 'r1', taskId: 'T1', provider: 'local', branch: 'duo-agent/feature/T1', base: 'main', title: 'feature(T1): list', body: 'b', headSha: 'a1' });
-  store.recordReview({ runId: 'r1', taskId: 'T1', prNumber: pr1.number, attempt: 1, verdict: 'request_changes', summary: 'missing test', comments: ['add a test for empty lists'], testsPassed: false });
-  store.recordReview({ runId: 'r1', taskId: 'T1', prNumber: pr1.number, attempt: 2, verdict: 'approve', summary: 'good', comments: [], testsPassed: true });
-  store.markPullRequestMerged(pr1.number, 'm1');
-  store.updateTask('r1', 'T1', { status: 'merged', attempts: 2, prNumber: pr1.number, branch: 'duo-agent/feature/T1' });
-  const pr2 = store.openPullRequest({ runId: 'r1', taskId: 'T2', provider: 'local', branch: 'duo-agent/feature/T2', base: 'main', title: 'feature(T2): done', body: 'b', headSha: 'b1' });
-  store.updateTask('r1', 'T2', { status: 'in_review', attempts: 1, prNumber: pr2.number });
+  store.tasks.add('r1', [task('T1', 'Add the list command'), task('T2', 'Add the done command'), task('T3', 'Write the README')]);
+  const pr1 = store.pullRequests.open({ runId: 'r1', taskId: 'T1', provider: 'local', branch: 'duo-agent/feature/T1', base: 'main', title: 'feature(T1): list', body: 'b', headSha: 'a1' });
+  store.reviews.record({ runId: 'r1', taskId: 'T1', prNumber: pr1.number, attempt: 1, verdict: 'request_changes', summary: 'missing test', comments: ['add a test for empty lists'], testsPassed: false });
+  store.reviews.record({ runId: 'r1', taskId: 'T1', prNumber: pr1.number, attempt: 2, verdict: 'approve', summary: 'good', comments: [], testsPassed: true });
+  store.pullRequests.markMerged(pr1.number, 'm1');
+  store.tasks.update('r1', 'T1', { status: 'merged', attempts: 2, prNumber: pr1.number, branch: 'duo-agent/feature/T1' });
+  const pr2 = store.pullRequests.open({ runId: 'r1', taskId: 'T2', provider: 'local', branch: 'duo-agent/feature/T2', base: 'main', title: 'feature(T2): done', body: 'b', headSha: 'b1' });
+  store.tasks.update('r1', 'T2', { status: 'in_review', attempts: 1, prNumber: pr2.number });
   const call = (callKey: string, agent: string, input: number, output: number, cost: number, contextZone = 'ok') => {
-    const id = store.beginModelCall({ runId: 'r1', callKey, agent, purpose: 'p', provider: 'replay', model: 'm', promptTokens: input - 50, promptSource: 'estimated', contextZone });
-    store.finishModelCall(id, { status: 'ok', usage: { inputTokens: input, outputTokens: output, cacheReadTokens: 0, cacheWriteTokens: 0 }, costUsd: cost });
+    const id = store.calls.begin({ runId: 'r1', callKey, agent, purpose: 'p', provider: 'replay', model: 'm', promptTokens: input - 50, promptSource: 'estimated', contextZone });
+    store.calls.finish(id, { status: 'ok', usage: { inputTokens: input, outputTokens: output, cacheReadTokens: 0, cacheWriteTokens: 0 }, costUsd: cost });
   };
   call('moderator:plan', 'moderator', 1000, 200, 0.01);
   call('techlead:implement:T1:1', 'techlead', 3000, 500, 0.02, 'summarise');
   if (withErrorCall) {
-    const id = store.beginModelCall({ runId: 'r1', callKey: 'techlead:implement:T2:1', agent: 'techlead', purpose: 'p', provider: 'replay', model: 'm' });
-    store.finishModelCall(id, { status: 'error', error: 'HTTP 500' });
+    const id = store.calls.begin({ runId: 'r1', callKey: 'techlead:implement:T2:1', agent: 'techlead', purpose: 'p', provider: 'replay', model: 'm' });
+    store.calls.finish(id, { status: 'error', error: 'HTTP 500' });
   }
 }
 
