@@ -7,7 +7,8 @@
 // Left to Node, as installed: native addons (better-sqlite3, uWebSockets.js, and ws's optional
 // bufferutil and utf-8-validate, which it requires in a try), pino (its transports
 // start worker threads from their own files), and what is required lazily by name at run time
-// (typescript, gpt-tokenizer).
+// (typescript, gpt-tokenizer), and CommonJS packages that are imported with import(): esbuild's
+// chunk of one exports only `default`, where Node gives its named exports too (prom-client).
 //
 // Every built file that reads something next to itself through `import.meta.url` (the dashboard,
 // the demo's recording, dist/package.json, createRequire) is given the URL it has in dist/, not
@@ -22,7 +23,7 @@ const root = path.resolve(import.meta.dirname, '..');
 const dist = path.join(root, 'dist');
 const outdir = path.join(dist, 'bundle');
 
-const external = ['better-sqlite3', 'uWebSockets.js', 'pino', 'typescript', 'gpt-tokenizer', 'bufferutil', 'utf-8-validate'];
+const external = ['better-sqlite3', 'uWebSockets.js', 'pino', 'typescript', 'gpt-tokenizer', 'bufferutil', 'utf-8-validate', 'prom-client'];
 
 /** Rewrites `import.meta.url` in dist/'s own files to the URL the file has in dist/. */
 const keepModuleUrls = {
@@ -69,6 +70,9 @@ for (const [file, output] of Object.entries(result.metafile.outputs)) {
     if (/import\.meta\.(url|dirname|filename)/.test(text)) throw new Error(`${input} (bundled into ${file}) reads import.meta: add its package to the bundle's external list`);
   }
   packages[path.basename(file)] = [...inside].sort();
+  if (output.entryPoint?.startsWith('node_modules/') && output.exports.length === 1 && output.exports[0] === 'default') {
+    throw new Error(`${output.entryPoint} is CommonJS imported with import(): its chunk would export only default; add its package to the bundle's external list`);
+  }
 }
 // Which packages each chunk holds: what a loaded chunk means (test/startup.test.ts reads it).
 fs.writeFileSync(path.join(outdir, 'packages.json'), `${JSON.stringify(packages, null, 1)}\n`);
