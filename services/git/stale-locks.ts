@@ -1,4 +1,4 @@
-import type { Stats } from 'node:fs';
+import { existsSync, watch, type FSWatcher, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
@@ -22,7 +22,8 @@ export async function findLockFiles(dir: string): Promise<string[]> {
 /**
  * Deletes `lock` if it exists, after giving a young one up to `waitMs` (by its age) to go away
  * on its own: a git process orphaned by the crash may still be finishing, and deleting a live
- * lock lets two writers corrupt the index. True when a lock was deleted.
+ * lock lets two writers corrupt the index. True when a lock was deleted. The wait ends the moment
+ * the lock goes (its folder is watched) or comes of age (one timer for exactly the time left).
  */
 export async function removeStaleLock(lock: string, waitMs: number): Promise<boolean> {
   for (;;) {
@@ -32,9 +33,33 @@ export async function removeStaleLock(lock: string, waitMs: number): Promise<boo
     } catch {
       return false;
     }
-    if (Date.now() - stat.mtimeMs >= waitMs) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    const left = waitMs - (Date.now() - stat.mtimeMs);
+    if (left <= 0) break;
+    await lockGoneOrTime(lock, left);
   }
   await fs.rm(lock, { force: true });
   return true;
+}
+
+/** Resolves when something happens to `lock`'s name in its folder, or after `ms`, whichever is first. */
+function lockGoneOrTime(lock: string, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    let watcher: FSWatcher | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      watcher?.close();
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    try {
+      watcher = watch(path.dirname(lock), (_event, name) => {
+        if (name === null || name === path.basename(lock)) done();
+      });
+      watcher.on('error', done);
+    } catch {
+      // No watch (the folder went too, or no inotify left): the timer alone ends the wait.
+    }
+    // Gone between the stat and the watch: nothing would report it.
+    if (!existsSync(lock)) done();
+  });
 }
