@@ -84,7 +84,7 @@ export class GitHubPrProvider implements PrProvider {
   }
 
   get(number: number): PullRequestRecord | undefined {
-    return this.options.store.listPullRequests(this.options.runId).find((pr) => pr.number === number);
+    return this.options.store.getPullRequest(this.options.runId, number);
   }
 
   rateLimit(): RateLimitStatus | null {

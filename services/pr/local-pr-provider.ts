@@ -69,6 +69,6 @@ export class LocalPrProvider implements PrProvider {
   async postReview(_number: number, _review: PostedReview): Promise<void> {}
 
   get(number: number): PullRequestRecord | undefined {
-    return this.options.store.listPullRequests(this.options.runId).find((pr) => pr.number === number);
+    return this.options.store.getPullRequest(this.options.runId, number);
   }
 }

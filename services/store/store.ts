@@ -526,6 +526,12 @@ export class Store {
     return row ? toPullRequest(row) : undefined;
   }
 
+  /** One PR of the run by its number (a provider's `get`, several times a task: one row, not the run's list). */
+  getPullRequest(runId: string, number: number): PullRequestRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM pull_requests WHERE number = ? AND run_id = ?').get(number, runId) as Row | undefined;
+    return row ? toPullRequest(row) : undefined;
+  }
+
   listPullRequests(runId: string): PullRequestRecord[] {
     return (this.db.prepare('SELECT * FROM pull_requests WHERE run_id = ? ORDER BY number').all(runId) as Row[]).map(toPullRequest);
   }
