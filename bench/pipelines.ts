@@ -107,6 +107,12 @@ function libraryFiles(count: number): Record<string, string> {
 export interface TargetOptions {
   /** Files of an established codebase beside the pipelines (default none). */
   libraryFiles?: number;
+  /**
+   * Its objects in one pack, as in a cloned repository (default false: loose, as just committed).
+   * A checkout of loose objects opens and inflates one file per blob, which a real repository's
+   * checkouts do not pay.
+   */
+  packed?: boolean;
 }
 
 /** The target repository on `main`, one commit; returns how many files it tracks. */
@@ -131,6 +137,7 @@ export function createTarget(dir: string, options: TargetOptions = {}): number {
   git('init', '-q', '-b', 'main');
   git('add', '-A');
   git('commit', '-q', '-m', 'The four pipeline areas');
+  if (options.packed) git('gc', '--quiet');
   return Object.keys(files).length;
 }
 

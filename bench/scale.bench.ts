@@ -7,9 +7,11 @@
  * `npm run bench:scale`.
  *
  * The target starts as the pipelines project beside an established codebase of `--library-files`
- * files (default 1,000, in packages of 50 small modules), one commit. Task i adds a step module and
- * its test, so the repository grows by two files, the history by the task's commits and merge,
- * the refs by its branch and the journal by its steps; every tenth task is asked for changes once.
+ * files (default 1,000, in packages of 50 small modules), one commit, packed as a clone is. Task i
+ * adds a step module and its test, so the repository grows by two files, the history by the
+ * task's commits and merge, the refs by its branch and the journal by its steps; every tenth task
+ * is asked for changes once. 1,000 files keep the run within minutes on 2 cores: every task checks
+ * out the whole tree, about 1 ms a file on a shared disk.
  *
  * Two runs, each in a process of its own: the main run of `--tasks`, and a reference run of the
  * same plan on a fresh copy of the starting repository, started near the main run's end and
@@ -21,7 +23,8 @@
  *   the checkpointer journals them (one microtask after the event). earlyMs: the median of the
  *   reference run's tasks 6-15; lateMs: of the main run's last ten; growth = lateMs / earlyMs
  *   against its goal (<= 1.1). growthSequential compares the main run's own tasks 6-15, measured
- *   minutes earlier, under whatever load there was then.
+ *   minutes earlier, under whatever load there was then. msPerThousandFiles: what a task's time
+ *   grew by per 1,000 files more in the tree (the growth said apart from the starting size).
  * - cpuMs: CPU time of a task (the worker and the git and test processes it waited for, from
  *   /proc/self/stat), the same windows: less swayed than wall time by other load on the machine.
  * - git: every git process, by bench/git-calls.ts, given to the task assigned last: per task the
@@ -204,7 +207,7 @@ async function worker(args: Args): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moderator-scale-bench-'));
   const target = path.join(dir, 'pipelines');
   try {
-    write({ kind: 'start', filesAtStart: createTarget(target, { libraryFiles: args.libraryFiles }) });
+    write({ kind: 'start', filesAtStart: createTarget(target, { libraryFiles: args.libraryFiles, packed: true }) });
     const requirements = `Pipeline steps in four areas, ${args.tasks} of them.`;
     const config = withBaseBranch(configSchema.parse({
       model: { provider: 'openai' },
@@ -313,6 +316,9 @@ async function main(args: Args): Promise<void> {
   const cpuEarly = cpu(early);
   const cpuLate = cpu(late);
   const growth = round(lateMs / earlyMs, 3);
+  // The files in the tree at the middle of each window (two a task), to say the growth per 1,000 files.
+  const filesEarly = filesAtStart + (EARLY.from + EARLY.to);
+  const filesLate = filesAtStart + (2 * args.tasks - WINDOW + 1);
   const other = (task: TaskFigures) => task.ms - task.gitMs - task.testMs - task.checkpointMs;
   console.log(JSON.stringify({
     bench: 'scale',
@@ -329,6 +335,8 @@ async function main(args: Args): Promise<void> {
     growth,
     growthGoal: GROWTH_GOAL,
     growthMet: growth <= GROWTH_GOAL,
+    // What a task's wall time grows by per 1,000 more files in the tree, between the windows.
+    msPerThousandFiles: round((lateMs - earlyMs) / ((filesLate - filesEarly) / 1000), 0),
     earlyMsAlone: med(earlyAlone, (task) => task.ms),
     growthSequential: round(lateMs / med(earlyAlone, (task) => task.ms), 3),
     cpuEarlyMs: cpuEarly,
