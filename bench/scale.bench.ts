@@ -14,19 +14,23 @@
  * out the whole tree, about 1 ms a file on a shared disk.
  *
  * Two runs, each in a process of its own: the main run of `--tasks`, and a reference run of the
- * same plan on a fresh copy of the starting repository, started near the main run's end and
- * stopped after its task 15, so that its tasks 6-15 run at the same time as the main run's last
- * ten. On a shared machine the load drifts over minutes; measured side by side, both windows see
- * the same load, and each run slows the other alike.
+ * same plan on a fresh copy of the starting repository, started when the main run has merged its
+ * task 90 and stopped after its task 15. From there the two take turns, one task each: reference
+ * T6, main T91, reference T7, ... main T100, each worker blocked (after its task's last git call,
+ * the worktree's removal) while the other works. On a shared machine the load drifts over minutes,
+ * 2x within one run as measured; taken in turns, each pair of tasks sees the same load, and no
+ * task runs beside the other run's.
  *
  * - taskMs: wall time of a task, from the orchestrator's `task.assigned` to its `pr.merged`, as
- *   the checkpointer journals them (one microtask after the event). earlyMs: the median of the
+ *   the checkpointer journals them (one microtask after the event), less its turn's wait. earlyMs: the median of the
  *   reference run's tasks 6-15; lateMs: of the main run's last ten; growth = lateMs / earlyMs
  *   against its goal (<= 1.1). growthSequential compares the main run's own tasks 6-15, measured
  *   minutes earlier, under whatever load there was then. msPerThousandFiles: what a task's time
  *   grew by per 1,000 files more in the tree (the growth said apart from the starting size).
  * - cpuMs: CPU time of a task (the worker and the git and test processes it waited for, from
- *   /proc/self/stat), the same windows: less swayed than wall time by other load on the machine.
+ *   /proc/self/stat), the same windows: close to wall time says the task worked rather than
+ *   waited. It is no steadier than wall time under load: most of it is git's system time (file
+ *   creation), which swung tenfold with other sessions' disk use on the machine measured.
  * - git: every git process, by bench/git-calls.ts, given to the task assigned last: per task the
  *   median count and time of each window, spawnMs the part of it the worker was blocked in fork
  *   and exec, and by command the mean count and time per task (gitByCommand, costliest first).
@@ -35,8 +39,9 @@
  *   the repository map, tools) once git's time is taken off too. rssMb: the worker's memory.
  *
  * Flags: `--tasks N` (default 100, at least 25), `--library-files N` (default 1000), `--progress`
- * (the main run's progress lines on stderr). `--worker` (with `--stop-after N`) is one run, used
- * by the bench itself: a JSON line per merged task on stdout.
+ * (the main run's progress lines on stderr). `--worker` (with `--stop-after N`, `--turns-after N`)
+ * is one run, used by the bench itself: a JSON line per merged task on stdout, and from task N on a
+ * byte on stdin before each task ends.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -61,11 +66,6 @@ const GROWTH_GOAL = 1.1;
 /** The windows compared: tasks 6-15 (past the first tasks' warm-up: module loading, the first map) and the last ten. */
 const EARLY = { from: 6, to: 15 };
 const WINDOW = 10;
-/**
- * The reference run starts when the main run has this many tasks left beyond its last window:
- * its start-up, plan and first five tasks take about as long as the main run's five tasks.
- */
-const LEAD_TASKS = 6;
 
 interface Args {
   tasks: number;
@@ -73,10 +73,12 @@ interface Args {
   progress: boolean;
   worker: boolean;
   stopAfter: number | undefined;
+  /** From this task on, each task waits for its turn (a byte on stdin) before it ends. */
+  turnsAfter: number | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { tasks: 100, libraryFiles: 1000, progress: false, worker: false, stopAfter: undefined };
+  const args: Args = { tasks: 100, libraryFiles: 1000, progress: false, worker: false, stopAfter: undefined, turnsAfter: undefined };
   for (let index = 0; index < argv.length; index += 1) {
     const arg = argv[index];
     if (arg === '--tasks') args.tasks = Number(argv[++index]);
@@ -84,6 +86,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--progress') args.progress = true;
     else if (arg === '--worker') args.worker = true;
     else if (arg === '--stop-after') args.stopAfter = Number(argv[++index]);
+    else if (arg === '--turns-after') args.turnsAfter = Number(argv[++index]);
     else throw new Error(`unknown argument ${arg}`);
   }
   if (!Number.isInteger(args.tasks) || args.tasks < EARLY.to + WINDOW) throw new Error(`--tasks: expected an integer of at least ${EARLY.to + WINDOW} (the windows must not overlap)`);
@@ -116,13 +119,19 @@ interface StartRecord {
   filesAtStart: number;
 }
 
+/** A worker waiting for its turn, its task `index` all but done. */
+interface WaitRecord {
+  kind: 'waiting';
+  index: number;
+}
+
 interface EndRecord {
   kind: 'end';
   outcome: string;
   snapshotBytes: number | null;
 }
 
-type WorkerRecord = StartRecord | TaskFigures | EndRecord;
+type WorkerRecord = StartRecord | TaskFigures | WaitRecord | EndRecord;
 
 /**
  * CPU time of this process and of its children that have ended (git, the test command), in ms, from
@@ -147,6 +156,27 @@ interface Open {
   cpu: number | null;
   persistMicros: number;
   git: GitCall[];
+  /** Time it waited for its turn. */
+  waitedMs: number;
+}
+
+/**
+ * Blocks the whole process until the bench sends a byte on stdin: nothing of this run moves
+ * meanwhile (its event loop waits too, and no git process is left running). Returns the ms waited.
+ */
+function waitForTurn(): number {
+  const started = performance.now();
+  const byte = Buffer.alloc(1);
+  for (;;) {
+    try {
+      if (fs.readSync(0, byte, 0, 1, null) === 1) return performance.now() - started;
+      throw new Error('the bench closed the turn pipe');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      // A non-blocking pipe: sleep a millisecond, synchronously, and read again.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
 }
 
 /** Takes each task's first assignment and its merge from the messages the checkpointer journals, and prints the task's record. */
@@ -168,7 +198,7 @@ class TimingReporter extends Reporter {
       const index = Number(taskId.slice(1));
       if (message.type === 'task.assigned' && !this.assigned.has(taskId)) {
         this.assigned.add(taskId);
-        this.current = { index, assignedAt: epochMs(), cpu: cpuMs(), persistMicros: this.measure.persistMicros(), git: [] };
+        this.current = { index, assignedAt: epochMs(), cpu: cpuMs(), persistMicros: this.measure.persistMicros(), git: [], waitedMs: 0 };
       } else if (message.type === 'pr.merged' && this.current?.index === index) {
         const open = this.current;
         const mergedAt = epochMs();
@@ -180,7 +210,7 @@ class TimingReporter extends Reporter {
           entry.ms += call.ms;
         }
         write({
-          kind: 'task', index, assignedAt: open.assignedAt, mergedAt, ms: mergedAt - open.assignedAt,
+          kind: 'task', index, assignedAt: open.assignedAt, mergedAt, ms: mergedAt - open.assignedAt - open.waitedMs,
           cpuMs: cpu === null || open.cpu === null ? null : cpu - open.cpu,
           gitCalls: open.git.length, gitMs: sum(open.git.map((call) => call.ms)), spawnMs: sum(open.git.map((call) => call.spawnMs)), byCommand,
           testMs: this.measure.testMs(taskId), checkpointMs: (this.measure.persistMicros() - open.persistMicros) / 1000, rssMb: process.memoryUsage().rss / 2 ** 20,
@@ -229,7 +259,16 @@ async function worker(args: Args): Promise<void> {
           if (index === args.stopAfter) process.kill(process.pid, 'SIGTERM');
         },
       });
-      gitCalls.onCall = (call) => reporter.current?.git.push(call);
+      gitCalls.onCall = (call) => {
+        const task = reporter.current;
+        if (!task) return;
+        task.git.push(call);
+        // The worktree's removal after the merge is a task's last git call: its turn ends there.
+        if (call.command === 'worktree remove' && args.turnsAfter !== undefined && task.index >= args.turnsAfter && task.index < (args.stopAfter ?? args.tasks)) {
+          write({ kind: 'waiting', index: task.index });
+          task.waitedMs += waitForTurn();
+        }
+      };
       const result = await runSession({
         store, runId: 'bench', target, requirements, config, agents: {}, autoApprove: true, reporter,
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.homedir() }, provider: new ScriptedModel(args.tasks, { countTokens: false }), sandbox: UNSANDBOXED,
@@ -247,33 +286,57 @@ async function worker(args: Args): Promise<void> {
 
 // ---- the two runs, and the figures --------------------------------------------------------------
 
-/** Starts a worker; `onTask` sees each task's record as it is merged. */
-function startWorker(flags: string[], progress: boolean, onTask: (record: TaskFigures) => void): Promise<WorkerRecord[]> {
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--worker', ...flags], { stdio: ['ignore', 'pipe', progress ? 'inherit' : 'pipe'] });
-  if (child.stdout === null) throw new Error('the bench worker has no stdout');
+interface Worker {
+  done: Promise<WorkerRecord[]>;
+  /** Lets it take its turn. */
+  go(): void;
+}
+
+/** Starts a worker; `onRecord` sees each record as it comes. */
+function startWorker(flags: string[], progress: boolean, onRecord: (record: WorkerRecord) => void): Worker {
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--worker', ...flags], { stdio: ['pipe', 'pipe', progress ? 'inherit' : 'pipe'] });
+  if (child.stdout === null || child.stdin === null) throw new Error('the bench worker has no stdin or stdout');
   const records: WorkerRecord[] = [];
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   readline.createInterface({ input: child.stdout }).on('line', (line) => {
     const record = JSON.parse(line) as WorkerRecord;
     records.push(record);
-    if (record.kind === 'task') onTask(record);
+    onRecord(record);
   });
-  return new Promise((resolve, reject) => {
+  const stdin = child.stdin;
+  // A worker that ended early must not take the bench down with EPIPE.
+  stdin.on('error', () => {});
+  const done = new Promise<WorkerRecord[]>((resolve, reject) => {
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(records) : reject(new Error(`the bench worker ${flags.join(' ')} exited ${code}: ${stderr.trim().split('\n').slice(-5).join('\n')}`))));
+    child.on('close', (code) => {
+      stdin.end();
+      if (code === 0) resolve(records);
+      else reject(new Error(`the bench worker ${flags.join(' ')} exited ${code}: ${stderr.trim().split('\n').slice(-5).join('\n')}`));
+    });
   });
+  return { done, go: () => stdin.write('g') };
 }
 
 async function main(args: Args): Promise<void> {
   const started = performance.now();
   const common = ['--tasks', String(args.tasks), '--library-files', String(args.libraryFiles)];
-  let reference: Promise<WorkerRecord[]> | undefined;
-  const mainRecords = await startWorker([...common, ...(args.progress ? ['--progress'] : [])], args.progress, (record) => {
-    if (record.index === args.tasks - WINDOW - LEAD_TASKS) reference = startWorker([...common, '--stop-after', String(EARLY.to)], false, () => {});
+  const lastAlone = args.tasks - WINDOW;
+  // Turns, from the main run's task 90 on: reference T1-T6, main T91, reference T7, ..., reference T15, main T100.
+  let reference: Worker | undefined;
+  const mainRun: Worker = startWorker([...common, '--turns-after', String(lastAlone), ...(args.progress ? ['--progress'] : [])], args.progress, (record) => {
+    if (record.kind !== 'waiting') return;
+    if (reference) {
+      reference.go();
+      return;
+    }
+    reference = startWorker([...common, '--stop-after', String(EARLY.to), '--turns-after', String(EARLY.from)], false, (own) => {
+      if (own.kind === 'waiting' || (own.kind === 'task' && own.index === EARLY.to)) mainRun.go();
+    });
   });
+  const mainRecords = await mainRun.done;
   if (!reference) throw new Error('the main run ended before the reference run was started');
-  const ref = await reference;
+  const ref = await reference.done;
 
   const tasksOf = (records: WorkerRecord[]) => records.filter((record): record is TaskFigures => record.kind === 'task').sort((a, b) => a.index - b.index);
   const mainTasks = tasksOf(mainRecords);
@@ -306,10 +369,6 @@ async function main(args: Args): Promise<void> {
     .map((command) => ({ command, before: before.get(command) ?? { calls: 0, ms: 0 }, after: after.get(command) ?? { calls: 0, ms: 0 } }))
     .sort((a, b) => b.after.ms - a.after.ms)
     .map(({ command, before: b, after: a }) => [command, { callsEarly: round(b.calls), callsLate: round(a.calls), msEarly: round(b.ms), msLate: round(a.ms) }] as const);
-  // How much of the reference window ran while the main run's last window did.
-  const span = (tasks: TaskFigures[]) => ({ from: Math.min(...tasks.map((task) => task.assignedAt)), to: Math.max(...tasks.map((task) => task.mergedAt)) });
-  const [e, l] = [span(early), span(late)];
-  const overlap = Math.max(0, Math.min(e.to, l.to) - Math.max(e.from, l.from)) / (e.to - e.from);
 
   const earlyMs = med(early, (task) => task.ms);
   const lateMs = med(late, (task) => task.ms);
@@ -329,7 +388,7 @@ async function main(args: Args): Promise<void> {
     tasks: args.tasks,
     filesAtStart,
     filesAtEnd: filesAtStart + 2 * args.tasks,
-    windows: { early: `T${EARLY.from}-T${EARLY.to} of the reference run`, late: `T${args.tasks - WINDOW + 1}-T${args.tasks}`, overlap: round(overlap, 2) },
+    windows: { early: `T${EARLY.from}-T${EARLY.to} of the reference run`, late: `T${args.tasks - WINDOW + 1}-T${args.tasks}`, inTurns: true },
     earlyMs,
     lateMs,
     growth,
