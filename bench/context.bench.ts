@@ -8,10 +8,8 @@
  * one improvement cycle at the end), not through the orchestrator's chart or the CLI: the same
  * effects, without the chart's bookkeeping, so the figures are the prompts' own.
  *
- * The synthetic project: four pipeline areas (src/<area>/base.js and a test each); task i adds
- * src/<area>/m<i>.js (about 0.9 KB) and test/<area>/m<i>.test.js, following the area's base.js
- * it names. The scripted TechLead reads that file, writes the two new files and answers; the
- * revision reads its module, edits it and answers. So the repository grows by ~1.2 KB a task.
+ * The synthetic project and the scripted model are bench/pipelines.ts's: task i adds a step module
+ * and its test (~1.2 KB), the scripted TechLead reads the area's base.js and writes them.
  *
  * Every request the model gets is counted by the scripted provider itself, with gpt-tokenizer's
  * o200k (services/llm/token-count.ts `countRequestTokens`: system prompt, every message, tool
@@ -38,10 +36,9 @@ import { everThinkerActors } from '../actors/ever-thinker.actors.ts';
 import { composeRun } from '../cli/compose-run.ts';
 import { Reporter } from '../cli/reporter.ts';
 import { configSchema, withBaseBranch } from '../config/index.ts';
-import type { ModelProvider, ModelReply, ModelRequest, ToolCall } from '../services/llm/provider.ts';
-import { countRequestTokens } from '../services/llm/token-count.ts';
 import { UNSANDBOXED } from '../services/sandbox/sandbox.ts';
 import { Store, databasePath } from '../services/store/store.ts';
+import { ScriptedModel, createTarget } from './pipelines.ts';
 
 /** This branch's base, before the context manager: the figures `--baseline` measures there. */
 const BASELINE_COMMIT = 'ab71d36';
@@ -55,7 +52,6 @@ const RECORDED_BASELINE = {
 };
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const AREAS = ['parse', 'format', 'store', 'route'] as const;
 
 interface Args {
   tasks: number;
@@ -76,180 +72,6 @@ function parseArgs(argv: string[]): Args {
   }
   if (!Number.isInteger(args.tasks) || args.tasks < 10) throw new Error('--tasks: expected an integer of at least 10');
   return args;
-}
-
-// ---- the synthetic project ------------------------------------------------------------------
-
-const fnName = (area: string, index: number) => `${area}M${index}`;
-const areaOf = (index: number) => AREAS[index % AREAS.length] as string;
-
-function baseModule(area: string): string {
-  return [
-    `/** The ${area} pipeline's shared helpers: every step module builds on these. */`,
-    '',
-    'export function normalise(input) {',
-    "  if (input === undefined || input === null) return '';",
-    "  return String(input).replace(/\\r\\n/g, '\\n').trim();",
-    '}',
-    '',
-    'export function lines(text) {',
-    "  return text === '' ? [] : text.split('\\n');",
-    '}',
-    '',
-    `export const ${area}Options = { separator: ':', keepEmpty: false };`,
-    '',
-  ].join('\n');
-}
-
-function stepModule(area: string, index: number, revised = false): string {
-  const fn = fnName(area, index);
-  return [
-    `import { lines, normalise, ${area}Options } from './base.js';`,
-    '',
-    `/** Step ${index} of the ${area} pipeline: tags every line with its position and the step number. */`,
-    `export function ${fn}(input) {`,
-    '  const text = normalise(input);',
-    ...(revised ? ["  if (text === '') return '';"] : []),
-    '  return lines(text)',
-    `    .filter((line) => ${area}Options.keepEmpty || line.trim() !== '')`,
-    `    .map((line, position) => [position, line, ${index}].join(${area}Options.separator))`,
-    "    .join('\\n');",
-    '}',
-    '',
-    `/** How many lines step ${index} keeps. */`,
-    `export function ${fn}Count(input) {`,
-    `  return lines(normalise(input)).filter((line) => ${area}Options.keepEmpty || line.trim() !== '').length;`,
-    '}',
-    '',
-    `export const ${fn}Meta = { step: ${index}, area: '${area}', stable: ${index % 3 === 0} };`,
-    '',
-  ].join('\n');
-}
-
-function stepTest(area: string, index: number): string {
-  const fn = fnName(area, index);
-  return [
-    "import { test } from 'node:test';",
-    "import assert from 'node:assert/strict';",
-    `import { ${fn}, ${fn}Count } from '../../src/${area}/m${index}.js';`,
-    '',
-    `test('${fn} tags lines', () => assert.equal(${fn}('a\\nb'), '0:a:${index}\\n1:b:${index}'));`,
-    `test('${fn}Count counts kept lines', () => assert.equal(${fn}Count('a\\n\\nb'), 2));`,
-    '',
-  ].join('\n');
-}
-
-function createTarget(dir: string): void {
-  fs.mkdirSync(dir, { recursive: true });
-  const files: Record<string, string> = {
-    'package.json': `${JSON.stringify({ name: 'pipelines', version: '1.0.0', type: 'module', scripts: { test: 'node scripts/check.js' } }, null, 2)}\n`,
-    'README.md': '# pipelines\n\nText pipelines in four areas (parse, format, store, route), one module per step.\n',
-    'scripts/check.js': "console.log('ok');\n",
-    'src/index.js': AREAS.map((area) => `export * as ${area} from './${area}/base.js';`).join('\n') + '\n',
-  };
-  for (const area of AREAS) {
-    files[`src/${area}/base.js`] = baseModule(area);
-    files[`test/${area}/base.test.js`] = `import { test } from 'node:test';\nimport assert from 'node:assert/strict';\nimport { normalise } from '../../src/${area}/base.js';\n\ntest('normalise trims', () => assert.equal(normalise(' a '), 'a'));\n`;
-  }
-  for (const [file, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
-    fs.writeFileSync(path.join(dir, file), content);
-  }
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=b', '-c', 'user.email=b@x', '-c', 'commit.gpgsign=false', ...args], { cwd: dir, stdio: 'pipe' });
-  git('init', '-q', '-b', 'main');
-  git('add', '-A');
-  git('commit', '-q', '-m', 'The four pipeline areas');
-}
-
-function planTasks(count: number) {
-  return Array.from({ length: count }, (_, offset) => {
-    const index = offset + 1;
-    const area = areaOf(index);
-    const fn = fnName(area, index);
-    return {
-      id: `T${index}`,
-      title: `Add ${area} step ${index}`,
-      type: 'feature',
-      description: `Add src/${area}/m${index}.js exporting ${fn}(input) and ${fn}Count(input), built on the helpers of src/${area}/base.js, with a test in test/${area}/m${index}.test.js.`,
-      acceptance_criteria: [`${fn}('a\\nb') tags each line with its position and ${index}`, `${fn}Count counts the kept lines`, `test/${area}/m${index}.test.js passes`],
-      depends_on: [],
-    };
-  });
-}
-
-// ---- the scripted model -------------------------------------------------------------------------
-
-interface Counted {
-  agent: string;
-  purpose: string;
-  taskId: string | undefined;
-  tokens: number;
-}
-
-/** What a model that does the synthetic tasks right would answer, from the request alone. */
-class ScriptedModel implements ModelProvider {
-  readonly name = 'scripted';
-  readonly description = 'scripted model (bench/context.bench.ts)';
-  readonly counted: Counted[] = [];
-
-  constructor(private readonly tasks: number) {}
-
-  async complete(request: ModelRequest): Promise<ModelReply> {
-    const tokens = countRequestTokens(request.system, request.messages, request.tools ?? []);
-    this.counted.push({ agent: request.agent, purpose: request.purpose, taskId: request.taskId, tokens });
-    const answer = this.answer(request);
-    const text = typeof answer === 'string' ? answer : '';
-    const toolCalls = typeof answer === 'string' ? [] : answer;
-    return {
-      text,
-      toolCalls,
-      stopReason: toolCalls.length > 0 ? 'tool_use' : 'end',
-      model: 'scripted',
-      usage: { inputTokens: tokens, outputTokens: Math.ceil((text.length + JSON.stringify(toolCalls).length) / 4), cacheReadTokens: 0, cacheWriteTokens: 0 },
-      costUsd: 0,
-      latencyMs: 0,
-    };
-  }
-
-  private answer(request: ModelRequest): string | ToolCall[] {
-    const index = Number(request.taskId?.slice(1) ?? 0);
-    const area = areaOf(index);
-    const turn = request.messages.filter((item) => item.role === 'tool').length;
-    const tools = (request.tools ?? []).length > 0;
-    const call = (name: string, input: unknown): ToolCall[] => [{ id: `${request.purpose}-${index}-${turn}`, name, input }];
-    switch (request.purpose) {
-      case 'clarify':
-        return JSON.stringify({ summary: `Pipeline steps in four areas, ${this.tasks} of them.`, assumptions: ['plain ES modules, node:test'], questions: [] });
-      case 'plan':
-        return JSON.stringify({ tasks: planTasks(this.tasks) });
-      case 'implement': {
-        const module = { path: `src/${area}/m${index}.js`, content: stepModule(area, index) };
-        const test = { path: `test/${area}/m${index}.test.js`, content: stepTest(area, index) };
-        if (!tools) return JSON.stringify({ summary: `added ${fnName(area, index)}`, files: [module, test], delete: [] });
-        if (turn === 0) return call('read_file', { path: `src/${area}/base.js` });
-        if (turn === 1) return [{ id: `w1-${index}`, name: 'write_file', input: module }, { id: `w2-${index}`, name: 'write_file', input: test }];
-        return JSON.stringify({ summary: `added ${fnName(area, index)} with its test`, files: [], delete: [] });
-      }
-      case 'revise': {
-        const file = `src/${area}/m${index}.js`;
-        if (!tools) return JSON.stringify({ summary: 'empty input returns an empty string', files: [{ path: file, content: stepModule(area, index, true) }], delete: [] });
-        if (turn === 0) return call('read_file', { path: file });
-        if (turn === 1) return call('edit_file', { path: file, old_text: '  const text = normalise(input);\n', new_text: "  const text = normalise(input);\n  if (text === '') return '';\n" });
-        return JSON.stringify({ summary: 'empty input returns an empty string', files: [], delete: [] });
-      }
-      case 'review': {
-        const firstRound = !request.messages.some((item) => item.role === 'user' && /review round [2-9]/.test(item.content));
-        if (index % 10 === 0 && firstRound) {
-          return JSON.stringify({ verdict: 'request_changes', summary: 'Empty input is not handled.', comments: [`${fnName(area, index)}('') must return '' before splitting`] });
-        }
-        return JSON.stringify({ verdict: 'approve', summary: 'The step and its test meet the criteria.', comments: [] });
-      }
-      case 'analyze':
-        return JSON.stringify({ proposals: [] });
-      default:
-        throw new Error(`the scripted model has no answer for ${request.purpose}`);
-    }
-  }
 }
 
 // ---- the run ------------------------------------------------------------------------------------
@@ -350,6 +172,7 @@ function measureAt(commit: string, args: Args): Figures {
   try {
     fs.symlinkSync(fs.realpathSync(path.join(root, 'node_modules')), path.join(worktree, 'node_modules'));
     fs.copyFileSync(fileURLToPath(import.meta.url), path.join(worktree, 'bench', 'context.bench.ts'));
+    fs.copyFileSync(path.join(root, 'bench', 'pipelines.ts'), path.join(worktree, 'bench', 'pipelines.ts'));
     const flags = ['--measure-only', '--tasks', String(args.tasks), ...(args.tools ? [] : ['--no-tools'])];
     const out = execFileSync(process.execPath, ['--import', 'tsx', 'bench/context.bench.ts', ...flags], { cwd: worktree, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as Figures;

@@ -16,8 +16,8 @@
  * - testMs: time the generated program's own tests took (test_runs.duration_ms), so the
  *   orchestration overhead reads honestly: overheadMs = wallMs - testMs, and
  *   overheadRatio = overheadMs / plainGitMs against its goal (<= 1.3).
- * - git calls: every git process the run started, counted by wrapping GitRunner's `run` and
- *   `test` (the one runner all of Moderator's git calls go through), against the plain script's
+ * - git calls: every git process the run started, counted by wrapping GitRunner (bench/git-calls.ts:
+ *   the one runner all of Moderator's git calls go through), against the plain script's
  *   own count, per task: gitCallsRatio = gitCallsPerTask / plainGitCallsPerTask (goal <= 2).
  *   gitCallsByCommand says where they go, gitMs how long the run waited for git in all.
  */
@@ -33,9 +33,9 @@ import { runDemo, type CliContext } from '../cli/commands.ts';
 import { Reporter } from '../cli/reporter.ts';
 import type { RunSummary } from '../cli/summary.ts';
 import { extractJson } from '../actors/replies.ts';
-import { GitRunner } from '../services/git/git-runner.ts';
 import { Checkpointer } from '../services/store/checkpointer.ts';
 import { Store, databasePath } from '../services/store/store.ts';
+import { countGitCalls } from './git-calls.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const sessionFile = path.join(root, 'demos', 'todo-cli', 'session.json');
@@ -79,26 +79,7 @@ Checkpointer.prototype.attach = function attach(this: Checkpointer, rootActor: A
 
 // ---- count the git processes the run starts ------------------------------------------------
 
-const gitCalls = new Map<string, number>();
-let gitMs = 0;
-async function counted<T>(args: string[], call: () => Promise<T>): Promise<T> {
-  const command = args[0] === 'worktree' ? `worktree ${args[1] ?? ''}` : (args[0] ?? '');
-  gitCalls.set(command, (gitCalls.get(command) ?? 0) + 1);
-  const started = performance.now();
-  try {
-    return await call();
-  } finally {
-    gitMs += performance.now() - started;
-  }
-}
-const originalRun = GitRunner.prototype.run;
-const originalTest = GitRunner.prototype.test;
-GitRunner.prototype.run = function run(this: GitRunner, cwd: string, args: string[]): Promise<string> {
-  return counted(args, () => originalRun.call(this, cwd, args));
-};
-GitRunner.prototype.test = function test(this: GitRunner, cwd: string, args: string[]): Promise<boolean> {
-  return counted(args, () => originalTest.call(this, cwd, args));
-};
+const gitCalls = countGitCalls();
 
 // ---- the demo, in this process ---------------------------------------------------------------
 
@@ -223,7 +204,7 @@ try {
   const plainRuns = plain.map((run) => run.ms).sort((a, b) => a - b);
   const plainGitMs = plainRuns[1] as number;
   const plainGitCalls = plain[0]?.calls ?? 0;
-  const runGitCalls = [...gitCalls.values()].reduce((sum, calls) => sum + calls, 0);
+  const runGitCalls = gitCalls.calls();
   const tasks = Math.max(1, work.length);
   const overheadMs = wallMs - fromDb.testMs;
 
@@ -246,14 +227,14 @@ try {
     overheadRatioGoal: 1.3,
     tasks: work.length,
     // Time inside git processes the run started (calls rarely overlap: one task at a time).
-    gitMs: round(gitMs),
+    gitMs: round(gitCalls.ms()),
     gitCalls: runGitCalls,
     plainGitCalls,
     gitCallsPerTask: round(runGitCalls / tasks),
     plainGitCallsPerTask: round(plainGitCalls / tasks),
     gitCallsRatio: round(runGitCalls / Math.max(1, plainGitCalls), 2),
     gitCallsRatioGoal: 2,
-    gitCallsByCommand: Object.fromEntries([...gitCalls].sort((a, b) => b[1] - a[1])),
+    gitCallsByCommand: Object.fromEntries([...gitCalls.byCommand].sort((a, b) => b[1] - a[1])),
     // Every actor's state change (an @xstate.snapshot inspection event) is a transition; the
     // checkpointer coalesces them per microtask and skips unchanged snapshots.
     transitions,

@@ -68,6 +68,20 @@ test('opening a PR twice for a task returns the same PR and burns no number', (t
   t.is(second.number, first.number + 1);
 });
 
+test("a PR is found by its number within its own run only: a later run on the target does not see the first run's PRs", (t) => {
+  const store = Store.open(':memory:');
+  newRun(store, 'r1');
+  newRun(store, 'r2');
+  const pr = { provider: 'local', base: 'main', title: 't', body: 'b', headSha: 'h' };
+  const first = store.pullRequests.open({ ...pr, runId: 'r1', taskId: 'T1', branch: 'x/T1' });
+  const later = store.pullRequests.open({ ...pr, runId: 'r2', taskId: 'T2', branch: 'x/T2' });
+  store.pullRequests.markMerged(first.number, 'abc');
+  t.like(store.pullRequests.inRun('r1', first.number), { taskId: 'T1', branch: 'x/T1', status: 'merged', mergeSha: 'abc' });
+  t.like(store.pullRequests.inRun('r2', later.number), { taskId: 'T2', status: 'open' });
+  t.is(store.pullRequests.inRun('r2', first.number), undefined);
+  t.is(store.pullRequests.inRun('r1', later.number + 1), undefined);
+});
+
 test('tasks are added once, and ids continue across runs of the same target', (t) => {
   const store = Store.open(':memory:');
   newRun(store);

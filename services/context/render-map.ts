@@ -57,6 +57,9 @@ export function renderMap(snapshot: RepoSnapshot, ranked: readonly RankedFile[],
   const how = parsed && scanned ? ` (declarations from TypeScript's parser; "~" marks names from a line scan)` : parsed ? ` (declarations from TypeScript's parser)` : scanned ? ` ("~" marks declarations from a line scan)` : '';
   const title = `${header}: ${snapshot.files.length} files, ${kilobytes(snapshot.bytes)}${how}`;
 
+  // The binary searches below render some 20 times: what is not listed is counted from these totals
+  // less the files a render lists, not by walking every file of the map each time.
+  const totals = folderTotals(ranked);
   const render = (withDeclarations: number, listed: number): { lines: string[]; tokens: number } => {
     const shown = ranked.slice(0, listed);
     const detailed = new Set(ranked.slice(0, withDeclarations).map((entry) => entry.file.path));
@@ -65,15 +68,16 @@ export function renderMap(snapshot: RepoSnapshot, ranked: readonly RankedFile[],
       const name = file.path.slice(folderOf(file.path).length);
       const declarations = detailed.has(file.path) && file.declarations.length > 0 ? `: ${file.parser === 'line-scan' ? '~' : ''}${file.declarations.join(', ')}` : '';
       const folder = folderOf(file.path);
-      byFolder.set(folder, [...(byFolder.get(folder) ?? []), `${folder === '' ? '' : '  '}${name} ${kilobytes(file.size)}${declarations}`]);
+      const entries = byFolder.get(folder) ?? [];
+      entries.push(`${folder === '' ? '' : '  '}${name} ${kilobytes(file.size)}${declarations}`);
+      byFolder.set(folder, entries);
     }
     const lines = [title];
     for (const [folder, entries] of byFolder) {
       if (folder !== '') lines.push(folder);
       lines.push(...entries);
     }
-    const hidden = ranked.slice(listed).map((entry) => entry.file);
-    if (hidden.length > 0) lines.push(notListed(hidden, budget / 4, tokensOf));
+    if (listed < ranked.length) lines.push(notListed(totals, shown, budget / 4, tokensOf));
     return { lines, tokens: lines.reduce((sum, line) => sum + tokensOf(line), 0) };
   };
 
@@ -95,24 +99,52 @@ export function renderMap(snapshot: RepoSnapshot, ranked: readonly RankedFile[],
   return { text: result.lines.join('\n'), tokens: result.tokens, listed, withDeclarations };
 }
 
+/** The files and bytes under each folder prefix (two levels deep, then one; see folderPrefix), and in all. */
+interface FolderTotals {
+  count: number;
+  bytes: number;
+  /** By depth, each folder's totals, in folder order. */
+  byDepth: ReadonlyMap<number, ReadonlyMap<string, { count: number; bytes: number }>>;
+}
+
+const NOT_LISTED_DEPTHS = [2, 1] as const;
+
+/** The files and bytes under each folder prefix at `depth`. */
+function folderSizes(ranked: readonly RankedFile[], depth: number): Map<string, { count: number; bytes: number }> {
+  const folders = new Map<string, { count: number; bytes: number }>();
+  for (const { file } of ranked) {
+    const folder = folderPrefix(file.path, depth);
+    const entry = folders.get(folder) ?? { count: 0, bytes: 0 };
+    entry.count += 1;
+    entry.bytes += file.size;
+    folders.set(folder, entry);
+  }
+  return folders;
+}
+
+function folderTotals(ranked: readonly RankedFile[]): FolderTotals {
+  const byDepth = new Map<number, Map<string, { count: number; bytes: number }>>();
+  for (const depth of NOT_LISTED_DEPTHS) byDepth.set(depth, new Map([...folderSizes(ranked, depth)].sort((a, b) => (a[0] < b[0] ? -1 : 1))));
+  return { count: ranked.length, bytes: ranked.reduce((sum, { file }) => sum + file.size, 0), byDepth };
+}
+
 /**
- * One line counting the files not listed, per folder (two levels deep, then one, then none, as
- * the budget allows): where the rest of the repository is, for list_files and read_file.
+ * One line counting the files not listed (all but `listed`), per folder (two levels deep, then
+ * one, then none, as the budget allows): where the rest of the repository is, for list_files and
+ * read_file.
  */
-function notListed(files: readonly { path: string; size: number }[], budget: number, tokensOf: (line: string) => number): string {
-  const bytes = files.reduce((sum, file) => sum + file.size, 0);
-  for (const depth of [2, 1]) {
-    const folders = new Map<string, { count: number; bytes: number }>();
-    for (const file of files) {
-      const folder = folderPrefix(file.path, depth);
-      const entry = folders.get(folder) ?? { count: 0, bytes: 0 };
-      entry.count += 1;
-      entry.bytes += file.size;
-      folders.set(folder, entry);
+function notListed(totals: FolderTotals, listed: readonly RankedFile[], budget: number, tokensOf: (line: string) => number): string {
+  const count = totals.count - listed.length;
+  const bytes = totals.bytes - listed.reduce((sum, { file }) => sum + file.size, 0);
+  for (const depth of NOT_LISTED_DEPTHS) {
+    const shown = folderSizes(listed, depth);
+    const parts: string[] = [];
+    for (const [folder, all] of totals.byDepth.get(depth) ?? []) {
+      const left = all.count - (shown.get(folder)?.count ?? 0);
+      if (left > 0) parts.push(`${folder} (${left}, ${kilobytes(all.bytes - (shown.get(folder)?.bytes ?? 0))})`);
     }
-    const parts = [...folders].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([folder, entry]) => `${folder} (${entry.count}, ${kilobytes(entry.bytes)})`);
-    const line = `Not listed: ${files.length} files, ${kilobytes(bytes)}, in ${parts.join(', ')}`;
+    const line = `Not listed: ${count} files, ${kilobytes(bytes)}, in ${parts.join(', ')}`;
     if (tokensOf(line) <= budget) return line;
   }
-  return `Not listed: ${files.length} more files, ${kilobytes(bytes)}`;
+  return `Not listed: ${count} more files, ${kilobytes(bytes)}`;
 }

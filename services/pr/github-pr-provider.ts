@@ -84,7 +84,7 @@ export class GitHubPrProvider implements PrProvider {
   }
 
   get(number: number): PullRequestRecord | undefined {
-    return this.options.store.pullRequests.list(this.options.runId).find((pr) => pr.number === number);
+    return this.options.store.pullRequests.inRun(this.options.runId, number);
   }
 
   rateLimit(): RateLimitStatus | null {

@@ -69,6 +69,6 @@ export class LocalPrProvider implements PrProvider {
   async postReview(_number: number, _review: PostedReview): Promise<void> {}
 
   get(number: number): PullRequestRecord | undefined {
-    return this.options.store.pullRequests.list(this.options.runId).find((pr) => pr.number === number);
+    return this.options.store.pullRequests.inRun(this.options.runId, number);
   }
 }

@@ -10,6 +10,7 @@ const sql = {
   markMerged: `UPDATE pull_requests SET status = 'merged', merge_sha = ?, updated_at = ? WHERE number = ?`,
   markClosed: `UPDATE pull_requests SET status = 'closed', updated_at = ? WHERE number = ? AND status = 'open'`,
   get: 'SELECT * FROM pull_requests WHERE number = ?',
+  inRun: 'SELECT * FROM pull_requests WHERE number = ? AND run_id = ?',
   forTask: 'SELECT * FROM pull_requests WHERE run_id = ? AND task_id = ? ORDER BY number DESC LIMIT 1',
   forBranch: 'SELECT * FROM pull_requests WHERE run_id = ? AND task_id = ? AND branch = ?',
   list: 'SELECT * FROM pull_requests WHERE run_id = ? ORDER BY number',
@@ -57,6 +58,12 @@ export class PullRequestRepository {
 
   get(number: number): PullRequestRecord | undefined {
     const row = this.#sql.get.get(number) as Row | undefined;
+    return row ? toPullRequest(row) : undefined;
+  }
+
+  /** One PR of the run by its number (a provider's `get`, several times a task: one row, not the run's list). */
+  inRun(runId: string, number: number): PullRequestRecord | undefined {
+    const row = this.#sql.inRun.get(number, runId) as Row | undefined;
     return row ? toPullRequest(row) : undefined;
   }
 
