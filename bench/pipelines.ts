@@ -10,10 +10,9 @@
  * real repository.
  */
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import type { ModelProvider, ModelReply, ModelRequest, ToolCall } from '../services/llm/provider.ts';
 import { countRequestTokens } from '../services/llm/token-count.ts';
+import { commitFiles } from '../test/helpers/repository.ts';
 
 export const AREAS = ['parse', 'format', 'store', 'route'] as const;
 
@@ -117,7 +116,6 @@ export interface TargetOptions {
 
 /** The target repository on `main`, one commit; returns how many files it tracks. */
 export function createTarget(dir: string, options: TargetOptions = {}): number {
-  fs.mkdirSync(dir, { recursive: true });
   const files: Record<string, string> = {
     'package.json': `${JSON.stringify({ name: 'pipelines', version: '1.0.0', type: 'module', scripts: { test: 'node scripts/check.js' } }, null, 2)}\n`,
     'README.md': '# pipelines\n\nText pipelines in four areas (parse, format, store, route), one module per step.\n',
@@ -129,15 +127,8 @@ export function createTarget(dir: string, options: TargetOptions = {}): number {
     files[`src/${area}/base.js`] = baseModule(area);
     files[`test/${area}/base.test.js`] = `import { test } from 'node:test';\nimport assert from 'node:assert/strict';\nimport { normalise } from '../../src/${area}/base.js';\n\ntest('normalise trims', () => assert.equal(normalise(' a '), 'a'));\n`;
   }
-  for (const [file, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
-    fs.writeFileSync(path.join(dir, file), content);
-  }
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=b', '-c', 'user.email=b@x', '-c', 'commit.gpgsign=false', ...args], { cwd: dir, stdio: 'pipe' });
-  git('init', '-q', '-b', 'main');
-  git('add', '-A');
-  git('commit', '-q', '-m', 'The four pipeline areas');
-  if (options.packed) git('gc', '--quiet');
+  commitFiles(dir, files, 'The four pipeline areas');
+  if (options.packed) execFileSync('git', ['gc', '--quiet'], { cwd: dir, stdio: 'pipe' });
   return Object.keys(files).length;
 }
 

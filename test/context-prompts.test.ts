@@ -3,7 +3,6 @@
  * repository of 1,000 files: the TechLead's map and files with and without tools, the review's
  * diff, criteria and test summary, the Ever-Thinker's map, capped titles and signals.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +19,7 @@ import type { ModelProvider, ModelReply, ModelRequest, ToolCall } from '../servi
 import { estimateTokens } from '../services/llm/token-count.ts';
 import { UNSANDBOXED } from '../services/sandbox/sandbox.ts';
 import { Store, databasePath } from '../services/store/store.ts';
+import { commitFiles } from './helpers/repository.ts';
 
 for (const name of Object.keys(process.env)) {
   if (/^(ANTHROPIC|OPENAI|DUO_AGENT)_/.test(name)) delete process.env[name];
@@ -43,14 +43,7 @@ function createTarget(dir: string): void {
     const folder = `src/area${String(index % 25).padStart(2, '0')}`;
     files[`${folder}/unit${index}.js`] = `/** Unit ${index}: part of ${folder}. */\nexport function unit${index}Value(input) {\n  return [input, ${index}].join(':').padEnd(${40 + (index % 7)}, '.');\n}\n\nexport const unit${index}Meta = { index: ${index}, folder: '${folder}', stable: ${index % 2 === 0} };\n${'// filler line so a whole file is worth leaving out\n'.repeat(6)}`;
   }
-  for (const [file, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
-    fs.writeFileSync(path.join(dir, file), content);
-  }
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@x', '-c', 'commit.gpgsign=false', ...args], { cwd: dir, stdio: 'pipe' });
-  git('init', '-q', '-b', 'main');
-  git('add', '-A');
-  git('commit', '-q', '-m', 'a thousand units');
+  commitFiles(dir, files, 'a thousand units');
 }
 
 /** Answers the steps of the tasks below from the request alone, and keeps every request. */

@@ -23,6 +23,7 @@ import { Store } from '../services/store/store.ts';
 import { createWorktreeTools } from '../services/tools/worktree-tools.ts';
 import { contextFor } from './helpers/context.ts';
 import { ownConnection } from './helpers/database.ts';
+import { commitFiles } from './helpers/repository.ts';
 
 const LIMIT = 8000;
 
@@ -39,14 +40,7 @@ function createRepository(dir: string): void {
   const files: Record<string, string> = { 'docs/huge.md': lines(800, 'huge') };
   for (let index = 1; index <= 3; index += 1) files[`docs/medium${index}.md`] = lines(100, `medium${index}`);
   for (let index = 0; index < 996; index += 1) files[`src/area${index % 12}/unit${index}.js`] = lines(40, `unit${index}`);
-  for (const [file, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
-    fs.writeFileSync(path.join(dir, file), content);
-  }
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@x', '-c', 'commit.gpgsign=false', ...args], { cwd: dir, stdio: 'pipe' });
-  git('init', '-q', '-b', 'main');
-  git('add', '-A');
-  git('commit', '-q', '-m', 'a thousand files');
+  commitFiles(dir, files, 'a thousand files');
 }
 
 /** What the model reads at each turn: one module a turn, three documents at once at turn 8, the huge one at turn 11. */

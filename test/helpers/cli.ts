@@ -10,6 +10,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { RunSummary } from '../../cli/summary.ts';
 import { assertBuilt } from './build.ts';
+import { commitFiles } from './repository.ts';
 
 export const root = path.resolve(import.meta.dirname, '..', '..');
 /** Runs dist/main.js: every file importing these helpers spawns it, so a stale build stops them here. */
@@ -56,12 +57,7 @@ export function newTarget(name: string): string {
  */
 export function repositoryWith(name: string, files: Record<string, string>, config: Record<string, unknown>): string {
   const target = newTarget(name);
-  fs.mkdirSync(target, { recursive: true });
-  const run = (...args: string[]) => git(target, '-c', 'user.name=u', '-c', 'user.email=u@x', ...args);
-  run('init', '-q', '-b', 'main');
-  for (const [file, content] of Object.entries(files)) fs.writeFileSync(path.join(target, file), content);
-  run('add', '-A');
-  run('commit', '-q', '-m', 'init');
+  commitFiles(target, files, 'init');
   fs.writeFileSync(path.join(target, 'duo-agent.config.yaml'), `${JSON.stringify(config, null, 2)}\n`);
   return target;
 }
