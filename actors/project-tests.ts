@@ -1,3 +1,4 @@
+import type { TestRunRecord } from '../services/store/types.ts';
 import { runTestCommand } from '../services/test-runner.ts';
 import { LOOKED_FOR, TestEnvironmentError, cannotRun } from '../services/test-environment.ts';
 import { lastLines } from '../services/text.ts';
@@ -7,15 +8,8 @@ import type { RunServices } from './run-services.ts';
 /** How many lines of a failing or unrunnable test command's output the progress shows. */
 export const SHOWN_LINES = 12;
 
-export interface ProjectTestResult {
-  /** The setup and test commands, as run: `npm ci && npm test`. */
-  command: string;
-  passed: boolean;
-  exitCode: number | null;
-  timedOut: boolean;
-  durationMs: number;
-  output: string;
-}
+/** One run of the project's tests: what the store keeps of it, without whose step it was. */
+export type ProjectTestResult = Omit<TestRunRecord, 'runId' | 'taskId' | 'attempt' | 'lintFindings'>;
 
 /**
  * The project's setup command (if any) and test command in a worktree, in the sandbox, with the

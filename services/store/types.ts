@@ -122,6 +122,7 @@ export interface TestRunRecord {
   runId: string;
   taskId: string;
   attempt: number;
+  /** The setup and test commands, as run: `npm ci && npm test`. */
   command: string;
   passed: boolean;
   exitCode: number | null;
